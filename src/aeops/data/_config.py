@@ -1,0 +1,68 @@
+"""Typed configuration of the input data: the ``data`` parameter block."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ScalingConfig(BaseModel):
+    """The ``scaling`` block.
+
+    ``robust`` (median and interquartile range) is the default because training data
+    for anomaly detection is contaminated: a few extreme rows should not set the scale.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["standard", "minmax", "robust", "none"] = "robust"
+
+
+class SplitConfig(BaseModel):
+    """Fractions held out for validation and test; the rest trains."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    validation: float = Field(default=0.2, gt=0.0, lt=1.0)
+    test: float = Field(default=0.3, gt=0.0, lt=1.0)
+    stratify: bool = True
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> SplitConfig:
+        if self.validation + self.test >= 1.0:
+            raise ValueError(
+                f"data.split.validation + data.split.test must be < 1, got "
+                f"{self.validation} + {self.test}"
+            )
+        return self
+
+
+class DataConfig(BaseModel):
+    """The ``data`` block: what the raw table holds and how to split it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["tabular", "timeseries", "image"] = "tabular"
+    id_column: str = "id"
+    label_column: str | None = None
+    feature_columns: tuple[str, ...] | None = None
+    bounds: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+    min_rows: int = Field(default=20, ge=3)
+    split: SplitConfig = SplitConfig()
+
+    @model_validator(mode="after")
+    def _distinct_roles(self) -> DataConfig:
+        if self.label_column is not None and self.label_column == self.id_column:
+            raise ValueError(
+                f"data.label_column and data.id_column are both {self.id_column!r}; "
+                "they must name different columns"
+            )
+        for role, name in (("id_column", self.id_column), ("label_column", self.label_column)):
+            if name is not None and self.feature_columns and name in self.feature_columns:
+                raise ValueError(
+                    f"data.{role}={name!r} is also listed in data.feature_columns; "
+                    "ids and labels are never model inputs"
+                )
+        return self

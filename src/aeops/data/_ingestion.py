@@ -1,0 +1,63 @@
+"""From a raw table to a typed frame with an id column and known feature columns."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from aeops.data._config import DataConfig
+
+
+class DataIngestionError(ValueError):
+    """The raw table cannot be turned into model input as configured."""
+
+
+def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str]:
+    """The configured feature columns, or every numeric column but the id and label.
+
+    Raises:
+        DataIngestionError: if no feature column can be found.
+    """
+    if config.feature_columns:
+        return list(config.feature_columns)
+    reserved = {config.id_column, config.label_column}
+    columns = [
+        str(name)
+        for name in frame.columns
+        if name not in reserved
+        and pd.api.types.is_numeric_dtype(frame[name])
+        and not pd.api.types.is_bool_dtype(frame[name])
+    ]
+    if not columns:
+        raise DataIngestionError(
+            f"no numeric feature columns found among {list(map(str, frame.columns))}; "
+            "set data.feature_columns"
+        )
+    return columns
+
+
+def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+    """Return a copy of ``raw`` with the id column first, kept or created.
+
+    The id column is kept when present and otherwise created as the row number, so
+    every answer can be joined back to its input. Columns are not cast here: a column
+    of the wrong type is validation's to report, with its bad values.
+
+    Args:
+        raw: the table as the catalog loaded it.
+        config: the ``data`` block.
+
+    Returns:
+        A new frame; ``raw`` is not changed.
+
+    Raises:
+        DataIngestionError: if the table has no columns.
+    """
+    if raw.shape[1] == 0:
+        raise DataIngestionError("the raw table has no columns")
+    frame = raw.copy()
+    frame.columns = [str(name) for name in frame.columns]
+    if config.id_column not in frame.columns:
+        frame.insert(0, config.id_column, pd.RangeIndex(len(frame), name=None).to_numpy())
+    else:
+        frame = frame[[config.id_column, *(c for c in frame.columns if c != config.id_column)]]
+    return frame.reset_index(drop=True)

@@ -1,0 +1,81 @@
+"""Feature scaling fit on training rows only, stored as plain arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+ScalingMethod = Literal["standard", "minmax", "robust", "none"]
+SCALING_METHODS: tuple[str, ...] = ("standard", "minmax", "robust", "none")
+
+
+@dataclass(frozen=True)
+class FittedScaler:
+    """``(x - center) / scale`` per column, with constant columns given scale 1.
+
+    Plain arrays rather than a pickled estimator, so the bundle stores it as JSON.
+    """
+
+    method: str
+    columns: tuple[str, ...]
+    center: np.ndarray
+    scale: np.ndarray
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scale a (N, F) array in the column order of :attr:`columns`, as float32."""
+        return ((values - self.center) / self.scale).astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "method": self.method,
+            "columns": list(self.columns),
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> FittedScaler:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            method=payload["method"],
+            columns=tuple(payload["columns"]),
+            center=np.asarray(payload["center"], dtype=np.float64),
+            scale=np.asarray(payload["scale"], dtype=np.float64),
+        )
+
+
+def fit_scaler(values: np.ndarray, columns: list[str], method: str) -> FittedScaler:
+    """Fit a scaler of ``method`` on training values (N, F).
+
+    A column whose spread is zero (constant) gets scale 1, so it maps to a constant
+    instead of inf or NaN.
+
+    Raises:
+        ValueError: if ``method`` is unknown or there are no rows.
+    """
+    if method not in SCALING_METHODS:
+        raise ValueError(
+            f"scaling.method={method!r} is unknown; choose one of: {', '.join(SCALING_METHODS)}"
+        )
+    if values.shape[0] == 0:
+        raise ValueError("cannot fit a scaler on zero training rows")
+    values = values.astype(np.float64, copy=False)
+    n_features = values.shape[1]
+    if method == "standard":
+        center, spread = values.mean(axis=0), values.std(axis=0)
+    elif method == "minmax":
+        center = values.min(axis=0)
+        spread = values.max(axis=0) - center
+    elif method == "robust":
+        q1, median, q3 = np.percentile(values, [25, 50, 75], axis=0)
+        center, spread = median, q3 - q1
+        # A column with a zero IQR but some spread still deserves a finite scale.
+        fallback = values.std(axis=0)
+        spread = np.where(spread > 0, spread, fallback)
+    else:
+        center, spread = np.zeros(n_features), np.ones(n_features)
+    scale = np.where(spread > np.finfo(np.float64).eps, spread, 1.0)
+    return FittedScaler(method=method, columns=tuple(columns), center=center, scale=scale)

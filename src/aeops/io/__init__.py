@@ -1,0 +1,6 @@
+"""Kedro datasets of aeops: the catalog's I/O, so nodes never open files."""
+
+from aeops.io._metrics import MlflowMetricHistoryBatchDataset
+from aeops.io._tabular import TabularDataset
+
+__all__ = ["MlflowMetricHistoryBatchDataset", "TabularDataset"]

@@ -1,0 +1,61 @@
+"""Metric series logged to the active MLflow run in one batch."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import mlflow
+from kedro.io import AbstractDataset, DatasetError
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+# MLflow's log_batch accepts at most 1000 metrics per call.
+_BATCH = 1000
+
+
+class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """Logs ``{name: value}`` or ``{name: [v_step0, v_step1, ...]}`` to the active run.
+
+    A scalar is logged at step 0; a list becomes the metric's history, one step per
+    item (an epoch, say), so the MLflow UI draws it as a curve. Unlike
+    kedro-mlflow's metric datasets, the whole dict goes in batched ``log_batch``
+    calls rather than one request per point.
+    """
+
+    def __init__(self, *, prefix: str | None = None, metadata: dict[str, Any] | None = None):
+        """Create the dataset; ``prefix`` is prepended as ``prefix.name``."""
+        self._prefix = prefix
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"prefix": self._prefix}
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}.{name}" if self._prefix else name
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Log every metric of ``data`` to the active run."""
+        run = mlflow.active_run()
+        if run is None:
+            raise DatasetError("no active MLflow run to log metrics to")
+        now = int(time.time() * 1000)
+        metrics: list[Metric] = []
+        for name, value in data.items():
+            values = value if isinstance(value, list | tuple) else [value]
+            for step, item in enumerate(values):
+                number = float(item)
+                if not math.isfinite(number):
+                    raise DatasetError(f"metric {name!r} is {number} at step {step}")
+                metrics.append(Metric(self._key(name), number, now, step))
+        client = MlflowClient()
+        for start in range(0, len(metrics), _BATCH):
+            client.log_batch(run.info.run_id, metrics=metrics[start : start + _BATCH])
+
+    def load(self) -> dict[str, Any]:
+        """Read back the latest value of every metric of the active run."""
+        run = mlflow.active_run()
+        if run is None:
+            raise DatasetError("no active MLflow run to read metrics from")
+        return dict(MlflowClient().get_run(run.info.run_id).data.metrics)

@@ -1,0 +1,130 @@
+"""A CSV or Parquet table, one file or a folder of files, read and written whole."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kedro.io import AbstractDataset, DatasetError
+
+_CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """A table from a CSV or Parquet file, or from a folder of such files.
+
+    The format follows each file's suffix. A folder is read as the concatenation of
+    its files in name order, so a table split into parts loads as one frame. Errors
+    name the file and what is wrong with it. Saving writes one file atomically (a
+    temporary file renamed into place), so a failed save leaves no partial output.
+
+    Example catalog entry::
+
+        raw_data:
+          type: aeops.io.TabularDataset
+          filepath: data/01_raw/my_table.parquet
+          load_args: {sep: ";"}   # passed to pandas.read_csv for CSV files
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a dataset over ``filepath`` (a file or a folder)."""
+        self._filepath = Path(filepath)
+        self._load_args = dict(load_args or {})
+        self._save_args = dict(save_args or {})
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(PurePosixPath(self._filepath)), "load_args": self._load_args}
+
+    def _files(self) -> list[Path]:
+        path = self._filepath
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in _CSV_SUFFIXES | _PARQUET_SUFFIXES
+            )
+            if not files:
+                raise DatasetError(f"{path} is a folder with no .csv or .parquet files")
+            return files
+        if not path.exists():
+            raise DatasetError(f"{path} does not exist")
+        return [path]
+
+    def load(self) -> pd.DataFrame:
+        """Read the file, or every file of the folder, into one frame.
+
+        Raises:
+            DatasetError: naming the file that is missing, empty or unreadable.
+        """
+        files = self._files()
+        frames = [self._read(path) for path in files]
+        columns = list(frames[0].columns)
+        for path, frame in zip(files[1:], frames[1:], strict=True):
+            if list(frame.columns) != columns:
+                raise DatasetError(
+                    f"{path} has columns {list(frame.columns)}, but the first part of "
+                    f"{self._filepath} has {columns}; every part must share one schema"
+                )
+        table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        # Lets validation errors name the file the bad rows came from.
+        table.attrs["source"] = str(PurePosixPath(self._filepath))
+        return table
+
+    def _read(self, path: Path) -> pd.DataFrame:
+        suffix = path.suffix.lower()
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{path} is empty (0 bytes): expected a header and rows")
+        if suffix in _PARQUET_SUFFIXES:
+            try:
+                return pq.read_table(path, **self._load_args).to_pandas()
+            except (pa.ArrowInvalid, OSError) as error:
+                raise DatasetError(f"{path} is not a readable Parquet file: {error}") from error
+        if suffix in _CSV_SUFFIXES:
+            args: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
+            args.update(self._load_args)
+            try:
+                return pd.read_csv(path, **args)
+            except pd.errors.EmptyDataError as error:
+                raise DatasetError(f"{path} has no header or rows: {error}") from error
+            except (UnicodeDecodeError, pd.errors.ParserError) as error:
+                raise DatasetError(
+                    f"{path} could not be parsed as CSV ({error}); set load_args "
+                    "(sep, encoding) on its catalog entry"
+                ) from error
+        raise DatasetError(
+            f"{path} has suffix {suffix!r}; expected one of "
+            f"{sorted(_CSV_SUFFIXES | _PARQUET_SUFFIXES)}"
+        )
+
+    def save(self, data: pd.DataFrame) -> None:
+        """Write ``data`` to ``filepath`` atomically, as CSV or Parquet by suffix."""
+        path = self._filepath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(handle)
+        try:
+            if path.suffix.lower() in _PARQUET_SUFFIXES:
+                data.to_parquet(temp_name, index=False, **self._save_args)
+            else:
+                data.to_csv(temp_name, index=False, **self._save_args)
+            Path(temp_name).replace(path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()

@@ -1,0 +1,31 @@
+"""Autoencoder models: one contract, registries of objectives and networks.
+
+Importing this package registers every built-in ``model.kind`` and
+``model.architecture``.
+"""
+
+from aeops.models import networks, objectives
+from aeops.models._config import DEFAULT_ARCHITECTURE, ModelConfig, resolve_architecture
+from aeops.models._contract import Autoencoder, LossOutput
+from aeops.models._registry import (
+    MODEL_REGISTRY,
+    NETWORK_REGISTRY,
+    build_model,
+    register_model,
+    register_network,
+)
+
+__all__ = [
+    "DEFAULT_ARCHITECTURE",
+    "MODEL_REGISTRY",
+    "NETWORK_REGISTRY",
+    "Autoencoder",
+    "LossOutput",
+    "ModelConfig",
+    "build_model",
+    "networks",
+    "objectives",
+    "register_model",
+    "register_network",
+    "resolve_architecture",
+]

@@ -1,0 +1,82 @@
+"""The contract every autoencoder honours, so one trainer and one scorer serve them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from aeops.models._config import ModelConfig
+from aeops.models._losses import elementwise_reconstruction_loss, reconstruction_output
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """What a model returns from :meth:`Autoencoder.loss`.
+
+    Attributes:
+        total: the scalar the optimiser minimises (mean over the batch).
+        terms: every named component of ``total``, each a batch mean, for logging.
+    """
+
+    total: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Autoencoder(nn.Module):
+    """An encoder, a decoder and the objective that trains them.
+
+    Subclasses (one per ``model.kind``) override :meth:`loss` and, when the encoder's
+    raw output is not the code itself (a VAE's mean and log-variance), :meth:`encode`
+    and :attr:`code_multiplier`. Everything a user gets back (embeddings and anomaly
+    scores) is deterministic: the same row always gives the same answer.
+    """
+
+    #: how many latent-sized blocks the encoder emits (a VAE's mean and log-variance: 2).
+    code_multiplier: ClassVar[int] = 1
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = config
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Map inputs to their deterministic embedding, shape (B, latent_dim)."""
+        return self.encoder(x)
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """Map codes to the decoder's raw output (logits when the loss is bce)."""
+        return self.decoder(z)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Deterministic reconstruction of ``x`` in input space."""
+        logits = self.decode_logits(self.encode(x))
+        return reconstruction_output(logits, self.config.reconstruction_loss)
+
+    def reconstruction_loss(self, x: Tensor, target: Tensor | None = None) -> Tensor:
+        """Per-sample reconstruction loss of ``x`` against ``target`` (default ``x``), (B,)."""
+        target = x if target is None else target
+        logits = self.decode_logits(self.encode(x))
+        per_element = elementwise_reconstruction_loss(
+            logits, target, self.config.reconstruction_loss
+        )
+        return per_element.flatten(start_dim=1).mean(dim=1)
+
+    def loss(self, x: Tensor) -> LossOutput:
+        """Training objective on a batch; subclasses add their own terms."""
+        reconstruction = self.reconstruction_loss(x).mean()
+        return LossOutput(total=reconstruction, terms={"reconstruction": reconstruction})
+
+    @torch.inference_mode()
+    def score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Embedding (B, latent_dim) and per-sample reconstruction error (B,) of clean ``x``.
+
+        This is the one path that computes answers, in evaluation, batch jobs and serving.
+        """
+        z = self.encode(x)
+        logits = self.decode_logits(z)
+        per_element = elementwise_reconstruction_loss(logits, x, self.config.reconstruction_loss)
+        return z, per_element.flatten(start_dim=1).mean(dim=1)

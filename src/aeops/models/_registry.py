@@ -1,0 +1,77 @@
+"""Registries of objectives (``model.kind``) and networks (``model.architecture``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from aeops.models._config import ModelConfig
+    from aeops.models._contract import Autoencoder
+
+
+class NetworkFactory(Protocol):
+    """Builds an (encoder, decoder) pair for inputs of ``input_shape`` (no batch axis).
+
+    The encoder maps (B, *input_shape) to (B, code_dim); the decoder maps
+    (B, latent_dim) back to (B, *input_shape).
+    """
+
+    def __call__(
+        self, input_shape: tuple[int, ...], config: ModelConfig, code_dim: int
+    ) -> tuple[nn.Module, nn.Module]: ...
+
+
+MODEL_REGISTRY: dict[str, type[Autoencoder]] = {}
+NETWORK_REGISTRY: dict[str, NetworkFactory] = {}
+
+_M = TypeVar("_M", bound="type[Autoencoder]")
+_N = TypeVar("_N", bound=NetworkFactory)
+
+
+def register_model(kind: str) -> Callable[[_M], _M]:
+    """Class decorator that makes an :class:`Autoencoder` subclass ``model.kind=kind``."""
+
+    def decorator(cls: _M) -> _M:
+        if kind in MODEL_REGISTRY:
+            raise ValueError(f"model.kind={kind!r} is already registered")
+        MODEL_REGISTRY[kind] = cls
+        return cls
+
+    return decorator
+
+
+def register_network(architecture: str) -> Callable[[_N], _N]:
+    """Function decorator that makes a network factory ``model.architecture=architecture``."""
+
+    def decorator(factory: _N) -> _N:
+        if architecture in NETWORK_REGISTRY:
+            raise ValueError(f"model.architecture={architecture!r} is already registered")
+        NETWORK_REGISTRY[architecture] = factory
+        return factory
+
+    return decorator
+
+
+def build_model(config: ModelConfig, input_shape: tuple[int, ...]) -> Autoencoder:
+    """Instantiate the autoencoder that ``config`` describes for inputs of ``input_shape``.
+
+    Args:
+        config: a validated model config whose ``architecture`` is set
+            (see :func:`aeops.models.resolve_architecture`).
+        input_shape: shape of one sample, without the batch axis, e.g. ``(F,)``.
+
+    Returns:
+        An untrained :class:`Autoencoder` on the CPU.
+
+    Raises:
+        ValueError: if the architecture is unset or the sizes do not fit the input.
+    """
+    if config.architecture is None:
+        raise ValueError("model.architecture must be resolved before building a model")
+    model_cls = MODEL_REGISTRY[config.kind]
+    factory = NETWORK_REGISTRY[config.architecture]
+    encoder, decoder = factory(input_shape, config, config.latent_dim * model_cls.code_multiplier)
+    return model_cls(encoder, decoder, config)

@@ -1,0 +1,5 @@
+"""Training objectives, one module per ``model.kind``."""
+
+from aeops.models.objectives import vanilla
+
+__all__ = ["vanilla"]

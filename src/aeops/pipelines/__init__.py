@@ -1,0 +1,1 @@
+"""Kedro pipelines, one folder each: thin nodes around the library."""

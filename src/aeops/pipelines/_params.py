@@ -1,0 +1,33 @@
+"""Turning a parameter block into its typed config at the node boundary."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+_C = TypeVar("_C", bound=BaseModel)
+
+
+class ParameterError(ValueError):
+    """A parameter block does not validate; the message names each bad key."""
+
+
+def parse_params(config_cls: type[_C], params: dict[str, Any] | None, area: str) -> _C:
+    """Validate ``params`` (the block under ``area``) into ``config_cls``.
+
+    Raises:
+        ParameterError: naming ``area.key`` for each invalid or unknown key.
+    """
+    try:
+        return config_cls.model_validate(params or {})
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            key = ".".join(str(part) for part in (area, *issue["loc"]))
+            given = issue.get("input")
+            problems.append(f"  {key}: {issue['msg']} (given: {given!r})")
+        raise ParameterError(
+            f"invalid parameters in '{area}' (conf/base/parameters_{area}.yml or --params):\n"
+            + "\n".join(problems)
+        ) from None

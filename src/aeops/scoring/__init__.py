@@ -1,0 +1,16 @@
+"""Reconstruction errors, thresholds and metrics (figures live in ``aeops.scoring.plots``)."""
+
+from aeops.scoring._metrics import detection_metrics
+from aeops.scoring._predictor import InputSchemaError, Predictor, Scores, feature_matrix
+from aeops.scoring._threshold import Threshold, ThresholdConfig, choose_threshold
+
+__all__ = [
+    "InputSchemaError",
+    "Predictor",
+    "Scores",
+    "Threshold",
+    "ThresholdConfig",
+    "choose_threshold",
+    "detection_metrics",
+    "feature_matrix",
+]

@@ -1,0 +1,34 @@
+"""Detection metrics of reconstruction errors against labels."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
+
+def detection_metrics(
+    labels: np.ndarray, errors: np.ndarray, threshold: float, prefix: str
+) -> dict[str, float]:
+    """AUROC, AUPRC, and precision, recall and F1 at ``threshold``.
+
+    Args:
+        labels: 1 for anomalies, 0 for normal rows.
+        errors: reconstruction errors, higher meaning more anomalous.
+        threshold: errors strictly above it are flagged.
+        prefix: the split's name, so every metric says where it came from (``test``).
+
+    Returns:
+        ``{f"{prefix}_auroc": ..., ...}``; AUROC and AUPRC are omitted when only one
+        class is present, since they are undefined there.
+    """
+    labels = np.asarray(labels).astype(int)
+    flagged = np.asarray(errors) > threshold
+    metrics: dict[str, float] = {"alert_rate": float(flagged.mean())}
+    if np.unique(labels).size == 2:
+        metrics["auroc"] = float(roc_auc_score(labels, errors))
+        metrics["auprc"] = float(average_precision_score(labels, errors))
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, flagged.astype(int), average="binary", zero_division=0
+    )
+    metrics.update(precision=float(precision), recall=float(recall), f1=float(f1))
+    return {f"{prefix}_{name}": value for name, value in metrics.items()}

@@ -1,0 +1,196 @@
+"""Logging the bundle to the active MLflow run, registering it, and the alias policy."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
+from pydantic import BaseModel, ConfigDict
+
+import aeops
+from aeops.scoring import Predictor
+from aeops.serving._bundle_files import BundleSpec, write_bundle
+from aeops.serving._pyfunc import scores_frame
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+_BUNDLE_REQUIREMENTS = ("torch", "numpy", "pandas", "pyarrow", "pydantic", "scikit-learn")
+
+
+class RegistryConfig(BaseModel):
+    """The ``registry`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: str = "aeops"
+    compare_metric: str = "test_auroc"
+    greater_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Where a trained bundle ended up."""
+
+    model_name: str
+    version: str
+    alias: str
+    run_id: str
+    model_uri: str
+    compare_metric: str
+    metric_value: float | None
+    champion_before: str | None
+    champion_metric_before: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A short content digest of a frame (values, columns and order)."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _requirement(distribution: str) -> str:
+    major, minor = version(distribution).split("+")[0].split(".")[:2]
+    return f"{distribution}=={major}.{minor}.*"
+
+
+def _signature(predictor: Predictor, spec: BundleSpec, example: pd.DataFrame) -> ModelSignature:
+    """Input: the feature columns as doubles, the id optional; output: all answers."""
+    scores = predictor.score_frame(example)
+    output = scores_frame(
+        example[spec.id_column] if spec.id_column in example else np.arange(len(example)),
+        spec.id_column,
+        scores.embedding,
+        scores.reconstruction_error,
+        scores.is_anomaly,
+    )
+    inferred = infer_signature(example, output, params={"output": "all"})
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec(col.type, col.name, required=col.name != spec.id_column)
+        for col in inferred.inputs.inputs
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs, params=inferred.params)
+
+
+def _copy_package(destination: Path) -> Path:
+    """Copy the aeops package without caches, to ship as the bundle's code."""
+    source = Path(aeops.__file__).parent
+    target = destination / "aeops"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def log_bundle(
+    predictor: Predictor, spec: BundleSpec, input_example: pd.DataFrame
+) -> mlflow.models.model.ModelInfo:
+    """Log the bundle as a pyfunc model named ``model`` in the active run."""
+    with tempfile.TemporaryDirectory(prefix="aeops-bundle-") as temp:
+        bundle_dir = write_bundle(Path(temp) / "bundle", predictor, spec)
+        code_dir = _copy_package(Path(temp) / "code")
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("_model_code.py")),
+            artifacts={"bundle": str(bundle_dir)},
+            code_paths=[str(code_dir)],
+            signature=_signature(predictor, spec, input_example),
+            input_example=input_example,
+            pip_requirements=[_requirement(d) for d in _BUNDLE_REQUIREMENTS],
+        )
+
+
+def _champion(client: MlflowClient, name: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower():
+            return None
+        raise
+
+
+def _beats(new: float | None, old: float | None, greater_is_better: bool) -> bool:
+    if new is None:
+        return False
+    if old is None:
+        return True
+    return new > old if greater_is_better else new < old
+
+
+def register_bundle(
+    predictor: Predictor,
+    spec: BundleSpec,
+    input_example: pd.DataFrame,
+    metrics: dict[str, float],
+    config: RegistryConfig,
+    tags: dict[str, str],
+) -> Registration:
+    """Log the bundle in the active run, register it, and set its alias.
+
+    The first version of a name becomes ``champion``. A later one takes ``champion``
+    only when its ``config.compare_metric`` beats the current champion's; otherwise it
+    is the ``challenger``. A version without the metric (no labels) never displaces a
+    champion that has one.
+
+    Raises:
+        RuntimeError: if no MLflow run is active.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("register_bundle needs an active MLflow run")
+    client = MlflowClient()
+    info = log_bundle(predictor, spec, input_example)
+    version = mlflow.register_model(info.model_uri, config.model_name)
+
+    champion = _champion(client, config.model_name)
+    new_value = metrics.get(config.compare_metric)
+    old_value = None
+    if champion is not None:
+        old_value = client.get_run(champion.run_id).data.metrics.get(config.compare_metric)
+    promote = champion is None or _beats(new_value, old_value, config.greater_is_better)
+    alias = CHAMPION if promote else CHALLENGER
+
+    version_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+    version_tags["compare_metric"] = config.compare_metric
+    for key, value in version_tags.items():
+        client.set_model_version_tag(config.model_name, version.version, key, value)
+    client.set_registered_model_alias(config.model_name, alias, version.version)
+    logger.info(
+        "Registered %s version %s as %s (%s=%s, champion before: %s=%s)",
+        config.model_name,
+        version.version,
+        alias,
+        config.compare_metric,
+        new_value,
+        None if champion is None else champion.version,
+        old_value,
+    )
+    return Registration(
+        model_name=config.model_name,
+        version=str(version.version),
+        alias=alias,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{config.model_name}@{alias}",
+        compare_metric=config.compare_metric,
+        metric_value=new_value,
+        champion_before=None if champion is None else str(champion.version),
+        champion_metric_before=old_value,
+    )

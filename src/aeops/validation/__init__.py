@@ -1,0 +1,37 @@
+"""Great Expectations (1.x) validation of raw tabular frames.
+
+Build a suite from config with :func:`build_suite`, run it with :func:`validate_frame` and
+ship it inside a model bundle with :func:`suite_to_dict` / :func:`suite_from_dict`.
+"""
+
+from aeops.validation._report import (
+    DataValidationError,
+    FailedExpectation,
+    ValidationReport,
+    to_jsonable,
+)
+from aeops.validation._suite import (
+    FLOAT64_MAX,
+    LABEL_VALUES,
+    NUMERIC_DTYPE_NAMES,
+    build_suite,
+    suite_from_dict,
+    suite_roles,
+    suite_to_dict,
+)
+from aeops.validation._validate import validate_frame
+
+__all__ = [
+    "FLOAT64_MAX",
+    "LABEL_VALUES",
+    "NUMERIC_DTYPE_NAMES",
+    "DataValidationError",
+    "FailedExpectation",
+    "ValidationReport",
+    "build_suite",
+    "suite_from_dict",
+    "suite_roles",
+    "suite_to_dict",
+    "to_jsonable",
+    "validate_frame",
+]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+
+from aeops.io import TabularDataset
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]})
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
+def test_round_trip_and_source(tmp_path: Path, frame: pd.DataFrame, name: str) -> None:
+    dataset = TabularDataset(filepath=str(tmp_path / name))
+    dataset.save(frame)
+    loaded = dataset.load()
+    pd.testing.assert_frame_equal(loaded, frame, check_dtype=False)
+    assert loaded.attrs["source"].endswith(name)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left behind
+
+
+def test_folder_of_parts_loads_as_one_table(tmp_path: Path, frame: pd.DataFrame) -> None:
+    frame.iloc[:2].to_parquet(tmp_path / "part-0.parquet", index=False)
+    frame.iloc[2:].to_csv(tmp_path / "part-1.csv", index=False)
+    loaded = TabularDataset(filepath=str(tmp_path)).load()
+    assert loaded["id"].tolist() == [1, 2, 3]
+
+
+def test_parts_with_different_columns_are_named(tmp_path: Path, frame: pd.DataFrame) -> None:
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.rename(columns={"x": "y"}).to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(DatasetError, match=r"b.csv has columns \['id', 'y'\]"):
+        TabularDataset(filepath=str(tmp_path)).load()
+
+
+def test_empty_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DatasetError, match=r"empty.csv is empty \(0 bytes\)"):
+        TabularDataset(filepath=str(tmp_path / "empty.csv")).load()
+
+
+def test_corrupted_parquet_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DatasetError, match=r"bad\.parquet is not a readable Parquet file"):
+        TabularDataset(filepath=str(tmp_path / "bad.parquet")).load()
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"nope\.csv does not exist"):
+        TabularDataset(filepath=str(tmp_path / "nope.csv")).load()
+
+
+def test_unknown_suffix_is_named(tmp_path: Path) -> None:
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(DatasetError, match=r"suffix '\.xlsx'"):
+        TabularDataset(filepath=str(tmp_path / "t.xlsx")).load()
+
+
+def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's error type varies
+        TabularDataset(filepath=str(target)).save(pd.DataFrame({"x": [object()]}))
+    assert list(tmp_path.iterdir()) == []

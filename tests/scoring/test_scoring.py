@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from aeops.data import fit_scaler
+from aeops.models import ModelConfig, build_model
+from aeops.scoring import (
+    InputSchemaError,
+    Predictor,
+    ThresholdConfig,
+    choose_threshold,
+    detection_metrics,
+)
+
+
+def test_quantile_threshold_flags_the_expected_share_of_validation_rows() -> None:
+    errors = np.arange(1, 101, dtype=float)
+    threshold = choose_threshold(errors, ThresholdConfig(quantile=0.9))
+    assert threshold.value == pytest.approx(90.1)
+    assert threshold.diagnostics["validation_alert_rate"] == pytest.approx(0.10)
+    assert threshold.method == "quantile"
+
+
+def test_threshold_refuses_non_finite_errors() -> None:
+    with pytest.raises(ValueError, match="NaN or inf"):
+        choose_threshold(np.array([1.0, np.nan]), ThresholdConfig())
+
+
+def test_detection_metrics_on_a_known_ranking() -> None:
+    labels = np.array([0, 0, 0, 1, 0, 1])
+    errors = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9])
+    metrics = detection_metrics(labels, errors, threshold=0.45, prefix="test")
+    # Of 8 (anomaly, normal) pairs, the anomaly outranks the normal row in 7.
+    assert metrics["test_auroc"] == pytest.approx(7 / 8)
+    assert metrics["test_precision"] == pytest.approx(0.5)
+    assert metrics["test_recall"] == pytest.approx(0.5)
+    assert metrics["test_alert_rate"] == pytest.approx(2 / 6)
+
+
+def test_single_class_labels_omit_auroc() -> None:
+    metrics = detection_metrics(np.zeros(4), np.arange(4.0), 2.5, "test")
+    assert "test_auroc" not in metrics
+    assert metrics["test_alert_rate"] == 0.25
+
+
+def _predictor() -> Predictor:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (3,))
+    values = np.random.default_rng(0).normal(size=(30, 3))
+    scaler = fit_scaler(values, ["a", "b", "c"], "standard")
+    return Predictor(model=model, scaler=scaler, batch_size=7)
+
+
+def test_predictor_scores_raw_rows_in_batches_in_input_order() -> None:
+    predictor = _predictor()
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(20, 3)), columns=["c", "a", "b"])
+    whole = predictor.reconstruction_errors(frame)
+    one_by_one = np.concatenate(
+        [predictor.reconstruction_errors(frame.iloc[[i]]) for i in range(20)]
+    )
+    np.testing.assert_allclose(whole, one_by_one, rtol=1e-6)
+    reordered = predictor.reconstruction_errors(frame[["a", "b", "c"]])
+    np.testing.assert_array_equal(whole, reordered)
+
+
+def test_predictor_names_missing_and_non_numeric_columns() -> None:
+    predictor = _predictor()
+    with pytest.raises(InputSchemaError, match=r"missing feature column\(s\) \['c'\]"):
+        predictor.reconstruction_errors(pd.DataFrame({"a": [1.0], "b": [1.0]}))
+    with pytest.raises(InputSchemaError, match=r"\['b'\] are not numeric"):
+        predictor.reconstruction_errors(pd.DataFrame({"a": [1.0], "b": ["x"], "c": [1.0]}))
+
+
+def test_score_frame_needs_a_threshold() -> None:
+    with pytest.raises(ValueError, match="no anomaly threshold"):
+        _predictor().score_frame(pd.DataFrame({"a": [1.0], "b": [1.0], "c": [1.0]}))
