@@ -34,7 +34,7 @@ def make_tabular_demo(n_anomalies: int = 30, seed: int = 0) -> pd.DataFrame:
         seed: seed of the malignant sample and the row order.
 
     Returns:
-        Columns ``id``, 30 numeric features in snake_case, and ``is_anomaly`` (0 or 1).
+        Columns ``id``, 30 numeric features in snake_case, and ``label`` (1 for an anomaly, else 0).
     """
     bunch = load_breast_cancer(as_frame=True)
     features = bunch.data.rename(columns=_snake_case)
@@ -43,7 +43,7 @@ def make_tabular_demo(n_anomalies: int = 30, seed: int = 0) -> pd.DataFrame:
     anomalies = rng.choice(np.flatnonzero(malignant), size=n_anomalies, replace=False)
     keep = np.concatenate([np.flatnonzero(~malignant), anomalies])
     frame = features.iloc[keep].reset_index(drop=True)
-    frame["is_anomaly"] = np.isin(keep, anomalies).astype(np.int64)
+    frame["label"] = np.isin(keep, anomalies).astype(np.int64)
     frame = frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
     frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
     return frame

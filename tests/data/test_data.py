@@ -35,6 +35,11 @@ def test_features_default_to_numeric_columns_except_id_and_label() -> None:
     assert resolve_feature_columns(frame, DataConfig(label_column="y")) == ["x", "n"]
 
 
+def test_a_stray_string_does_not_drop_a_numeric_column() -> None:
+    frame = pd.DataFrame({"id": [1, 2, 3], "x": ["1.5", "abc", "2"], "name": ["a", "b", "c"]})
+    assert resolve_feature_columns(frame, DataConfig()) == ["x"]
+
+
 def test_configured_features_win() -> None:
     frame = pd.DataFrame({"id": [1], "x": [1.0], "z": [2.0]})
     assert resolve_feature_columns(frame, DataConfig(feature_columns=("z",))) == ["z"]

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from aeops.data._config import DataConfig
+
+logger = logging.getLogger(__name__)
 
 
 class DataIngestionError(ValueError):
     """The raw table cannot be turned into model input as configured."""
 
 
+def _looks_numeric(column: pd.Series) -> bool:
+    """Numeric dtype, or text of which most values parse as numbers.
+
+    A stray ``"abc"`` in a numeric CSV column turns the whole column into text; such a
+    column is still a feature, so validation can name the bad value instead of the
+    column silently dropping out of the model.
+    """
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+        return False
+    present = column.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return bool(parsed.notna().mean() >= 0.5)
+
+
 def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str]:
     """The configured feature columns, or every numeric column but the id and label.
+
+    Text columns whose values are mostly numbers count as numeric (see
+    :func:`_looks_numeric`); other text columns are left out and logged.
 
     Raises:
         DataIngestionError: if no feature column can be found.
@@ -20,13 +47,11 @@ def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str
     if config.feature_columns:
         return list(config.feature_columns)
     reserved = {config.id_column, config.label_column}
-    columns = [
-        str(name)
-        for name in frame.columns
-        if name not in reserved
-        and pd.api.types.is_numeric_dtype(frame[name])
-        and not pd.api.types.is_bool_dtype(frame[name])
-    ]
+    candidates = [str(name) for name in frame.columns if name not in reserved]
+    columns = [name for name in candidates if _looks_numeric(frame[name])]
+    skipped = sorted(set(candidates) - set(columns))
+    if skipped:
+        logger.info("Not using non-numeric column(s) %s as features", skipped)
     if not columns:
         raise DataIngestionError(
             f"no numeric feature columns found among {list(map(str, frame.columns))}; "

@@ -153,7 +153,8 @@ def evaluate_on_test(
 
     Returns:
         Metrics named by split (``test_auroc``, ...) plus the threshold and its
-        diagnostics, per-row test scores, the error histogram and the ROC figure.
+        diagnostics; per-row test scores (id, ``reconstruction_error``, ``is_anomaly``
+        and, with labels, ``label``); the error histogram and the ROC figure.
     """
     config = parse_params(DataConfig, data, "data")
     predictor = Predictor(model=trained_model, scaler=scaler, threshold=anomaly_threshold)
@@ -175,7 +176,7 @@ def evaluate_on_test(
     labels = None
     if config.label_column is not None and config.label_column in test_frame.columns:
         labels = test_frame[config.label_column].to_numpy().astype(int)
-        test_scores[config.label_column] = labels
+        test_scores["label"] = labels
         metrics.update(_detection_metrics(labels, errors, anomaly_threshold.value, prefix="test"))
     histogram = error_histogram(errors, anomaly_threshold.value, labels)
     roc = roc_figure(
