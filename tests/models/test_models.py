@@ -86,6 +86,12 @@ def test_mlp_rejects_images() -> None:
         build_model(ModelConfig(architecture="mlp"), (1, 28, 28))
 
 
+def test_an_architecture_not_yet_registered_is_named() -> None:
+    config = ModelConfig.model_construct(kind="vanilla", architecture="transformer", latent_dim=2)
+    with pytest.raises(ValueError, match=r"model\.architecture='transformer' is not registered"):
+        build_model(config, (1, 8, 8))
+
+
 def test_registries_hold_the_built_ins() -> None:
     assert "vanilla" in MODEL_REGISTRY
     assert "mlp" in NETWORK_REGISTRY

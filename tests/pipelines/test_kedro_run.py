@@ -290,3 +290,21 @@ def _post_when_ready(url: str, body: bytes, server: subprocess.Popen[str]) -> An
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_notebook_runs_top_to_bottom_against_the_catalog(trained_project: Path) -> None:
+    notebook = json.loads((PROJECT_ROOT / "notebooks" / "explore_demo.ipynb").read_text())
+    source = "\n\n".join(
+        "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
+    )
+    (trained_project / "notebooks").mkdir(exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-c", source],
+        cwd=trained_project / "notebooks",
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]

@@ -74,6 +74,14 @@ def test_predictor_names_missing_and_non_numeric_columns() -> None:
         predictor.reconstruction_errors(pd.DataFrame({"a": [1.0], "b": ["x"], "c": [1.0]}))
 
 
+def test_predictor_refuses_nan_and_inf_naming_the_column() -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, np.inf], "c": [np.nan, 1.0]})
+    with pytest.raises(
+        InputSchemaError, match=r"2 non-finite .* \['b', 'c'\]; first at row position 0"
+    ):
+        _predictor().reconstruction_errors(frame)
+
+
 def test_score_frame_needs_a_threshold() -> None:
     with pytest.raises(ValueError, match="no anomaly threshold"):
         _predictor().score_frame(pd.DataFrame({"a": [1.0], "b": [1.0], "c": [1.0]}))

@@ -71,6 +71,13 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...]) -> Autoencode
     """
     if config.architecture is None:
         raise ValueError("model.architecture must be resolved before building a model")
+    for key, value, registry in (
+        ("kind", config.kind, MODEL_REGISTRY),
+        ("architecture", config.architecture, NETWORK_REGISTRY),
+    ):
+        if value not in registry:
+            choices = ", ".join(sorted(registry))
+            raise ValueError(f"model.{key}={value!r} is not registered; choose one of: {choices}")
     model_cls = MODEL_REGISTRY[config.kind]
     factory = NETWORK_REGISTRY[config.architecture]
     encoder, decoder = factory(input_shape, config, config.latent_dim * model_cls.code_multiplier)

@@ -21,7 +21,8 @@ def feature_matrix(frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
     """The scaled feature matrix (N, F) float32 of ``frame``, columns in scaler order.
 
     Raises:
-        InputSchemaError: naming missing or non-numeric feature columns.
+        InputSchemaError: naming missing or non-numeric feature columns, or the
+            columns and first row holding NaN or inf.
     """
     columns = list(scaler.columns)
     missing = [c for c in columns if c not in frame.columns]
@@ -39,7 +40,16 @@ def feature_matrix(frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
             f"feature column(s) {not_numeric} are not numeric "
             f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
         )
-    return scaler.transform(frame[columns].to_numpy(dtype=np.float64, na_value=np.nan))
+    values = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    if not finite.all():
+        rows, cols = np.nonzero(~finite)
+        bad = sorted({columns[c] for c in cols})
+        raise InputSchemaError(
+            f"{rows.size} non-finite value(s) (NaN or inf) in feature column(s) {bad}; "
+            f"first at row position {int(rows[0])}, column {columns[cols[0]]!r}"
+        )
+    return scaler.transform(values)
 
 
 @dataclass(frozen=True)

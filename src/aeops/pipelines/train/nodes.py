@@ -217,10 +217,14 @@ def register_trained_model(
         "threshold_method": anomaly_threshold.method,
         "data_digest": frame_digest(validated_data),
     }
+    # Doubles in the signature: integer-valued features still accept float input.
+    example = (
+        validated_data[example_columns].head(5).astype(dict.fromkeys(scaler.columns, "float64"))
+    )
     registration = register_bundle(
         predictor,
         spec,
-        validated_data[example_columns].head(5),
+        example,
         evaluation_metrics,
         registry_config,
         tags,
