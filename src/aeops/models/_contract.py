@@ -43,6 +43,13 @@ class Autoencoder(nn.Module):
         self.decoder = decoder
         self.config = config
 
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before each epoch (1-based) of ``epochs``.
+
+        Objectives with schedules (a VAE's KL warm-up) override it; the default does
+        nothing. It must depend only on its arguments, so a resumed run matches.
+        """
+
     def encode(self, x: Tensor) -> Tensor:
         """Map inputs to their deterministic embedding, shape (B, latent_dim)."""
         return self.encoder(x)

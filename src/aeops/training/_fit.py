@@ -146,6 +146,7 @@ def fit(
         batch_size,
     )
     for epoch in range(1, config.epochs + 1):
+        model.on_epoch_start(epoch, config.epochs)
         model.train()
         started = time.perf_counter()
         order = torch.randperm(n_train, generator=generator).to(device)
