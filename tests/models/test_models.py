@@ -4,37 +4,62 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aeops.models import MODEL_REGISTRY, NETWORK_REGISTRY, ModelConfig, build_model
+from aeops.models import MODEL_REGISTRY, NETWORK_REGISTRY, Autoencoder, ModelConfig, build_model
 
 N_FEATURES = 12
 
 
-def _model(kind: str, **overrides: object) -> torch.nn.Module:
+def _model(kind: str, **overrides: object) -> Autoencoder:
     config = ModelConfig(kind=kind, architecture="mlp", latent_dim=3, hidden_dims=(8,), **overrides)
     return build_model(config, (N_FEATURES,))
 
 
-@pytest.mark.parametrize("kind", sorted(MODEL_REGISTRY))
-def test_every_kind_embeds_scores_and_trains_with_finite_loss(kind: str) -> None:
+SHAPES = {"mlp": (12,), "conv": (1, 9, 10), "recurrent": (7, 3)}
+COMBINATIONS = [(k, a) for k in sorted(MODEL_REGISTRY) for a in sorted(NETWORK_REGISTRY)]
+
+
+def _build(kind: str, architecture: str, **overrides: object) -> Autoencoder:
     torch.manual_seed(0)
-    model = _model(kind)
-    x = torch.randn(5, N_FEATURES)
+    hidden = (4, 8) if architecture == "conv" else (8,)
+    config = ModelConfig(
+        kind=kind, architecture=architecture, latent_dim=3, hidden_dims=hidden, **overrides
+    )
+    return build_model(config, SHAPES[architecture])
+
+
+@pytest.mark.parametrize(("kind", "architecture"), COMBINATIONS)
+def test_contract_shapes_finite_loss_and_a_step_that_learns(kind: str, architecture: str) -> None:
+    model = _build(kind, architecture)
+    x = torch.rand(5, *SHAPES[architecture])
     z, errors = model.score(x)
     assert z.shape == (5, 3)
     assert errors.shape == (5,)
+    assert model.reconstruct(x).shape == x.shape
     loss = model.loss(x)
     assert torch.isfinite(loss.total)
+    assert "reconstruction" in loss.terms
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
     loss.total.backward()
-    assert all(p.grad is not None for p in model.parameters())
+    optimizer.step()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("kind", sorted(MODEL_REGISTRY))
-def test_embedding_and_score_are_deterministic(kind: str) -> None:
-    model = _model(kind).eval()
-    x = torch.randn(7, N_FEATURES)
+@pytest.mark.parametrize(("kind", "architecture"), COMBINATIONS)
+def test_eval_answers_are_deterministic_and_survive_a_state_dict_round_trip(
+    kind: str, architecture: str
+) -> None:
+    model = _build(kind, architecture, dropout=0.3).eval()
+    x = torch.rand(6, *SHAPES[architecture])
     first, second = model.score(x), model.score(x)
     assert torch.equal(first[0], second[0])
     assert torch.equal(first[1], second[1])
+    copy = _build(kind, architecture, dropout=0.3)
+    torch.nn.init.zeros_(next(copy.parameters()))
+    copy.load_state_dict(model.state_dict())
+    copy.eval()
+    assert torch.equal(copy.score(x)[1], first[1])
 
 
 def test_vanilla_loss_is_the_mean_squared_reconstruction_error() -> None:
@@ -77,7 +102,7 @@ def test_typo_in_a_key_is_an_error_not_a_default() -> None:
 
 def test_latent_dim_must_be_narrower_than_the_input() -> None:
     config = ModelConfig(architecture="mlp", latent_dim=N_FEATURES)
-    with pytest.raises(ValueError, match=r"latent_dim=12 must be smaller than .* \(12\)"):
+    with pytest.raises(ValueError, match=r"latent_dim=12 must be smaller than the 12 input values"):
         build_model(config, (N_FEATURES,))
 
 
@@ -93,5 +118,42 @@ def test_an_architecture_not_yet_registered_is_named() -> None:
 
 
 def test_registries_hold_the_built_ins() -> None:
-    assert "vanilla" in MODEL_REGISTRY
-    assert "mlp" in NETWORK_REGISTRY
+    assert set(MODEL_REGISTRY) == {"vanilla", "sparse", "denoising", "vae"}
+    assert set(NETWORK_REGISTRY) == {"mlp", "conv", "recurrent"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sparsity": {"kind": "l2"}}, r"sparsity\.kind"),
+        ({"noise": {"kind": "masking", "level": 1.0}}, "drop probability"),
+        ({"noise": {"levle": 0.1}}, "levle"),
+        ({"beta": -1.0}, "beta"),
+        ({"cell": "rnn"}, "cell"),
+        ({"anomaly_score": "likelihood"}, "anomaly_score"),
+    ],
+)
+def test_invalid_kind_options_are_named(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**options)
+
+
+@pytest.mark.parametrize("size", [(1, 28, 28), (3, 13, 17), (2, 5, 6)])
+def test_conv_reconstructs_images_of_any_size(size: tuple[int, int, int]) -> None:
+    model = build_model(ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4, 8)), size)
+    assert model.reconstruct(torch.rand(2, *size)).shape == (2, *size)
+
+
+def test_conv_refuses_images_too_small_for_its_layers() -> None:
+    with pytest.raises(ValueError, match="too small for 3 stride-2 layers"):
+        build_model(
+            ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4, 8, 8)), (1, 3, 3)
+        )
+
+
+def test_recurrent_gru_and_stacked_layers() -> None:
+    config = ModelConfig(architecture="recurrent", cell="gru", latent_dim=2, hidden_dims=(6, 6))
+    model = build_model(config, (9, 2))
+    assert isinstance(model.encoder.rnn, torch.nn.GRU)
+    assert model.encoder.rnn.num_layers == 2
+    assert model.reconstruct(torch.rand(4, 9, 2)).shape == (4, 9, 2)

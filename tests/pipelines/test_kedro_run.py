@@ -40,14 +40,14 @@ pytestmark = pytest.mark.slow
 def _copy_project(destination: Path) -> Path:
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy2(PROJECT_ROOT / name, destination / name)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", destination / "conf" / "base")
+    for env in ("base", "timeseries", "images"):
+        shutil.copytree(PROJECT_ROOT / "conf" / env, destination / "conf" / env)
     shutil.copy2(PROJECT_ROOT / "conf" / "logging.yml", destination / "conf" / "logging.yml")
     (destination / "conf" / "local").mkdir()
     shutil.copytree(
         PROJECT_ROOT / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (destination / DEMO.parent).mkdir(parents=True)
-    shutil.copy2(PROJECT_ROOT / DEMO, destination / DEMO)
+    shutil.copytree(PROJECT_ROOT / DEMO.parent, destination / DEMO.parent)
     return destination
 
 
@@ -66,6 +66,7 @@ def _env() -> dict[str, str]:
 
 
 def _kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kedro run --pipeline=train`` with ``args``, as a user runs it."""
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.run(
         [str(kedro), "run", "--pipeline=train", *args],
@@ -308,3 +309,24 @@ def test_notebook_runs_top_to_bottom_against_the_catalog(trained_project: Path) 
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.mark.parametrize(
+    ("env", "model_kind", "model_name"),
+    [("timeseries", "denoising", "aeops-timeseries"), ("images", "vae", "aeops-images")],
+)
+def test_other_data_kinds_train_from_their_conf_envs(
+    tmp_path: Path, env: str, model_kind: str, model_name: str
+) -> None:
+    project = _copy_project(tmp_path)
+    result = _kedro_run(
+        project, f"--env={env}", f"--params=model.kind={model_kind},training.epochs=8"
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    client = _client(project)
+    version = client.get_model_version_by_alias(model_name, "champion")
+    assert version.tags["model_kind"] == model_kind
+    run = client.get_run(version.run_id)
+    assert run.data.params["model.kind"] == model_kind
+    assert run.data.params["data.kind"] == {"timeseries": "timeseries", "images": "image"}[env]
+    assert 0.5 < run.data.metrics["test_auroc"] <= 1.0

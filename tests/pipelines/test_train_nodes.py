@@ -57,7 +57,8 @@ def test_validation_gate_passes_clean_data_and_stops_bad_data(
 
 
 def test_scaler_node_uses_the_configured_method(tabular_frame: pd.DataFrame) -> None:
-    scaler = fit_feature_scaler(tabular_frame, DATA, {"method": "minmax"})
+    spec, scaler = fit_feature_scaler(tabular_frame, DATA, {"method": "minmax"})
+    assert spec.sample_shape == (6,)
     assert scaler.method == "minmax"
     assert scaler.columns == tuple(f"f{i}" for i in range(6))
     with pytest.raises(ParameterError, match=r"scaling\.method"):
@@ -65,8 +66,8 @@ def test_scaler_node_uses_the_configured_method(tabular_frame: pd.DataFrame) -> 
 
 
 def test_train_node_follows_the_seed_and_reports_history(tabular_frame: pd.DataFrame) -> None:
-    scaler = fit_feature_scaler(tabular_frame, DATA, {"method": "robust"})
-    args = (tabular_frame.iloc[:150], tabular_frame.iloc[150:], scaler, MODEL)
+    spec, scaler = fit_feature_scaler(tabular_frame, DATA, {"method": "robust"})
+    args = (tabular_frame.iloc[:150], tabular_frame.iloc[150:], spec, scaler, MODEL)
     config = {**TRAINING, "epochs": 5}
     model_a, history, figure = train_autoencoder(*args, config, DATA)
     model_b, _, _ = train_autoencoder(*args, config, DATA)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aeops.data import fit_scaler
+from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import (
     InputSchemaError,
@@ -51,7 +51,9 @@ def _predictor() -> Predictor:
     model = build_model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (3,))
     values = np.random.default_rng(0).normal(size=(30, 3))
     scaler = fit_scaler(values, ["a", "b", "c"], "standard")
-    return Predictor(model=model, scaler=scaler, batch_size=7)
+    return Predictor(
+        model=model, inputs=TabularInputs(("a", "b", "c")), scaler=scaler, batch_size=7
+    )
 
 
 def test_predictor_scores_raw_rows_in_batches_in_input_order() -> None:
@@ -77,7 +79,7 @@ def test_predictor_names_missing_and_non_numeric_columns() -> None:
 def test_predictor_refuses_nan_and_inf_naming_the_column() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, np.inf], "c": [np.nan, 1.0]})
     with pytest.raises(
-        InputSchemaError, match=r"2 non-finite .* \['b', 'c'\]; first at row position 0"
+        InputSchemaError, match=r"2 non-finite .* first at row position 0, column 'c'"
     ):
         _predictor().reconstruction_errors(frame)
 

@@ -10,7 +10,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from aeops.data import fit_scaler
+from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import Predictor, Threshold
 from aeops.serving import (
@@ -32,7 +32,8 @@ def _predictor(seed: int = 0) -> Predictor:
     model.eval()
     values = np.random.default_rng(seed).normal(size=(50, 4))
     scaler = fit_scaler(values, COLUMNS, "robust")
-    return Predictor(model, scaler, Threshold(0.5, "quantile", {"quantile": 0.9}))
+    threshold = Threshold(0.5, "quantile", {"quantile": 0.9})
+    return Predictor(model, TabularInputs(tuple(COLUMNS)), scaler, threshold)
 
 
 def _rows(n: int = 6) -> pd.DataFrame:
@@ -41,7 +42,7 @@ def _rows(n: int = 6) -> pd.DataFrame:
     return frame
 
 
-SPEC = BundleSpec(id_column="key", data_kind="tabular", input_shape=(4,))
+SPEC = BundleSpec(id_column="key", data={"kind": "tabular"})
 
 
 def test_bundle_files_rebuild_identical_answers(tmp_path: Path) -> None:

@@ -1,7 +1,17 @@
-"""Raw data to model input: ingestion, splitting and scaling."""
+"""Raw data to model input: ingestion, input specs per data kind, splitting, scaling."""
 
-from aeops.data._config import DataConfig, ScalingConfig, SplitConfig
+from aeops.data._config import DataConfig, ScalingConfig, SplitConfig, WindowConfig
 from aeops.data._ingestion import DataIngestionError, ingest, resolve_feature_columns
+from aeops.data._inputs import (
+    ImageInputs,
+    InputSchemaError,
+    InputSpec,
+    TabularInputs,
+    WindowInputs,
+    input_spec_from_dict,
+    window_starts,
+)
+from aeops.data._kinds import fit_input_scaler, infer_image_shape, make_input_spec, split_by_kind
 from aeops.data._scaling import SCALING_METHODS, FittedScaler, fit_scaler
 from aeops.data._split import split_frame
 
@@ -10,10 +20,22 @@ __all__ = [
     "DataConfig",
     "DataIngestionError",
     "FittedScaler",
+    "ImageInputs",
+    "InputSchemaError",
+    "InputSpec",
     "ScalingConfig",
     "SplitConfig",
+    "TabularInputs",
+    "WindowConfig",
+    "WindowInputs",
+    "fit_input_scaler",
     "fit_scaler",
+    "infer_image_shape",
     "ingest",
+    "input_spec_from_dict",
+    "make_input_spec",
     "resolve_feature_columns",
+    "split_by_kind",
     "split_frame",
+    "window_starts",
 ]

@@ -39,6 +39,24 @@ class SplitConfig(BaseModel):
         return self
 
 
+class WindowConfig(BaseModel):
+    """Sliding windows over a time series (``data.kind: timeseries``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    length: int = Field(default=32, ge=2)
+    stride: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _stride_covers(self) -> WindowConfig:
+        if self.stride > self.length:
+            raise ValueError(
+                f"data.window.stride={self.stride} is longer than data.window.length="
+                f"{self.length}; some time steps would belong to no window"
+            )
+        return self
+
+
 class DataConfig(BaseModel):
     """The ``data`` block: what the raw table holds and how to split it."""
 
@@ -51,6 +69,14 @@ class DataConfig(BaseModel):
     bounds: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     min_rows: int = Field(default=20, ge=3)
     split: SplitConfig = SplitConfig()
+    # timeseries
+    timestamp_column: str = "timestamp"
+    window: WindowConfig = WindowConfig()
+    max_gap: str | None = None  # e.g. "5min"; None: 3x the median step
+    # image
+    image_column: str = "image"
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W); None: from the data
+    pixel_range: tuple[float, float] | None = None  # None: no range check
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> DataConfig:

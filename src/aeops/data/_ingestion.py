@@ -47,6 +47,10 @@ def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str
     if config.feature_columns:
         return list(config.feature_columns)
     reserved = {config.id_column, config.label_column}
+    if config.kind == "timeseries":
+        reserved.add(config.timestamp_column)
+    if config.kind == "image":
+        reserved.add(config.image_column)
     candidates = [str(name) for name in frame.columns if name not in reserved]
     columns = [name for name in candidates if _looks_numeric(frame[name])]
     skipped = sorted(set(candidates) - set(columns))
@@ -67,6 +71,10 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     every answer can be joined back to its input. Columns are not cast here: a column
     of the wrong type is validation's to report, with its bad values.
 
+    For time series the timestamp column is parsed to datetimes (unparseable values
+    become NaT, which validation reports with their ids); numeric timestamps stay
+    numeric.
+
     Args:
         raw: the table as the catalog loaded it.
         config: the ``data`` block.
@@ -80,9 +88,22 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     if raw.shape[1] == 0:
         raise DataIngestionError("the raw table has no columns")
     frame = raw.copy()
+    if config.kind == "timeseries":
+        frame = _parse_timestamps(frame, config.timestamp_column)
     frame.columns = [str(name) for name in frame.columns]
     if config.id_column not in frame.columns:
         frame.insert(0, config.id_column, pd.RangeIndex(len(frame), name=None).to_numpy())
     else:
         frame = frame[[config.id_column, *(c for c in frame.columns if c != config.id_column)]]
     return frame.reset_index(drop=True)
+
+
+def _parse_timestamps(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    if column not in frame.columns:
+        raise DataIngestionError(
+            f"data.timestamp_column={column!r} is not a column of the series; "
+            f"columns are {list(map(str, frame.columns))}"
+        )
+    if not pd.api.types.is_numeric_dtype(frame[column]):
+        frame[column] = pd.to_datetime(frame[column], errors="coerce")
+    return frame

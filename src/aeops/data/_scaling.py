@@ -27,6 +27,10 @@ class FittedScaler:
         """Scale a (N, F) array in the column order of :attr:`columns`, as float32."""
         return ((values - self.center) / self.scale).astype(np.float32, copy=False)
 
+    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
+        """Map scaled values (N, F) back to original units, as float64."""
+        return values.astype(np.float64) * self.scale + self.center
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -47,11 +51,14 @@ class FittedScaler:
         )
 
 
-def fit_scaler(values: np.ndarray, columns: list[str], method: str) -> FittedScaler:
+def fit_scaler(
+    values: np.ndarray, columns: list[str], method: str, per_column: bool = True
+) -> FittedScaler:
     """Fit a scaler of ``method`` on training values (N, F).
 
     A column whose spread is zero (constant) gets scale 1, so it maps to a constant
-    instead of inf or NaN.
+    instead of inf or NaN. With ``per_column=False`` one center and scale are fit over
+    all values (pixels of images), and ``columns`` names the single value column.
 
     Raises:
         ValueError: if ``method`` is unknown or there are no rows.
@@ -63,6 +70,8 @@ def fit_scaler(values: np.ndarray, columns: list[str], method: str) -> FittedSca
     if values.shape[0] == 0:
         raise ValueError("cannot fit a scaler on zero training rows")
     values = values.astype(np.float64, copy=False)
+    if not per_column:
+        values = values.reshape(-1, 1)
     n_features = values.shape[1]
     if method == "standard":
         center, spread = values.mean(axis=0), values.std(axis=0)

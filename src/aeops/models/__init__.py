@@ -5,7 +5,13 @@ Importing this package registers every built-in ``model.kind`` and
 """
 
 from aeops.models import networks, objectives
-from aeops.models._config import DEFAULT_ARCHITECTURE, ModelConfig, resolve_architecture
+from aeops.models._config import (
+    DEFAULT_ARCHITECTURE,
+    ModelConfig,
+    NoiseConfig,
+    SparsityConfig,
+    resolve_architecture,
+)
 from aeops.models._contract import Autoencoder, LossOutput
 from aeops.models._registry import (
     MODEL_REGISTRY,
@@ -22,6 +28,8 @@ __all__ = [
     "Autoencoder",
     "LossOutput",
     "ModelConfig",
+    "NoiseConfig",
+    "SparsityConfig",
     "build_model",
     "networks",
     "objectives",

@@ -4,7 +4,35 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class SparsityConfig(BaseModel):
+    """Options of ``model.kind: sparse``: a penalty that keeps few code units active."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["l1", "kl"] = "l1"
+    weight: float = Field(default=1e-3, ge=0.0)
+    target: float = Field(default=0.05, gt=0.0, lt=1.0)  # KL: target mean activation
+
+
+class NoiseConfig(BaseModel):
+    """Options of ``model.kind: denoising``: how training inputs are corrupted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["gaussian", "masking"] = "gaussian"
+    level: float = Field(default=0.1, ge=0.0)  # gaussian: std; masking: drop probability
+
+    @model_validator(mode="after")
+    def _masking_probability(self) -> NoiseConfig:
+        if self.kind == "masking" and self.level >= 1.0:
+            raise ValueError(
+                f"model.noise.level={self.level} is a drop probability for masking; "
+                "it must be below 1"
+            )
+        return self
 
 
 class ModelConfig(BaseModel):
@@ -23,6 +51,17 @@ class ModelConfig(BaseModel):
     reconstruction_loss: Literal["mse", "l1", "bce"] = "mse"
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # recurrent networks
+    cell: Literal["lstm", "gru"] = "lstm"
+    # sparse
+    sparsity: SparsityConfig = SparsityConfig()
+    # denoising
+    noise: NoiseConfig = NoiseConfig()
+    # vae
+    beta: float = Field(default=1.0, ge=0.0)
+    kl_warmup_epochs: int = Field(default=0, ge=0)
+    anomaly_score: Literal["reconstruction", "elbo"] = "reconstruction"
+    score_samples: int = Field(default=8, ge=1)
 
     @field_validator("hidden_dims")
     @classmethod

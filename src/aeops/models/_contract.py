@@ -9,7 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from aeops.models._config import ModelConfig
-from aeops.models._losses import elementwise_reconstruction_loss, reconstruction_output
+from aeops.models._losses import (
+    elementwise_reconstruction_error,
+    elementwise_reconstruction_loss,
+    reconstruction_output,
+)
 
 
 @dataclass(frozen=True)
@@ -77,13 +81,22 @@ class Autoencoder(nn.Module):
         reconstruction = self.reconstruction_loss(x).mean()
         return LossOutput(total=reconstruction, terms={"reconstruction": reconstruction})
 
-    @torch.inference_mode()
-    def score(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Embedding (B, latent_dim) and per-sample reconstruction error (B,) of clean ``x``.
+    def elementwise_scores(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Embedding (B, latent_dim) and the anomaly score of every element of ``x``.
 
-        This is the one path that computes answers, in evaluation, batch jobs and serving.
+        The per-element scores have ``x``'s shape, so callers can reduce them per row,
+        per image, or per time step of a window. The default is the reconstruction
+        loss of the deterministic reconstruction.
         """
         z = self.encode(x)
         logits = self.decode_logits(z)
-        per_element = elementwise_reconstruction_loss(logits, x, self.config.reconstruction_loss)
-        return z, per_element.flatten(start_dim=1).mean(dim=1)
+        return z, elementwise_reconstruction_error(logits, x, self.config.reconstruction_loss)
+
+    @torch.inference_mode()
+    def score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Embedding (B, latent_dim) and per-sample anomaly score (B,) of clean ``x``.
+
+        The score is the mean of :meth:`elementwise_scores` over each sample's elements.
+        """
+        z, elementwise = self.elementwise_scores(x)
+        return z, elementwise.flatten(start_dim=1).mean(dim=1)

@@ -29,3 +29,23 @@ def elementwise_reconstruction_loss(logits: Tensor, target: Tensor, kind: str) -
 def reconstruction_output(logits: Tensor, kind: str) -> Tensor:
     """Turn decoder output into a reconstruction in input space (sigmoid for ``bce``)."""
     return logits.sigmoid() if kind == "bce" else logits
+
+
+def _binary_entropy(p: Tensor) -> Tensor:
+    p = p.clamp(1e-7, 1 - 1e-7)
+    return -(p * p.log() + (1 - p) * (1 - p).log())
+
+
+def elementwise_reconstruction_error(logits: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Per-element anomaly score: the loss in excess of a perfect reconstruction's.
+
+    For ``mse`` and ``l1`` that is the loss itself. Binary cross-entropy never reaches
+    0 on targets strictly between 0 and 1 (gray pixels): it is bounded below by the
+    target's own entropy, so raw BCE would rank inputs by how gray they are. The score
+    subtracts that entropy, leaving KL(Bernoulli(target) || Bernoulli(reconstruction)),
+    which is 0 exactly when the reconstruction equals the target.
+    """
+    loss = elementwise_reconstruction_loss(logits, target, kind)
+    if kind == "bce":
+        return (loss - _binary_entropy(target)).clamp_min(0.0)
+    return loss

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -78,6 +79,13 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...]) -> Autoencode
         if value not in registry:
             choices = ", ".join(sorted(registry))
             raise ValueError(f"model.{key}={value!r} is not registered; choose one of: {choices}")
+    n_values = math.prod(input_shape)
+    if config.latent_dim >= n_values:
+        raise ValueError(
+            f"model.latent_dim={config.latent_dim} must be smaller than the {n_values} input "
+            f"values of one sample (shape {list(input_shape)}); a code as wide as the input "
+            "can copy it"
+        )
     model_cls = MODEL_REGISTRY[config.kind]
     factory = NETWORK_REGISTRY[config.architecture]
     encoder, decoder = factory(input_shape, config, config.latent_dim * model_cls.code_multiplier)

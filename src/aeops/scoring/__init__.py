@@ -1,7 +1,8 @@
 """Reconstruction errors, thresholds and metrics (figures live in ``aeops.scoring.plots``)."""
 
+from aeops.data import InputSchemaError
 from aeops.scoring._metrics import detection_metrics
-from aeops.scoring._predictor import InputSchemaError, Predictor, Scores, feature_matrix
+from aeops.scoring._predictor import Predictor, Scores
 from aeops.scoring._threshold import Threshold, ThresholdConfig, choose_threshold
 
 __all__ = [
@@ -12,5 +13,4 @@ __all__ = [
     "ThresholdConfig",
     "choose_threshold",
     "detection_metrics",
-    "feature_matrix",
 ]

@@ -8,53 +8,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aeops.data import FittedScaler
+from aeops.data import FittedScaler, InputSpec
 from aeops.models import Autoencoder
 from aeops.scoring._threshold import Threshold
 
 
-class InputSchemaError(ValueError):
-    """Input rows do not have the columns or types the model was trained on."""
-
-
-def feature_matrix(frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
-    """The scaled feature matrix (N, F) float32 of ``frame``, columns in scaler order.
-
-    Raises:
-        InputSchemaError: naming missing or non-numeric feature columns, or the
-            columns and first row holding NaN or inf.
-    """
-    columns = list(scaler.columns)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputSchemaError(
-            f"input is missing feature column(s) {missing}; the model expects {columns}"
-        )
-    not_numeric = [
-        c
-        for c in columns
-        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
-    ]
-    if not_numeric:
-        raise InputSchemaError(
-            f"feature column(s) {not_numeric} are not numeric "
-            f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
-        )
-    values = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
-    finite = np.isfinite(values)
-    if not finite.all():
-        rows, cols = np.nonzero(~finite)
-        bad = sorted({columns[c] for c in cols})
-        raise InputSchemaError(
-            f"{rows.size} non-finite value(s) (NaN or inf) in feature column(s) {bad}; "
-            f"first at row position {int(rows[0])}, column {columns[cols[0]]!r}"
-        )
-    return scaler.transform(values)
-
-
 @dataclass(frozen=True)
 class Scores:
-    """Answers for a batch of rows, in input order."""
+    """Answers for a frame's rows, in input order."""
 
     embedding: np.ndarray  # (N, latent_dim) float32
     reconstruction_error: np.ndarray  # (N,) float64
@@ -66,49 +27,82 @@ class Predictor:
     """A trained model with everything between raw rows and answers.
 
     Evaluation, the batch jobs and the served MLflow bundle all call
-    :meth:`score_frame`, so they give identical numbers for the same rows.
+    :meth:`score_frame`, so they give identical numbers for the same rows. The input
+    spec turns rows into samples (rows, images or windows) and maps each sample's
+    answers back to rows.
     """
 
     model: Autoencoder
+    inputs: InputSpec
     scaler: FittedScaler
     threshold: Threshold | None = None
-    batch_size: int = 8192
+    batch_size: int = 4096
     device: torch.device | None = None
 
-    def features(self, frame: pd.DataFrame) -> np.ndarray:
-        """The scaled feature matrix of ``frame`` (see :func:`feature_matrix`)."""
-        return feature_matrix(frame, self.scaler)
+    def _device(self) -> torch.device:
+        return self.device or next(self.model.parameters()).device
 
-    def encode_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings (N, latent_dim) float32 and reconstruction errors (N,) float64 of
-        already-scaled features, computed in batches without gradients."""
-        device = self.device or next(self.model.parameters()).device
+    def samples(self, frame: pd.DataFrame) -> np.ndarray:
+        """Scaled model samples of ``frame`` (S, *sample_shape) float32.
+
+        Raises:
+            InputSchemaError: naming missing, non-numeric or non-finite inputs.
+        """
+        return self.inputs.samples(frame, self.scaler)
+
+    def _batches(self, samples: np.ndarray) -> list[torch.Tensor]:
+        device = self._device()
+        return [
+            torch.from_numpy(np.ascontiguousarray(samples[start : start + self.batch_size])).to(
+                device
+            )
+            for start in range(0, samples.shape[0], self.batch_size)
+        ]
+
+    def encode_samples(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings (S, latent_dim) float32 and per-element scores (S, *shape) float32."""
         self.model.eval()
-        embeddings, errors = [], []
-        for start in range(0, features.shape[0], self.batch_size):
-            batch = torch.from_numpy(features[start : start + self.batch_size]).to(device)
-            z, error = self.model.score(batch)
-            embeddings.append(z.float().cpu().numpy())
-            errors.append(error.double().cpu().numpy())
+        embeddings, elementwise = [], []
+        with torch.inference_mode():
+            for batch in self._batches(samples):
+                z, scores = self.model.elementwise_scores(batch)
+                embeddings.append(z.float().cpu().numpy())
+                elementwise.append(scores.float().cpu().numpy())
         if not embeddings:
-            return np.empty((0, self.model.config.latent_dim), np.float32), np.empty(0)
-        return np.concatenate(embeddings), np.concatenate(errors)
+            latent = self.model.config.latent_dim
+            return np.empty((0, latent), np.float32), np.empty((0, *samples.shape[1:]), np.float32)
+        return np.concatenate(embeddings), np.concatenate(elementwise)
+
+    def embed_and_score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row embeddings (N, latent_dim) and anomaly scores (N,) of raw rows."""
+        embeddings, elementwise = self.encode_samples(self.samples(frame))
+        return self.inputs.row_scores(len(frame), embeddings, elementwise)
 
     def reconstruction_errors(self, frame: pd.DataFrame) -> np.ndarray:
-        """Per-row reconstruction errors (N,) of raw rows."""
-        return self.encode_features(self.features(frame))[1]
+        """Per-row anomaly scores (N,) of raw rows."""
+        return self.embed_and_score(frame)[1]
+
+    def reconstructions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per-row reconstructions of raw rows in original units, (N, values per row)."""
+        self.model.eval()
+        outputs = []
+        with torch.inference_mode():
+            for batch in self._batches(self.samples(frame)):
+                outputs.append(self.model.reconstruct(batch).float().cpu().numpy())
+        stacked = np.concatenate(outputs) if outputs else np.empty((0, *self.inputs.sample_shape))
+        return self.inputs.row_reconstructions(len(frame), stacked, self.scaler)
 
     def score_frame(self, frame: pd.DataFrame) -> Scores:
-        """Score raw rows: select and scale the features, encode, decode, threshold.
+        """Score raw rows: samples, encode, decode, map back to rows, threshold.
 
         Raises:
             ValueError: if the predictor has no threshold yet.
         """
         if self.threshold is None:
             raise ValueError("this predictor has no anomaly threshold; choose one first")
-        embedding, errors = self.encode_features(self.features(frame))
+        embedding, errors = self.embed_and_score(frame)
         return Scores(
-            embedding=embedding,
+            embedding=embedding.astype(np.float32, copy=False),
             reconstruction_error=errors,
             is_anomaly=errors > self.threshold.value,
         )

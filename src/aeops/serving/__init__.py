@@ -1,7 +1,7 @@
 """The MLflow bundle of a trained autoencoder and the registry helpers around it."""
 
 from aeops.serving._bundle_files import BundleSpec, read_bundle, write_bundle
-from aeops.serving._pyfunc import OUTPUTS, AutoencoderBundle, scores_frame
+from aeops.serving._pyfunc import OUTPUTS, AutoencoderBundle, predict_frame, scores_frame
 from aeops.serving._registry import (
     CHALLENGER,
     CHAMPION,
@@ -22,6 +22,7 @@ __all__ = [
     "RegistryConfig",
     "frame_digest",
     "log_bundle",
+    "predict_frame",
     "read_bundle",
     "register_bundle",
     "scores_frame",

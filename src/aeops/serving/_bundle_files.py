@@ -14,23 +14,28 @@ from typing import Any
 
 import torch
 
-from aeops.data import FittedScaler
+from aeops.data import FittedScaler, input_spec_from_dict
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import Predictor, Threshold
 
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
 _MANIFEST = "bundle.json"
 _WEIGHTS = "state_dict.pt"
 
 
 @dataclass(frozen=True)
 class BundleSpec:
-    """What the bundle knows about its input beyond the scaler's feature columns."""
+    """What the bundle knows about its input beyond the predictor itself.
+
+    Attributes:
+        id_column: carried through to every answer.
+        validation_suite: the Great Expectations suite of the training data (JSON form).
+        data: the ``data`` parameters the model was trained with (JSON form).
+    """
 
     id_column: str
-    data_kind: str
-    input_shape: tuple[int, ...]
     validation_suite: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Path:
@@ -41,12 +46,12 @@ def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Pat
     manifest = {
         "format_version": BUNDLE_FORMAT_VERSION,
         "model_config": predictor.model.config.model_dump(mode="json"),
-        "input_shape": list(spec.input_shape),
+        "inputs": predictor.inputs.to_dict(),
         "id_column": spec.id_column,
-        "data_kind": spec.data_kind,
         "scaler": predictor.scaler.to_dict(),
         "threshold": predictor.threshold.to_dict(),
         "validation_suite": spec.validation_suite,
+        "data": spec.data,
     }
     (directory / _MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False))
     state = {k: v.detach().cpu() for k, v in predictor.model.state_dict().items()}
@@ -68,22 +73,22 @@ def read_bundle(
             f"{directory} holds bundle format {manifest.get('format_version')}, "
             f"this aeops reads format {BUNDLE_FORMAT_VERSION}"
         )
-    input_shape = tuple(manifest["input_shape"])
-    model = build_model(ModelConfig(**manifest["model_config"]), input_shape)
+    inputs = input_spec_from_dict(manifest["inputs"])
+    model = build_model(ModelConfig(**manifest["model_config"]), inputs.sample_shape)
     state = torch.load(directory / _WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     device = device or torch.device("cpu")
     model.to(device).eval()
     predictor = Predictor(
         model=model,
+        inputs=inputs,
         scaler=FittedScaler.from_dict(manifest["scaler"]),
         threshold=Threshold.from_dict(manifest["threshold"]),
         device=device,
     )
     spec = BundleSpec(
         id_column=manifest["id_column"],
-        data_kind=manifest["data_kind"],
-        input_shape=input_shape,
         validation_suite=manifest["validation_suite"],
+        data=manifest["data"],
     )
     return predictor, spec

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from aeops.scoring import Predictor
 from aeops.serving._bundle_files import BundleSpec, read_bundle
 
-OUTPUTS = ("all", "embedding", "reconstruction_error", "is_anomaly")
+OUTPUTS = ("all", "embedding", "reconstruction_error", "is_anomaly", "reconstruction")
 
 
 def scores_frame(
@@ -22,11 +23,7 @@ def scores_frame(
     is_anomaly: np.ndarray,
     output: str = "all",
 ) -> pd.DataFrame:
-    """Answers as a frame: the id, then the columns ``output`` asks for."""
-    if output not in OUTPUTS:
-        raise ValueError(
-            f"params.output={output!r} is unknown; choose one of: {', '.join(OUTPUTS)}"
-        )
+    """Scores as a frame: the id, then the score columns ``output`` asks for."""
     columns: dict[str, Any] = {id_column: np.asarray(ids)}
     if output in ("all", "embedding"):
         columns["embedding"] = list(embedding.astype(np.float32, copy=False))
@@ -37,8 +34,34 @@ def scores_frame(
     return pd.DataFrame(columns)
 
 
+def predict_frame(
+    predictor: Predictor, frame: pd.DataFrame, id_column: str, output: str = "all"
+) -> pd.DataFrame:
+    """Answers for raw rows as a frame: the id, then the columns ``output`` asks for.
+
+    ``all`` gives ``embedding``, ``reconstruction_error`` and ``is_anomaly``;
+    ``reconstruction`` gives each row's reconstruction in original units (the
+    features of a row or of a time step, or a flattened image).
+
+    Raises:
+        ValueError: for an unknown ``output``.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(
+            f"params.output={output!r} is unknown; choose one of: {', '.join(OUTPUTS)}"
+        )
+    ids = frame[id_column].to_numpy() if id_column in frame.columns else np.arange(len(frame))
+    if output == "reconstruction":
+        reconstructions = predictor.reconstructions(frame)
+        return pd.DataFrame({id_column: ids, "reconstruction": list(reconstructions)})
+    scores = predictor.score_frame(frame)
+    return scores_frame(
+        ids, id_column, scores.embedding, scores.reconstruction_error, scores.is_anomaly, output
+    )
+
+
 class AutoencoderBundle(PythonModel):
-    """Raw rows in; embeddings, reconstruction errors and anomaly flags out."""
+    """Raw rows in; embeddings, reconstruction errors, anomaly flags or reconstructions out."""
 
     def load_context(self, context: PythonModelContext) -> None:
         """Rebuild the predictor from the bundle's artifacts."""
@@ -59,24 +82,16 @@ class AutoencoderBundle(PythonModel):
 
         Args:
             context: unused (artifacts were read in :meth:`load_context`).
-            model_input: rows with the training feature columns; the id column is
-                carried through, or the row position is used when it is absent.
+            model_input: rows with the training feature columns (tables, time steps in
+                time order), or an image column of arrays; the id column is carried
+                through, or the row position is used when it is absent.
             params: ``{"output": "all" | "embedding" | "reconstruction_error" |
-                "is_anomaly"}``; default ``all``.
+                "is_anomaly" | "reconstruction"}``; default ``all``.
 
         Returns:
             One row per input row, in input order.
         """
         output = (params or {}).get("output", "all")
-        frame = pd.DataFrame(model_input)
-        scores = self._predictor.score_frame(frame)
-        id_column = self._spec.id_column
-        ids = frame[id_column] if id_column in frame.columns else np.arange(len(frame))
-        return scores_frame(
-            ids,
-            id_column,
-            scores.embedding,
-            scores.reconstruction_error,
-            scores.is_anomaly,
-            output,
+        return predict_frame(
+            self._predictor, pd.DataFrame(model_input), self._spec.id_column, output
         )

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 import aeops
 from aeops.scoring import Predictor
 from aeops.serving._bundle_files import BundleSpec, write_bundle
-from aeops.serving._pyfunc import scores_frame
+from aeops.serving._pyfunc import predict_frame
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,15 @@ class Registration:
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
-    """A short content digest of a frame (values, columns and order)."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    """A short content digest of a frame (values, columns and order).
+
+    Columns of arrays (images) are hashed by their bytes, since pandas cannot hash them.
+    """
+    hashable = frame.copy()
+    for column in hashable.columns:
+        if hashable[column].dtype == object and isinstance(hashable[column].iloc[0], np.ndarray):
+            hashable[column] = [np.ascontiguousarray(v).tobytes() for v in hashable[column]]
+    hashed = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
     digest = hashlib.sha256(hashed.tobytes())
     digest.update("\x1f".join(map(str, frame.columns)).encode())
     return digest.hexdigest()[:16]
@@ -74,19 +81,14 @@ def _requirement(distribution: str) -> str:
     return f"{distribution}=={major}.{minor}.*"
 
 
-def _signature(predictor: Predictor, spec: BundleSpec, example: pd.DataFrame) -> ModelSignature:
-    """Input: the feature columns as doubles, the id optional; output: all answers."""
-    scores = predictor.score_frame(example)
-    output = scores_frame(
-        example[spec.id_column] if spec.id_column in example else np.arange(len(example)),
-        spec.id_column,
-        scores.embedding,
-        scores.reconstruction_error,
-        scores.is_anomaly,
-    )
+def _signature(
+    predictor: Predictor, spec: BundleSpec, example: pd.DataFrame, optional: set[str]
+) -> ModelSignature:
+    """Input as in ``example`` with ``optional`` columns not required; output: ``all``."""
+    output = predict_frame(predictor, example, spec.id_column)
     inferred = infer_signature(example, output, params={"output": "all"})
     inputs: list[ColSpec | TensorSpec] = [
-        ColSpec(col.type, col.name, required=col.name != spec.id_column)
+        ColSpec(col.type, col.name, required=col.name not in optional)
         for col in inferred.inputs.inputs
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs, params=inferred.params)
@@ -101,9 +103,16 @@ def _copy_package(destination: Path) -> Path:
 
 
 def log_bundle(
-    predictor: Predictor, spec: BundleSpec, input_example: pd.DataFrame
+    predictor: Predictor,
+    spec: BundleSpec,
+    input_example: pd.DataFrame,
+    optional_columns: set[str] | None = None,
 ) -> mlflow.models.model.ModelInfo:
-    """Log the bundle as a pyfunc model named ``model`` in the active run."""
+    """Log the bundle as a pyfunc model named ``model`` in the active run.
+
+    ``optional_columns`` (the id at least) are in the signature but not required.
+    """
+    optional = {spec.id_column, *(optional_columns or set())}
     with tempfile.TemporaryDirectory(prefix="aeops-bundle-") as temp:
         bundle_dir = write_bundle(Path(temp) / "bundle", predictor, spec)
         code_dir = _copy_package(Path(temp) / "code")
@@ -112,7 +121,7 @@ def log_bundle(
             python_model=str(Path(__file__).with_name("_model_code.py")),
             artifacts={"bundle": str(bundle_dir)},
             code_paths=[str(code_dir)],
-            signature=_signature(predictor, spec, input_example),
+            signature=_signature(predictor, spec, input_example, optional),
             input_example=input_example,
             pip_requirements=[_requirement(d) for d in _BUNDLE_REQUIREMENTS],
         )
@@ -142,6 +151,7 @@ def register_bundle(
     metrics: dict[str, float],
     config: RegistryConfig,
     tags: dict[str, str],
+    optional_columns: set[str] | None = None,
 ) -> Registration:
     """Log the bundle in the active run, register it, and set its alias.
 
@@ -157,7 +167,7 @@ def register_bundle(
     if run is None:
         raise RuntimeError("register_bundle needs an active MLflow run")
     client = MlflowClient()
-    info = log_bundle(predictor, spec, input_example)
+    info = log_bundle(predictor, spec, input_example, optional_columns)
     version = mlflow.register_model(info.model_uri, config.model_name)
 
     champion = _champion(client, config.model_name)

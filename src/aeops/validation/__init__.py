@@ -20,6 +20,7 @@ from aeops.validation._suite import (
     suite_to_dict,
 )
 from aeops.validation._validate import validate_frame
+from aeops.validation._views import ValidationView, validation_view
 
 __all__ = [
     "FLOAT64_MAX",
@@ -28,10 +29,12 @@ __all__ = [
     "DataValidationError",
     "FailedExpectation",
     "ValidationReport",
+    "ValidationView",
     "build_suite",
     "suite_from_dict",
     "suite_roles",
     "suite_to_dict",
     "to_jsonable",
     "validate_frame",
+    "validation_view",
 ]

@@ -1,5 +1,5 @@
 """Encoder/decoder networks, one module per ``model.architecture``."""
 
-from aeops.models.networks import mlp
+from aeops.models.networks import conv, mlp, recurrent
 
-__all__ = ["mlp"]
+__all__ = ["conv", "mlp", "recurrent"]

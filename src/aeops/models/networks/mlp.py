@@ -8,13 +8,7 @@ from torch import nn
 
 from aeops.models._config import ModelConfig
 from aeops.models._registry import register_network
-
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-}
+from aeops.models.networks._common import ACTIVATIONS
 
 
 def _stack(widths: list[int], config: ModelConfig) -> nn.Sequential:
@@ -23,7 +17,7 @@ def _stack(widths: list[int], config: ModelConfig) -> nn.Sequential:
     for index, (width_in, width_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(width_in, width_out))
         if index < len(widths) - 2:
-            layers.append(_ACTIVATIONS[config.activation]())
+            layers.append(ACTIVATIONS[config.activation]())
             if config.dropout > 0:
                 layers.append(nn.Dropout(config.dropout))
     return nn.Sequential(*layers)
@@ -36,8 +30,7 @@ def build_mlp(
     """Mirror-image MLP: F -> hidden_dims -> code_dim, and latent_dim -> reversed -> F.
 
     Raises:
-        ValueError: if the input is not one axis of features, or the code is not
-            narrower than the input (an autoencoder that can copy learns nothing).
+        ValueError: if the input is not one axis of features.
     """
     if len(input_shape) != 1:
         raise ValueError(
@@ -45,11 +38,6 @@ def build_mlp(
             "use 'conv' for images or 'recurrent' for windows"
         )
     (n_features,) = input_shape
-    if config.latent_dim >= n_features:
-        raise ValueError(
-            f"model.latent_dim={config.latent_dim} must be smaller than the number of "
-            f"input features ({n_features}); a code as wide as the input can copy it"
-        )
     hidden = list(config.hidden_dims)
     encoder = _stack([n_features, *hidden, code_dim], config)
     decoder = _stack([config.latent_dim, *reversed(hidden), n_features], config)

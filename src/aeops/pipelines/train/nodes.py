@@ -12,20 +12,29 @@ from matplotlib.figure import Figure
 from aeops.data import (
     DataConfig,
     FittedScaler,
+    ImageInputs,
+    InputSpec,
     ScalingConfig,
-    fit_scaler,
+    WindowInputs,
+    fit_input_scaler,
     ingest,
-    resolve_feature_columns,
-    split_frame,
+    make_input_spec,
+    split_by_kind,
 )
 from aeops.models import Autoencoder, ModelConfig, build_model, resolve_architecture
 from aeops.pipelines._params import parse_params
-from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshold, feature_matrix
+from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshold
 from aeops.scoring import detection_metrics as _detection_metrics
 from aeops.scoring.plots import error_histogram, roc_figure, training_curves
 from aeops.serving import BundleSpec, RegistryConfig, frame_digest, register_bundle
 from aeops.training import TrainingConfig, fit, seed_everything
-from aeops.validation import ValidationReport, build_suite, suite_to_dict, validate_frame
+from aeops.validation import (
+    ValidationReport,
+    build_suite,
+    suite_to_dict,
+    validate_frame,
+    validation_view,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +51,26 @@ def validate_raw_data(
 ) -> tuple[ValidationReport, dict[str, Any], dict[str, Any]]:
     """Validate the raw frame with a Great Expectations suite built from config and schema.
 
+    Images and series are checked through derived columns (image shape and pixel
+    range; time steps between readings), see :func:`aeops.validation.validation_view`.
+
     Returns:
         The report (for the gate), its JSON form (logged to MLflow whether or not it
         passed) and the suite's JSON form (shipped in the bundle).
     """
     config = parse_params(DataConfig, data, "data")
-    features = resolve_feature_columns(raw_frame, config)
+    view = validation_view(raw_frame, config)
+    label = config.label_column
     suite = build_suite(
-        raw_frame,
+        view.frame,
         id_column=config.id_column,
-        feature_columns=features,
-        label_column=config.label_column,
-        bounds=dict(config.bounds),
-        min_rows=config.min_rows,
+        feature_columns=view.feature_columns,
+        label_column=label,
+        bounds=view.bounds,
+        min_rows=view.min_rows,
     )
-    report = validate_frame(
-        raw_frame,
-        suite,
-        source=raw_frame.attrs.get("source", "raw_data"),
-        id_column=config.id_column,
-    )
+    source = raw_frame.attrs.get("source", "raw_data")
+    report = validate_frame(view.frame, suite, source=source, id_column=config.id_column)
     return report, report.to_dict(), suite_to_dict(suite)
 
 
@@ -78,25 +87,23 @@ def enforce_validation(raw_frame: pd.DataFrame, report: ValidationReport) -> pd.
 def split_data(
     validated_data: pd.DataFrame, data: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Seeded train/validation/test split, stratified by label when configured."""
-    config = parse_params(DataConfig, data, "data")
-    return split_frame(validated_data, config.split, config.label_column)
+    """Seeded split, stratified by label for rows and images; by time for series."""
+    return split_by_kind(validated_data, parse_params(DataConfig, data, "data"))
 
 
 def fit_feature_scaler(
     train_frame: pd.DataFrame, data: dict[str, Any], scaling: dict[str, Any]
-) -> FittedScaler:
-    """Fit the scaler on the training split's feature columns only."""
-    config = parse_params(DataConfig, data, "data")
-    columns = resolve_feature_columns(train_frame, config)
-    values = train_frame[columns].to_numpy(dtype=np.float64)
+) -> tuple[InputSpec, FittedScaler]:
+    """Resolve how rows become samples, and fit the scaler on the training split only."""
+    spec = make_input_spec(train_frame, parse_params(DataConfig, data, "data"))
     method = parse_params(ScalingConfig, scaling, "scaling").method
-    return fit_scaler(values, columns, method)
+    return spec, fit_input_scaler(spec, train_frame, method)
 
 
 def train_autoencoder(
     train_frame: pd.DataFrame,
     validation_frame: pd.DataFrame,
+    input_spec: InputSpec,
     scaler: FittedScaler,
     model: dict[str, Any],
     training: dict[str, Any],
@@ -114,10 +121,10 @@ def train_autoencoder(
         update={"architecture": resolve_architecture(model_config, data_config.kind)}
     )
     training_config = parse_params(TrainingConfig, training, "training")
-    train_x = feature_matrix(train_frame, scaler)
-    validation_x = feature_matrix(validation_frame, scaler)
+    train_x = input_spec.samples(train_frame, scaler)
+    validation_x = input_spec.samples(validation_frame, scaler)
     seed_everything(training_config.seed)  # weight initialisation follows the seed too
-    autoencoder = build_model(model_config, input_shape=train_x.shape[1:])
+    autoencoder = build_model(model_config, input_shape=input_spec.sample_shape)
     result = fit(autoencoder, train_x, validation_x, training_config)
     history: dict[str, Any] = result.metric_history()
     history.update(
@@ -130,20 +137,22 @@ def train_autoencoder(
 
 def choose_anomaly_threshold(
     trained_model: Autoencoder,
+    input_spec: InputSpec,
     scaler: FittedScaler,
     validation_frame: pd.DataFrame,
     threshold: dict[str, Any],
 ) -> Threshold:
     """Choose the anomaly threshold on validation reconstruction errors."""
     config = parse_params(ThresholdConfig, threshold, "threshold")
-    errors = Predictor(model=trained_model, scaler=scaler).reconstruction_errors(validation_frame)
-    chosen = choose_threshold(errors, config)
+    predictor = Predictor(model=trained_model, inputs=input_spec, scaler=scaler)
+    chosen = choose_threshold(predictor.reconstruction_errors(validation_frame), config)
     logger.info("Threshold %s = %.6g", chosen.method, chosen.value)
     return chosen
 
 
 def evaluate_on_test(
     trained_model: Autoencoder,
+    input_spec: InputSpec,
     scaler: FittedScaler,
     anomaly_threshold: Threshold,
     test_frame: pd.DataFrame,
@@ -157,7 +166,9 @@ def evaluate_on_test(
         and, with labels, ``label``); the error histogram and the ROC figure.
     """
     config = parse_params(DataConfig, data, "data")
-    predictor = Predictor(model=trained_model, scaler=scaler, threshold=anomaly_threshold)
+    predictor = Predictor(
+        model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
+    )
     scores = predictor.score_frame(test_frame)
     errors = scores.reconstruction_error
     metrics: dict[str, float] = {
@@ -190,8 +201,27 @@ def evaluate_on_test(
     return metrics, test_scores, histogram, roc
 
 
+def _input_example(frame: pd.DataFrame, spec: InputSpec, config: DataConfig) -> pd.DataFrame:
+    """A few raw rows as the bundle takes them: ids, features as doubles, flat images.
+
+    Series take enough consecutive steps for one window.
+    """
+    if isinstance(spec, ImageInputs):
+        flat = [np.asarray(cell, dtype=np.float64).reshape(-1) for cell in frame[spec.column]]
+        return pd.DataFrame(
+            {config.id_column: frame[config.id_column].to_numpy()[:3], spec.column: flat[:3]}
+        )
+    columns = list(spec.columns)  # type: ignore[attr-defined]
+    n_rows = spec.length if isinstance(spec, WindowInputs) else 5
+    keep = [config.id_column, *columns]
+    if isinstance(spec, WindowInputs) and config.timestamp_column in frame.columns:
+        keep.insert(1, config.timestamp_column)
+    return frame[keep].head(n_rows).astype(dict.fromkeys(columns, "float64"))
+
+
 def register_trained_model(
     trained_model: Autoencoder,
+    input_spec: InputSpec,
     scaler: FittedScaler,
     anomaly_threshold: Threshold,
     validation_suite: dict[str, Any],
@@ -203,30 +233,28 @@ def register_trained_model(
     """Log the bundle to the run, register it and set ``champion`` or ``challenger``."""
     registry_config = parse_params(RegistryConfig, registry, "registry")
     data_config = parse_params(DataConfig, data, "data")
-    predictor = Predictor(model=trained_model, scaler=scaler, threshold=anomaly_threshold)
-    example_columns = [data_config.id_column, *scaler.columns]
+    predictor = Predictor(
+        model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
+    )
     spec = BundleSpec(
         id_column=data_config.id_column,
-        data_kind=data_config.kind,
-        input_shape=(len(scaler.columns),),
         validation_suite=validation_suite,
+        data=data_config.model_dump(mode="json"),
     )
     tags = {
         "model_kind": trained_model.config.kind,
         "architecture": str(trained_model.config.architecture),
+        "data_kind": data_config.kind,
         "threshold_method": anomaly_threshold.method,
         "data_digest": frame_digest(validated_data),
     }
-    # Doubles in the signature: integer-valued features still accept float input.
-    example = (
-        validated_data[example_columns].head(5).astype(dict.fromkeys(scaler.columns, "float64"))
-    )
     registration = register_bundle(
         predictor,
         spec,
-        example,
+        _input_example(validated_data, input_spec, data_config),
         evaluation_metrics,
         registry_config,
         tags,
+        optional_columns={data_config.timestamp_column},
     )
     return registration.to_dict()

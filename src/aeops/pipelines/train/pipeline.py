@@ -50,7 +50,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             Node(
                 func=fit_feature_scaler,
                 inputs=["train_frame", "params:data", "params:scaling"],
-                outputs="scaler",
+                outputs=["input_spec", "scaler"],
                 name="fit_feature_scaler_node",
             ),
             Node(
@@ -58,6 +58,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 inputs=[
                     "train_frame",
                     "validation_frame",
+                    "input_spec",
                     "scaler",
                     "params:model",
                     "params:training",
@@ -68,7 +69,13 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             ),
             Node(
                 func=choose_anomaly_threshold,
-                inputs=["trained_model", "scaler", "validation_frame", "params:threshold"],
+                inputs=[
+                    "trained_model",
+                    "input_spec",
+                    "scaler",
+                    "validation_frame",
+                    "params:threshold",
+                ],
                 outputs="anomaly_threshold",
                 name="choose_anomaly_threshold_node",
             ),
@@ -76,6 +83,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 func=evaluate_on_test,
                 inputs=[
                     "trained_model",
+                    "input_spec",
                     "scaler",
                     "anomaly_threshold",
                     "test_frame",
@@ -93,6 +101,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 func=register_trained_model,
                 inputs=[
                     "trained_model",
+                    "input_spec",
                     "scaler",
                     "anomaly_threshold",
                     "validation_suite",

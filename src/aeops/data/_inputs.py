@@ -1,0 +1,287 @@
+"""How rows of a frame become model samples, and how sample answers map back to rows.
+
+One spec per data kind:
+
+* :class:`TabularInputs`: one row is one sample of F features, (N, F).
+* :class:`ImageInputs`: one row holds one image in an array column, (N, C, H, W).
+* :class:`WindowInputs`: rows are time steps; samples are sliding windows (W, T, F),
+  and a time step's score is the mean over the windows that cover it.
+
+Specs are plain data with a JSON form, so the model bundle rebuilds them exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from aeops.data._scaling import FittedScaler
+
+
+class InputSchemaError(ValueError):
+    """Input rows do not have the columns, types or shapes the model was trained on."""
+
+
+class InputSpec(Protocol):
+    """What every data kind's spec offers."""
+
+    kind: ClassVar[str]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one model sample, without the batch axis."""
+        ...
+
+    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """Checked values in original units, as the scaler sees them (2-D, float64)."""
+        ...
+
+    def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
+        """Scaled model samples (S, *sample_shape) float32."""
+        ...
+
+    def row_scores(
+        self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row embeddings (N, L) and anomaly scores (N,) from per-sample answers."""
+        ...
+
+    def row_reconstructions(
+        self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
+    ) -> np.ndarray:
+        """Per-row reconstructions in original units, (N, values per row)."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with ``kind``."""
+        ...
+
+
+def _checked_numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``frame[columns]`` as float64, naming missing, non-numeric or non-finite columns."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputSchemaError(
+            f"input is missing feature column(s) {missing}; the model expects {columns}"
+        )
+    not_numeric = [
+        c
+        for c in columns
+        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+    ]
+    if not_numeric:
+        raise InputSchemaError(
+            f"feature column(s) {not_numeric} are not numeric "
+            f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
+        )
+    values = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    _require_finite(values, lambda index: f"row position {index[0]}, column {columns[index[1]]!r}")
+    return values
+
+
+def _require_finite(values: np.ndarray, where: Any) -> None:
+    finite = np.isfinite(values)
+    if not finite.all():
+        first = np.argwhere(~finite)[0]
+        raise InputSchemaError(
+            f"{int((~finite).sum())} non-finite value(s) (NaN or inf) in the input; "
+            f"first at {where(tuple(int(i) for i in first))}"
+        )
+
+
+def _mean_per_row(elementwise: np.ndarray) -> np.ndarray:
+    return elementwise.reshape(elementwise.shape[0], -1).mean(axis=1, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class TabularInputs:
+    """Rows of numeric feature columns."""
+
+    kind: ClassVar[str] = "tabular"
+    columns: tuple[str, ...]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """(F,)."""
+        return (len(self.columns),)
+
+    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """The feature matrix (N, F) in the spec's column order."""
+        return _checked_numeric(frame, list(self.columns))
+
+    def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
+        """Scaled rows (N, F) float32."""
+        return scaler.transform(self.raw_values(frame))
+
+    def row_scores(
+        self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Samples are rows: the score is the mean over features."""
+        return embeddings, _mean_per_row(elementwise)
+
+    def row_reconstructions(
+        self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
+    ) -> np.ndarray:
+        """Reconstructed features in original units, (N, F)."""
+        return scaler.inverse_transform(reconstructions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "columns": list(self.columns)}
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """One image per row, in an array column, flattened or shaped (C, H, W) or (H, W)."""
+
+    kind: ClassVar[str] = "image"
+    column: str
+    shape: tuple[int, int, int]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """(C, H, W)."""
+        return self.shape
+
+    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """Pixels (N, C*H*W) float64, each image checked for size and finiteness."""
+        if self.column not in frame.columns:
+            raise InputSchemaError(
+                f"input has no image column {self.column!r}; columns are {list(frame.columns)}"
+            )
+        size = int(np.prod(self.shape))
+        rows = []
+        for position, cell in enumerate(frame[self.column]):
+            pixels = np.asarray(cell, dtype=np.float64).reshape(-1)
+            if pixels.size != size:
+                raise InputSchemaError(
+                    f"image at row position {position} has {pixels.size} values; the model "
+                    f"expects {size} (shape {list(self.shape)}, as C x H x W)"
+                )
+            rows.append(pixels)
+        values = np.stack(rows) if rows else np.empty((0, size))
+        _require_finite(values, lambda index: f"image at row position {index[0]}")
+        return values
+
+    def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
+        """Scaled images (N, C, H, W) float32."""
+        values = scaler.transform(self.raw_values(frame))
+        return values.reshape(-1, *self.shape)
+
+    def row_scores(
+        self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Samples are rows: the score is the mean over pixels."""
+        return embeddings, _mean_per_row(elementwise)
+
+    def row_reconstructions(
+        self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
+    ) -> np.ndarray:
+        """Reconstructed images, flattened C x H x W, in original pixel units."""
+        return scaler.inverse_transform(reconstructions.reshape(reconstructions.shape[0], -1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "column": self.column, "shape": list(self.shape)}
+
+
+def window_starts(n_rows: int, length: int, stride: int) -> np.ndarray:
+    """Starts of windows of ``length`` every ``stride`` rows, the last flush with the end.
+
+    Every row is covered by at least one window.
+
+    Raises:
+        InputSchemaError: if the series is shorter than one window.
+    """
+    if n_rows < length:
+        raise InputSchemaError(
+            f"a series of {n_rows} rows is shorter than one window "
+            f"(data.window.length={length}); supply at least {length} rows"
+        )
+    starts = np.arange(0, n_rows - length + 1, stride)
+    if starts[-1] != n_rows - length:
+        starts = np.append(starts, n_rows - length)
+    return starts
+
+
+@dataclass(frozen=True)
+class WindowInputs:
+    """Time steps in rows (in time order); samples are windows of ``length`` steps."""
+
+    kind: ClassVar[str] = "timeseries"
+    columns: tuple[str, ...]
+    length: int
+    stride: int
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """(T, F)."""
+        return (self.length, len(self.columns))
+
+    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """The readings (N, F) in the spec's column order."""
+        return _checked_numeric(frame, list(self.columns))
+
+    def _index(self, n_rows: int) -> np.ndarray:
+        starts = window_starts(n_rows, self.length, self.stride)
+        return starts[:, None] + np.arange(self.length)  # (W, T) row of each step
+
+    def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
+        """Scaled windows (W, T, F) float32."""
+        values = scaler.transform(self.raw_values(frame))
+        return values[self._index(len(values))]
+
+    def _spread(self, n_rows: int, per_step: np.ndarray) -> np.ndarray:
+        """Mean over covering windows of a per-step quantity (W, T, ...) -> (N, ...)."""
+        index = self._index(n_rows)
+        totals = np.zeros((n_rows, *per_step.shape[2:]), dtype=np.float64)
+        np.add.at(totals, index.reshape(-1), per_step.reshape(-1, *per_step.shape[2:]))
+        counts = np.bincount(index.reshape(-1), minlength=n_rows)
+        return totals / counts.reshape(-1, *([1] * (totals.ndim - 1)))
+
+    def row_scores(
+        self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A time step's score is the mean error at that step over the windows covering
+        it; its embedding is that of the covering window whose centre is nearest."""
+        scores = self._spread(n_rows, elementwise.mean(axis=2, dtype=np.float64))
+        centres = window_starts(n_rows, self.length, self.stride) + (self.length - 1) / 2
+        nearest = np.abs(np.arange(n_rows)[:, None] - centres[None, :]).argmin(axis=1)
+        return embeddings[nearest], scores
+
+    def row_reconstructions(
+        self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
+    ) -> np.ndarray:
+        """Each step's readings averaged over covering windows, in original units (N, F)."""
+        return scaler.inverse_transform(self._spread(n_rows, reconstructions))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "kind": self.kind,
+            "columns": list(self.columns),
+            "length": self.length,
+            "stride": self.stride,
+        }
+
+
+def input_spec_from_dict(payload: dict[str, Any]) -> InputSpec:
+    """Inverse of ``to_dict`` for every spec.
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
+    kind = payload.get("kind")
+    if kind == TabularInputs.kind:
+        return TabularInputs(columns=tuple(payload["columns"]))
+    if kind == ImageInputs.kind:
+        channels, height, width = (int(size) for size in payload["shape"])
+        return ImageInputs(column=payload["column"], shape=(channels, height, width))
+    if kind == WindowInputs.kind:
+        return WindowInputs(
+            columns=tuple(payload["columns"]), length=payload["length"], stride=payload["stride"]
+        )
+    raise ValueError(f"unknown input kind {kind!r}; expected tabular, image or timeseries")

@@ -1,0 +1,150 @@
+"""Images as a frame with one array per row: from NPZ, Parquet or a folder of files."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kedro.io import AbstractDataset, DatasetError
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """A set of images loaded as a frame: ``id``, ``image`` (a (C, H, W) array), ``label``.
+
+    Sources, by what ``filepath`` is:
+
+    * ``.npz``: an array ``images`` of shape (N, H, W) or (N, C, H, W), with optional
+      ``labels`` (N,) and ``ids`` (N,).
+    * ``.parquet``: one row per image, with an ``image`` column of arrays (nested or
+      flattened; flattened images need ``data.image_shape``) and any other columns.
+    * a folder of image files (PNG, JPEG, ...): each file is one image, its path
+      relative to the folder is its id; files in sub-folders named by an integer
+      (``0/``, ``1/``) take that integer as their label.
+
+    Example catalog entry::
+
+        raw_data:
+          type: aeops.io.ImageDataset
+          filepath: data/01_raw/digits.npz
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        id_column: str = "id",
+        image_column: str = "image",
+        label_column: str = "label",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create a dataset over ``filepath``; column names match the ``data`` block."""
+        self._filepath = Path(filepath)
+        self._columns = (id_column, image_column, label_column)
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(PurePosixPath(self._filepath))}
+
+    def load(self) -> pd.DataFrame:
+        """Read every image into a frame; the frame's ``attrs['source']`` is the path.
+
+        Raises:
+            DatasetError: naming the file that is missing or unreadable.
+        """
+        path = self._filepath
+        if not path.exists():
+            raise DatasetError(f"{path} does not exist")
+        if path.is_dir():
+            frame = self._load_folder(path)
+        elif path.suffix.lower() == ".npz":
+            frame = self._load_npz(path)
+        elif path.suffix.lower() in {".parquet", ".pq"}:
+            frame = self._load_parquet(path)
+        else:
+            raise DatasetError(
+                f"{path} has suffix {path.suffix!r}; expected .npz, .parquet or a folder"
+            )
+        frame.attrs["source"] = str(PurePosixPath(path))
+        return frame
+
+    def _load_npz(self, path: Path) -> pd.DataFrame:
+        id_column, image_column, label_column = self._columns
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{path} is not a readable .npz file: {error}") from error
+        if "images" not in arrays:
+            raise DatasetError(f"{path} has arrays {sorted(arrays)}; expected one named 'images'")
+        images = arrays["images"]
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4:
+            raise DatasetError(
+                f"{path}: 'images' has shape {list(arrays['images'].shape)}; expected "
+                "(N, H, W) or (N, C, H, W)"
+            )
+        columns: dict[str, Any] = {
+            id_column: arrays.get("ids", np.arange(len(images))),
+            image_column: list(images),
+        }
+        if "labels" in arrays:
+            columns[label_column] = arrays["labels"]
+        return pd.DataFrame(columns)
+
+    def _load_parquet(self, path: Path) -> pd.DataFrame:
+        image_column = self._columns[1]
+        try:
+            frame = pq.read_table(path).to_pandas()
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DatasetError(f"{path} is not a readable Parquet file: {error}") from error
+        if image_column not in frame.columns:
+            raise DatasetError(
+                f"{path} has no image column {image_column!r}; columns: {list(frame.columns)}"
+            )
+        frame[image_column] = [_nested_array(cell) for cell in frame[image_column]]
+        return frame
+
+    def _load_folder(self, path: Path) -> pd.DataFrame:
+        from PIL import Image, UnidentifiedImageError
+
+        id_column, image_column, label_column = self._columns
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(f"{path} is a folder with no image files")
+        ids, images, labels = [], [], []
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    array = np.asarray(image)
+            except (OSError, UnidentifiedImageError) as error:
+                raise DatasetError(f"{file} is not a readable image: {error}") from error
+            ids.append(str(PurePosixPath(file.relative_to(path))))
+            images.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))
+            parent = file.parent.name
+            labels.append(int(parent) if file.parent != path and parent.isdigit() else None)
+        columns: dict[str, Any] = {id_column: ids, image_column: images}
+        if any(label is not None for label in labels):
+            columns[label_column] = labels
+        return pd.DataFrame(columns)
+
+    def save(self, data: pd.DataFrame) -> None:
+        """Images are inputs only."""
+        raise DatasetError(f"{type(self).__name__} is read-only")
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+
+def _nested_array(cell: Any) -> np.ndarray:
+    """Parquet nests arrays as object arrays of arrays; stack them into one ndarray."""
+    array = np.asarray(cell)
+    if array.dtype == object:
+        array = np.stack([_nested_array(part) for part in array])
+    return array

@@ -1,0 +1,109 @@
+"""What a suite checks for each data kind: the frame's columns, plus derived columns.
+
+Great Expectations checks columns of scalars, so images and time series are
+validated through derived numeric columns computed the same way at training and at
+scoring time: each image's channels, height, width and pixel range; each time step's
+distance to the previous one (monotonic timestamps, no gap beyond a tolerance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from aeops.data import DataConfig, infer_image_shape, resolve_feature_columns
+
+#: Derived columns; their names are what a failure message shows.
+STEP_COLUMN = "timestamp_step_seconds"
+MIN_STEP_SECONDS = 1e-6
+IMAGE_COLUMNS = ("image_channels", "image_height", "image_width", "image_min", "image_max")
+
+
+@dataclass(frozen=True)
+class ValidationView:
+    """A frame ready for a suite, and what the suite should expect of it."""
+
+    frame: pd.DataFrame
+    feature_columns: list[str]
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    min_rows: int = 1
+
+
+def _step_seconds(timestamps: pd.Series) -> pd.Series:
+    """Seconds since the previous time step (the first step copies the second's)."""
+    if pd.api.types.is_datetime64_any_dtype(timestamps):
+        steps = timestamps.diff().dt.total_seconds()
+    else:
+        steps = pd.to_numeric(timestamps, errors="coerce").astype("float64").diff()
+    if len(steps) > 1:
+        steps.iloc[0] = steps.iloc[1]
+    return steps
+
+
+def _max_gap_seconds(steps: pd.Series, configured: str | None) -> float | None:
+    if configured is not None:
+        return float(pd.Timedelta(configured).total_seconds())
+    median = float(np.nanmedian(steps.to_numpy())) if steps.notna().any() else 0.0
+    return 3.0 * median if median > 0 else None
+
+
+def _image_facts(cells: pd.Series, shape: tuple[int, int, int]) -> pd.DataFrame:
+    """Channels, height, width, min and max of each image; shapes of flat arrays are
+    read against the expected shape."""
+    facts = []
+    for cell in cells:
+        array = np.asarray(cell, dtype=np.float64)
+        if array.ndim == 2:
+            dims = (1, *array.shape)
+        elif array.ndim == 3:
+            dims = array.shape
+        elif array.ndim == 1 and array.size == int(np.prod(shape)):
+            dims = shape
+        else:
+            dims = (np.nan, np.nan, float(array.size))
+        low = float(array.min()) if array.size else np.nan
+        high = float(array.max()) if array.size else np.nan
+        facts.append((*dims, low, high))
+    return pd.DataFrame(facts, columns=list(IMAGE_COLUMNS), index=cells.index, dtype="float64")
+
+
+def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
+    """The frame and expectations that validate data of ``config.kind``.
+
+    Args:
+        frame: the ingested raw frame (not changed).
+        config: the ``data`` block; a time series also gets ``max_gap`` (default: three
+            times the median step) and at least one window of rows; images get the
+            configured or inferred shape and ``pixel_range``.
+    """
+    bounds = dict(config.bounds)
+    if config.kind == "image":
+        shape = infer_image_shape(frame, config)
+        derived = frame.drop(columns=[config.image_column], errors="ignore")
+        if config.image_column in frame.columns:
+            derived = derived.join(_image_facts(frame[config.image_column], shape))
+        else:  # let the suite name the missing image column
+            derived[config.image_column] = np.nan
+        for name, size in zip(IMAGE_COLUMNS[:3], shape, strict=True):
+            bounds[name] = (size, size)
+        if config.pixel_range is not None:
+            low, high = config.pixel_range
+            bounds["image_min"] = (low, None)
+            bounds["image_max"] = (None, high)
+        features = list(IMAGE_COLUMNS)
+        if config.image_column not in frame.columns:
+            features = [config.image_column]
+        return ValidationView(derived, features, bounds, config.min_rows)
+
+    features = resolve_feature_columns(frame, config)
+    if config.kind == "timeseries" and config.timestamp_column in frame.columns:
+        derived = frame.copy()
+        steps = _step_seconds(frame[config.timestamp_column])
+        derived[STEP_COLUMN] = steps
+        # A step must be positive (strictly increasing timestamps) and at most max_gap.
+        bounds[STEP_COLUMN] = (MIN_STEP_SECONDS, _max_gap_seconds(steps, config.max_gap))
+        min_rows = max(config.min_rows, config.window.length)
+        return ValidationView(derived, [*features, STEP_COLUMN], bounds, min_rows)
+    return ValidationView(frame, features, bounds, config.min_rows)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aeops.data import (
+    DataConfig,
+    ImageInputs,
+    InputSchemaError,
+    TabularInputs,
+    WindowInputs,
+    fit_input_scaler,
+    input_spec_from_dict,
+    make_input_spec,
+    split_by_kind,
+    window_starts,
+)
+
+
+def test_windows_cover_every_row_and_end_flush() -> None:
+    starts = window_starts(10, length=4, stride=3)
+    assert starts.tolist() == [0, 3, 6]
+    assert window_starts(11, 4, 3).tolist() == [0, 3, 6, 7]
+    covered = {s + t for s in window_starts(11, 4, 3) for t in range(4)}
+    assert covered == set(range(11))
+
+
+def test_a_series_shorter_than_a_window_is_named() -> None:
+    with pytest.raises(
+        InputSchemaError,
+        match=r"series of 3 rows is shorter than one window \(data\.window\.length=5\)",
+    ):
+        window_starts(3, 5, 1)
+
+
+def _series(n: int = 12) -> pd.DataFrame:
+    return pd.DataFrame({"id": range(n), "a": np.arange(n, dtype=float), "b": np.ones(n)})
+
+
+def test_window_samples_and_per_step_scores() -> None:
+    spec = WindowInputs(columns=("a", "b"), length=4, stride=2)
+    frame = _series(8)
+    scaler = fit_input_scaler(spec, frame, "none")
+    windows = spec.samples(frame, scaler)
+    assert windows.shape == (3, 4, 2)  # starts 0, 2, 4
+    np.testing.assert_array_equal(windows[1, :, 0], [2, 3, 4, 5])
+    # Window w scores every step with w: a step's score is the mean over its windows.
+    elementwise = np.stack([np.full((4, 2), float(w)) for w in range(3)])
+    embeddings = np.arange(3, dtype=np.float32)[:, None]
+    row_embeddings, scores = spec.row_scores(8, embeddings, elementwise)
+    assert scores.tolist() == [0, 0, 0.5, 0.5, 1.5, 1.5, 2, 2]
+    assert row_embeddings[:, 0].tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # nearest window centre
+
+
+def test_window_reconstructions_average_overlaps_in_original_units() -> None:
+    spec = WindowInputs(columns=("a", "b"), length=4, stride=2)
+    frame = _series(8)
+    scaler = fit_input_scaler(spec, frame, "standard")
+    windows = spec.samples(frame, scaler)
+    back = spec.row_reconstructions(8, windows, scaler)
+    np.testing.assert_allclose(back, frame[["a", "b"]].to_numpy(), atol=1e-5)
+
+
+def test_images_are_reshaped_and_checked_for_size() -> None:
+    spec = ImageInputs(column="image", shape=(1, 2, 3))
+    frame = pd.DataFrame({"image": [np.arange(6.0), np.arange(6.0).reshape(2, 3)]})
+    scaler = fit_input_scaler(spec, frame, "minmax")
+    samples = spec.samples(frame, scaler)
+    assert samples.shape == (2, 1, 2, 3)
+    assert samples.max() == 1.0
+    assert scaler.center.shape == (1,)  # one scale for all pixels
+    bad = pd.DataFrame({"image": [np.arange(6.0), np.arange(4.0)]})
+    with pytest.raises(InputSchemaError, match=r"row position 1 has 4 values; the model expects 6"):
+        spec.samples(bad, scaler)
+
+
+def test_specs_round_trip_through_json_form() -> None:
+    for spec in (
+        TabularInputs(("a", "b")),
+        ImageInputs("pixels", (3, 4, 5)),
+        WindowInputs(("a",), 8, 2),
+    ):
+        assert input_spec_from_dict(spec.to_dict()) == spec
+
+
+def test_make_input_spec_per_kind() -> None:
+    series = _series().assign(timestamp=pd.date_range("2026-01-01", periods=12, freq="min"))
+    spec = make_input_spec(series, DataConfig(kind="timeseries", window={"length": 4}))
+    assert isinstance(spec, WindowInputs)
+    assert spec.columns == ("a", "b")  # the timestamp is not a feature
+    images = pd.DataFrame({"id": [1], "image": [np.zeros((5, 7))]})
+    assert make_input_spec(images, DataConfig(kind="image")).sample_shape == (1, 5, 7)
+
+
+def test_series_split_is_by_time_without_overlap() -> None:
+    frame = _series(100)
+    config = DataConfig(kind="timeseries", window={"length": 10, "stride": 5})
+    train, validation, test = split_by_kind(frame, config)
+    assert train["id"].max() < validation["id"].min()
+    assert validation["id"].max() < test["id"].min()
+    assert (len(train), len(validation), len(test)) == (50, 20, 30)
+
+
+def test_series_split_names_segments_shorter_than_a_window() -> None:
+    config = DataConfig(kind="timeseries", window={"length": 25, "stride": 5})
+    with pytest.raises(ValueError, match=r"\['validation'\] are shorter than one window"):
+        split_by_kind(_series(100), config)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+from PIL import Image
+
+from aeops.io import ImageDataset
+
+
+def test_npz_with_labels_and_ids(tmp_path: Path) -> None:
+    path = tmp_path / "set.npz"
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    np.savez(path, images=images, labels=np.array([0, 1]), ids=np.array([7, 9]))
+    frame = ImageDataset(filepath=str(path)).load()
+    assert frame["id"].tolist() == [7, 9]
+    assert frame["label"].tolist() == [0, 1]
+    assert frame["image"].iloc[1].shape == (1, 3, 4)
+    assert frame.attrs["source"].endswith("set.npz")
+
+
+def test_npz_without_images_array_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "set.npz"
+    np.savez(path, pixels=np.zeros((2, 3, 3)))
+    with pytest.raises(DatasetError, match="expected one named 'images'"):
+        ImageDataset(filepath=str(path)).load()
+
+
+def test_parquet_with_nested_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "set.parquet"
+    pd.DataFrame(
+        {"id": [1, 2], "image": [np.ones((2, 2)).tolist(), np.zeros((2, 2)).tolist()]}
+    ).to_parquet(path)
+    frame = ImageDataset(filepath=str(path)).load()
+    assert frame["image"].iloc[0].shape == (2, 2)
+
+
+def test_folder_of_pngs_with_label_subfolders(tmp_path: Path) -> None:
+    for label, value in (("0", 10), ("1", 200)):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.full((4, 5), value, dtype=np.uint8)).save(tmp_path / label / "a.png")
+    frame = ImageDataset(filepath=str(tmp_path)).load()
+    assert frame["id"].tolist() == ["0/a.png", "1/a.png"]
+    assert frame["label"].tolist() == [0, 1]
+    assert frame["image"].iloc[1].shape == (1, 4, 5)
+    assert frame["image"].iloc[1].max() == 200
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"broken\.png is not a readable image"):
+        ImageDataset(filepath=str(tmp_path)).load()

@@ -1,0 +1,117 @@
+"""Every loss term is what its name says."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from aeops.models import ModelConfig, NoiseConfig, build_model
+from aeops.models._losses import elementwise_reconstruction_error
+from aeops.models.objectives.denoising import corrupt
+from aeops.models.objectives.sparse import kl_sparsity, l1_activity
+from aeops.models.objectives.vae import gaussian_kl
+
+
+def test_gaussian_kl_is_zero_for_the_prior_and_grows_as_the_mean_moves() -> None:
+    zeros = torch.zeros(1, 4)
+    assert gaussian_kl(zeros, zeros).item() == 0.0
+    near, far = gaussian_kl(zeros + 0.5, zeros), gaussian_kl(zeros + 2.0, zeros)
+    assert 0 < near.item() < far.item()
+    # Closed form for a unit-variance shift m in each of 4 dims: 4 * m^2 / 2.
+    assert far.item() == pytest.approx(4 * 2.0**2 / 2)
+    assert gaussian_kl(zeros, zeros + 1.0).item() > 0  # a wider posterior costs too
+
+
+def test_kl_sparsity_is_zero_at_the_target_rate_and_positive_elsewhere() -> None:
+    at_target = torch.full((10, 3), 0.05)
+    assert kl_sparsity(at_target, 0.05).item() == pytest.approx(0.0, abs=1e-6)
+    assert kl_sparsity(torch.full((10, 3), 0.5), 0.05).item() > 0.5
+    assert l1_activity(torch.tensor([[1.0, -3.0]])).item() == 2.0
+
+
+def _model(kind: str, **overrides: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = ModelConfig(kind=kind, architecture="mlp", latent_dim=2, hidden_dims=(8,), **overrides)
+    return build_model(config, (6,))
+
+
+def test_sparse_total_is_reconstruction_plus_weighted_penalty() -> None:
+    model = _model("sparse", sparsity={"kind": "kl", "weight": 0.5, "target": 0.1}, dropout=0.0)
+    x = torch.randn(16, 6)
+    with torch.no_grad():
+        loss = model.loss(x)
+        code = model.encode(x)
+    assert ((code > 0) & (code < 1)).all()  # KL sparsity uses sigmoid units
+    assert loss.terms["sparsity_kl"] == pytest.approx(kl_sparsity(code, 0.1).item())
+    expected = loss.terms["reconstruction"] + 0.5 * loss.terms["sparsity_kl"]
+    assert loss.total.item() == pytest.approx(expected.item())
+
+
+def test_denoising_corrupts_in_training_only() -> None:
+    model = _model("denoising", noise={"kind": "gaussian", "level": 0.5}, dropout=0.0)
+    x = torch.randn(8, 6)
+    model.train()
+    assert model.loss(x).total.item() != model.loss(x).total.item()  # fresh noise each time
+    model.eval()
+    clean = F.mse_loss(model.reconstruct(x), x).item()
+    assert model.loss(x).total.item() == pytest.approx(clean)
+
+
+def test_masking_drops_about_the_configured_share() -> None:
+    torch.manual_seed(0)
+    masked = corrupt(torch.ones(1000, 10), NoiseConfig(kind="masking", level=0.3))
+    assert (masked == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
+
+
+def test_vae_loss_is_reconstruction_plus_beta_kl_and_embeds_the_mean() -> None:
+    model = _model("vae", beta=2.0, dropout=0.0).eval()
+    x = torch.randn(5, 6)
+    loss = model.loss(x)
+    mu, logvar = model.posterior(x)
+    assert torch.equal(model.encode(x), mu)
+    assert loss.terms["kl"].item() == pytest.approx(gaussian_kl(mu, logvar).mean().item())
+    expected = loss.terms["reconstruction"] + 2.0 * loss.terms["kl"]
+    assert loss.total.item() == pytest.approx(expected.item())
+
+
+def test_vae_kl_warmup_ramps_beta_in_training() -> None:
+    model = _model("vae", beta=1.0, kl_warmup_epochs=4, dropout=0.0)
+    x = torch.randn(32, 6)
+    model.train()
+    model.on_epoch_start(1, 10)
+    torch.manual_seed(1)
+    early = model.loss(x)
+    model.on_epoch_start(4, 10)
+    torch.manual_seed(1)
+    late = model.loss(x)
+    assert early.total.item() == pytest.approx(
+        (early.terms["reconstruction"] + 0.25 * early.terms["kl"]).item()
+    )
+    assert late.total.item() == pytest.approx(
+        (late.terms["reconstruction"] + late.terms["kl"]).item()
+    )
+
+
+def test_vae_elbo_scores_are_deterministic_whatever_the_batch() -> None:
+    model = _model("vae", anomaly_score="elbo", score_samples=4, dropout=0.0).eval()
+    x = torch.randn(6, 6)
+    _, whole = model.score(x)
+    _, alone = model.score(x[2:3])
+    assert torch.allclose(whole[2:3], alone)
+    _, reconstruction_only = _model("vae", dropout=0.0).eval().score(x)
+    assert not torch.allclose(whole, reconstruction_only)
+
+
+def test_bce_score_is_zero_for_a_perfect_reconstruction_of_gray_pixels() -> None:
+    target = torch.tensor([[0.2, 0.5, 0.9]])
+    perfect = torch.logit(target)
+    assert elementwise_reconstruction_error(perfect, target, "bce").abs().max() < 1e-5
+    assert F.binary_cross_entropy_with_logits(perfect, target) > 0.3  # raw BCE is not
+
+
+def test_vae_generates_samples_in_input_space() -> None:
+    model = _model("vae", reconstruction_loss="bce", dropout=0.0).eval()
+    samples = model.generate(5, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 6)
+    assert ((samples >= 0) & (samples <= 1)).all()

@@ -1,0 +1,135 @@
+"""Every objective on every data kind through the same ``train`` pipeline (in memory)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from aeops.data import DataConfig, ingest, split_by_kind
+from aeops.demo_data import make_image_demo, make_timeseries_demo
+from aeops.models import MODEL_REGISTRY
+from aeops.pipelines.train import create_pipeline
+
+TABULAR_DATA = {"kind": "tabular", "label_column": "label"}
+SERIES_DATA = {
+    "kind": "timeseries",
+    "label_column": "label",
+    "window": {"length": 16, "stride": 8},
+    "split": {"stratify": False},
+    "max_gap": "5min",
+}
+IMAGE_DATA = {"kind": "image", "label_column": "label", "pixel_range": [0, 16]}
+
+
+def _raw(kind: str, tabular_frame: pd.DataFrame) -> pd.DataFrame:
+    if kind == "timeseries":
+        return make_timeseries_demo(n_steps=1200)
+    if kind == "image":
+        demo = make_image_demo()
+        return pd.DataFrame(
+            {"id": demo["ids"], "image": list(demo["images"]), "label": demo["labels"]}
+        )
+    return tabular_frame
+
+
+def _catalog(kind: str, model_kind: str, raw: pd.DataFrame) -> DataCatalog:
+    data = {"tabular": TABULAR_DATA, "timeseries": SERIES_DATA, "image": IMAGE_DATA}[kind]
+    model: dict[str, Any] = {"kind": model_kind, "latent_dim": 3, "dropout": 0.0}
+    model["hidden_dims"] = [8, 16] if kind == "image" else [16]
+    if kind == "image":
+        model["reconstruction_loss"] = "bce"
+    params = {
+        "data": data,
+        "scaling": {"method": "minmax" if kind == "image" else "robust"},
+        "model": model,
+        "training": {"epochs": 3, "batch_size": 64, "lr": 0.003},
+        "threshold": {"quantile": 0.9},
+        "registry": {"model_name": f"kinds-{kind}-{model_kind}"},
+    }
+    catalog = DataCatalog({"raw_data": MemoryDataset(raw)})
+    for name, value in params.items():
+        catalog[f"params:{name}"] = value
+    return catalog
+
+
+@pytest.mark.parametrize("model_kind", sorted(MODEL_REGISTRY))
+@pytest.mark.parametrize("data_kind", ["tabular", "timeseries", "image"])
+def test_every_kind_trains_and_evaluates_on_every_data_kind(
+    data_kind: str, model_kind: str, tabular_frame: pd.DataFrame
+) -> None:
+    raw = _raw(data_kind, tabular_frame)
+    catalog = _catalog(data_kind, model_kind, raw)
+    SequentialRunner().run(create_pipeline().to_nodes("evaluate_on_test_node"), catalog)
+    metrics = catalog.load("evaluation_metrics")
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert 0.0 <= metrics["test_auroc"] <= 1.0
+    scores = catalog.load("test_scores")
+    assert len(scores) == round(0.3 * len(raw))  # one score per test row or time step
+    assert scores["id"].is_unique
+    history = catalog.load("training_history")
+    objective_terms = {"sparse": "train_sparsity_l1_loss", "vae": "train_kl_loss"}
+    assert objective_terms.get(model_kind, "train_reconstruction_loss") in history
+
+
+@pytest.mark.parametrize(
+    ("data_kind", "model_kind"),
+    [("image", "vae"), ("timeseries", "denoising"), ("image", "sparse")],
+)
+def test_named_combinations_register_and_serve_the_evaluated_scores(
+    data_kind: str, model_kind: str, tabular_frame: pd.DataFrame, tracking_uri: str
+) -> None:
+    raw = _raw(data_kind, tabular_frame)
+    catalog = _catalog(data_kind, model_kind, raw)
+    with mlflow.start_run():
+        SequentialRunner().run(create_pipeline(), catalog)
+    registration = catalog.load("registration")
+    assert registration["alias"] == "champion"
+    model = mlflow.pyfunc.load_model(registration["model_uri"])
+    config = DataConfig(**catalog.load("params:data"))
+    test_frame = split_by_kind(ingest(raw, config), config)[2].drop(columns=["label"])
+    if data_kind == "image":  # the served format: one flattened array per row
+        test_frame["image"] = [
+            np.asarray(a, dtype=np.float64).reshape(-1) for a in test_frame["image"]
+        ]
+    served = model.predict(test_frame)
+    evaluated = catalog.load("test_scores")
+    np.testing.assert_allclose(
+        served["reconstruction_error"], evaluated["reconstruction_error"], rtol=1e-5
+    )
+    assert len(served["embedding"].iloc[0]) == 3
+    reconstructions = model.predict(test_frame, params={"output": "reconstruction"})
+    assert len(reconstructions) == len(test_frame)
+
+
+def test_denoising_reconstructions_of_noisy_rows_are_closer_to_the_clean_rows(
+    tracking_uri: str,
+) -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=(1200, 2)) @ rng.normal(size=(2, 10))  # rows on a 2-D plane
+    frame = pd.DataFrame(clean, columns=[f"f{i}" for i in range(10)])
+    catalog = _catalog("tabular", "denoising", frame)
+    catalog["params:data"] = {"kind": "tabular", "label_column": None}
+    catalog["params:model"] = {
+        "kind": "denoising",
+        "latent_dim": 2,
+        "hidden_dims": [32],
+        "dropout": 0.0,
+        "noise": {"kind": "gaussian", "level": 0.5},
+    }
+    catalog["params:training"] = {"epochs": 200, "batch_size": 128, "lr": 0.003}
+    catalog["params:scaling"] = {"method": "none"}
+    with mlflow.start_run():
+        SequentialRunner().run(create_pipeline(), catalog)
+    model = mlflow.pyfunc.load_model(catalog.load("registration")["model_uri"])
+    rows = frame.iloc[:200]
+    noisy = rows + rng.normal(scale=0.5, size=rows.shape)
+    denoised = np.stack(model.predict(noisy, params={"output": "reconstruction"})["reconstruction"])
+    noise_left = np.linalg.norm(denoised - rows.to_numpy(), axis=1).mean()
+    noise_in = np.linalg.norm(noisy.to_numpy() - rows.to_numpy(), axis=1).mean()
+    assert noise_left < 0.5 * noise_in

@@ -1,0 +1,103 @@
+"""Kind-specific validation through derived columns, with real Great Expectations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aeops.data import DataConfig, ingest
+from aeops.validation import DataValidationError, build_suite, validate_frame, validation_view
+
+
+def _validate(frame: pd.DataFrame, config: DataConfig) -> None:
+    frame = ingest(frame, config)
+    view = validation_view(frame, config)
+    suite = build_suite(
+        view.frame,
+        id_column=config.id_column,
+        feature_columns=view.feature_columns,
+        label_column=config.label_column,
+        bounds=view.bounds,
+        min_rows=view.min_rows,
+    )
+    validate_frame(
+        view.frame, suite, source="test", id_column=config.id_column
+    ).raise_for_failures()
+
+
+SERIES = DataConfig(kind="timeseries", window={"length": 4, "stride": 2}, min_rows=3)
+
+
+def _series(n: int = 20) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2026-01-01", periods=n, freq="min").astype(str),
+            "value": np.sin(np.arange(n)),
+        }
+    )
+
+
+def test_a_regular_series_passes() -> None:
+    _validate(_series(), SERIES)
+
+
+def test_non_monotonic_timestamps_are_named_with_their_ids() -> None:
+    frame = _series()
+    frame.loc[[5, 6], "timestamp"] = frame.loc[[6, 5], "timestamp"].to_numpy()
+    with pytest.raises(DataValidationError, match=r"timestamp_step_seconds.*sample ids \[6\]"):
+        _validate(frame, SERIES)
+
+
+def test_gaps_beyond_the_tolerance_fail() -> None:
+    frame = _series()
+    frame = frame.drop(index=range(8, 15)).reset_index(drop=True)
+    config = SERIES.model_copy(update={"max_gap": "5min"})
+    with pytest.raises(
+        DataValidationError, match=r"timestamp_step_seconds.*values in \[1e-06, 300\]"
+    ):
+        _validate(frame, config)
+
+
+def test_unparseable_timestamps_are_named() -> None:
+    frame = _series()
+    frame.loc[3, "timestamp"] = "yesterday"
+    with pytest.raises(DataValidationError, match=r"timestamp_step_seconds.*null.*sample ids \[3"):
+        _validate(frame, SERIES)
+
+
+def test_a_series_shorter_than_one_window_fails_on_row_count() -> None:
+    config = SERIES.model_copy(update={"window": SERIES.window.model_copy(update={"length": 50})})
+    with pytest.raises(DataValidationError, match="expect_table_row_count_to_be_between"):
+        _validate(_series(20), config)
+
+
+IMAGES = DataConfig(kind="image", image_shape=(1, 4, 4), pixel_range=(0, 16), min_rows=3)
+
+
+def _images() -> pd.DataFrame:
+    return pd.DataFrame({"id": [1, 2, 3], "image": [np.full((4, 4), v) for v in (0, 8, 16)]})
+
+
+def test_images_of_the_expected_shape_and_range_pass() -> None:
+    _validate(_images(), IMAGES)
+
+
+def test_an_image_of_the_wrong_shape_is_named() -> None:
+    frame = _images()
+    frame.at[1, "image"] = np.zeros((4, 5))
+    with pytest.raises(
+        DataValidationError, match=r"image_width.*sample ids \[2\]; sample values \[5"
+    ):
+        _validate(frame, IMAGES)
+
+
+def test_pixels_out_of_range_and_non_finite_are_named() -> None:
+    frame = _images()
+    frame.at[0, "image"] = np.full((4, 4), 20.0)
+    frame.at[2, "image"] = np.full((4, 4), np.nan)
+    with pytest.raises(DataValidationError) as caught:
+        _validate(frame, IMAGES)
+    message = str(caught.value)
+    assert "image_max" in message and "sample ids [1]" in message
+    assert "sample ids [3]" in message
