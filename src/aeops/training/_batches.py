@@ -42,7 +42,8 @@ class BatchSource(Protocol):
 
         Args:
             batch_size: rows per batch; the last batch may be smaller.
-            order: a CPU permutation of the row indices, or None for the stored order.
+            order: a permutation of the row indices (on the CPU, or on the device for
+                resident data), or None for the stored order.
         """
         ...
 

@@ -8,6 +8,7 @@ code. It holds everything the loop needs to continue as if it had never stopped.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from dataclasses import asdict
@@ -22,6 +23,8 @@ from aeops.training._config import TrainingConfig
 if TYPE_CHECKING:
     from aeops.models import Autoencoder
     from aeops.training._records import EpochRecord
+
+logger = logging.getLogger(__name__)
 
 #: bumped when the layout changes, so an old file is refused with a clear message.
 CHECKPOINT_FORMAT = 1
@@ -92,7 +95,12 @@ def capture_rng(batch_order: torch.Generator) -> dict[str, Any]:
 def restore_rng(state: dict[str, Any], batch_order: torch.Generator) -> None:
     """Put back the RNG states saved by :func:`capture_rng`."""
     torch.set_rng_state(state["torch"])
-    batch_order.set_state(state["batch_order"])
+    try:
+        batch_order.set_state(state["batch_order"])
+    except (RuntimeError, ValueError):
+        # A CPU run resumed on CUDA (or back): generator states differ in kind, so the
+        # batch order goes on from the seed; the weights, optimiser and epoch carry on.
+        logger.warning("The checkpoint's batch-order RNG is for another device; reseeded")
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

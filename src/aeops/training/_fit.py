@@ -191,6 +191,9 @@ class _FitRun:
         self.placement = choose_placement(
             config.data_placement, device, n_bytes, config.device_memory_fraction
         )
+        if self.placement == "device" and device.type == "cuda":
+            # Draw the permutation where the data is: no host randperm and copy per epoch.
+            self.batch_order = torch.Generator(device=device).manual_seed(config.seed)
         self.train_data = make_batch_source(train, device, self.placement)
         self.validation_data = make_batch_source(validation, device, self.placement)
         self.batch_size = min(config.batch_size, self.train_data.n_rows)
@@ -264,7 +267,9 @@ class _FitRun:
         learning_rate = current_lr(self.optimizer)
         self.model.train()
         started = time.perf_counter()
-        order = torch.randperm(self.train_data.n_rows, generator=self.batch_order)
+        order = torch.randperm(
+            self.train_data.n_rows, generator=self.batch_order, device=self.batch_order.device
+        )
         loss_sum = torch.zeros((), device=self.device)
         term_sums: dict[str, Tensor] = {}
         for batch in self.train_data.batches(self.batch_size, order):
@@ -272,6 +277,10 @@ class _FitRun:
             rows = batch.shape[0]
             loss_sum.add_(output.total.detach().float(), alpha=rows)
             for name, value in output.terms.items():
+                if value is output.total:
+                    # A term that is the total (a vanilla objective) shares its sum.
+                    term_sums.setdefault(name, loss_sum)
+                    continue
                 if name not in term_sums:
                     term_sums[name] = torch.zeros((), device=self.device)
                 term_sums[name].add_(value.detach().float(), alpha=rows)
