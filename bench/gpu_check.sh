@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The one script that runs the training tests and the throughput benchmark on a GPU.
+#
+# On the CUDA machine (torch + CUDA, numpy, pytest, rich, PyYAML; no kedro, mlflow or
+# Great Expectations, and no network), from the repository root:
+#
+#     bash bench/gpu_check.sh
+#
+# It imports only aeops.training and aeops.models (torch, numpy, pydantic), runs
+# tests/training (CUDA tests and the torch.compile test included) and the benchmark at
+# batch 4096 and 65,536, and writes everything under "$OUT" (default: ./gpu_check_out).
+#
+# That image lacks pydantic (needed by the configs) and pyod (the benchmark's peer).
+# Fetch their wheels once on a machine with a package index, then carry .whl/ along:
+#
+#     bash bench/gpu_check.sh --fetch-wheels      # writes .whl/ (git-ignore it)
+#
+# Wheels found in .whl/ are installed into /tmp/site (nothing else is installed).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+wheels=.whl
+
+if [[ "${1:-}" == "--fetch-wheels" ]]; then
+    # Pure-Python wheels plus pydantic-core for the image's CPython 3.12 on x86-64.
+    mkdir -p "$wheels"
+    platforms=()
+    for tag in manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do
+        platforms+=(--platform "$tag")
+    done
+    "$python" -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp "${platforms[@]}" -d "$wheels" \
+        pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
+        typing-inspection==0.4.5 pyod==3.6.7
+    exit $?
+fi
+
+out=${OUT:-gpu_check_out}
+mkdir -p "$out"
+log="$out/gpu_check.log"
+: >"$log"
+say() { echo "$*" | tee -a "$log"; }
+status=0
+
+if compgen -G "$wheels/*.whl" >/dev/null; then
+    say "installing carried wheels into /tmp/site: $(ls "$wheels" | tr '\n' ' ')"
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target /tmp/site "$wheels"/*.whl >>"$log" 2>&1 || status=1
+fi
+export PYTHONPATH="src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+    "$python" - <<'EOF'
+import importlib.util
+import sys
+
+import torch
+
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
+      "available", torch.cuda.is_available())
+for name in ("pydantic", "pyod", "pytest", "rich", "yaml", "numpy"):
+    print(f"{name}: {'present' if importlib.util.find_spec(name) else 'MISSING'}")
+EOF
+} 2>&1 | tee -a "$log"
+
+# The import chain must not reach kedro, mlflow or Great Expectations.
+"$python" - <<'EOF' 2>&1 | tee -a "$log" || status=1
+import sys
+
+import aeops.models
+import aeops.training
+
+heavy = sorted(
+    {m.split(".")[0] for m in sys.modules} & {"kedro", "mlflow", "great_expectations"}
+)
+print("aeops.training imports:", "clean" if not heavy else f"PULLS IN {heavy}")
+sys.exit(1 if heavy else 0)
+EOF
+
+say "== pytest tests/training (CUDA and compile tests included)"
+# --confcutdir keeps tests/conftest.py (which needs mlflow) out; tests/training has its own.
+AEOPS_TEST_COMPILE=1 timeout 420 "$python" -m pytest tests/training -q -p no:cacheprovider \
+    --confcutdir=tests/training -rs 2>&1 | tee "$out/pytest_training.txt" | tee -a "$log" ||
+    status=1
+
+# BENCH_ARGS replaces the benchmark's arguments (a quick dry run: "--sizes 2000 --epochs 1").
+read -r -a bench_args <<<"${BENCH_ARGS:---batch-sizes 4096 65536}"
+say "== bench/train_throughput.py ${bench_args[*]}"
+timeout 420 "$python" bench/train_throughput.py "${bench_args[@]}" \
+    --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt" | tee -a "$log" ||
+    status=1
+
+say "gpu_check finished with status $status; results in $out"
+exit "$status"
