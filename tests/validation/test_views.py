@@ -101,3 +101,13 @@ def test_pixels_out_of_range_and_non_finite_are_named() -> None:
     message = str(caught.value)
     assert "image_max" in message and "sample ids [1]" in message
     assert "sample ids [3]" in message
+
+
+def test_counts_in_messages_read_as_english() -> None:
+    frame = pd.DataFrame({"id": [1, 1, 2, 3], "x": [np.nan, np.nan, np.nan, 1.0]})
+    config = DataConfig(min_rows=3)
+    with pytest.raises(DataValidationError) as caught:
+        _validate(frame, config)
+    message = str(caught.value)
+    assert "3 null values (75.0%)" in message
+    assert "2 rows with a duplicated value" in message

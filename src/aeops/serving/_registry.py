@@ -68,8 +68,9 @@ def frame_digest(frame: pd.DataFrame) -> str:
     """
     hashable = frame.copy()
     for column in hashable.columns:
-        if hashable[column].dtype == object and isinstance(hashable[column].iloc[0], np.ndarray):
-            hashable[column] = [np.ascontiguousarray(v).tobytes() for v in hashable[column]]
+        cells = hashable[column]
+        if cells.dtype == object and len(cells) and isinstance(cells.iloc[0], np.ndarray):
+            hashable[column] = [np.ascontiguousarray(v).tobytes() for v in cells]
     hashed = pd.util.hash_pandas_object(hashable, index=False).to_numpy()
     digest = hashlib.sha256(hashed.tobytes())
     digest.update("\x1f".join(map(str, frame.columns)).encode())

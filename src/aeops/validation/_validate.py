@@ -217,11 +217,15 @@ def _map_failure(
     total = int(result.get("element_count") or len(frame))
     noun = {
         _NOT_NULL: "null value",
-        _UNIQUE: "row with a duplicated value",
-        _IN_SET: "value not in the set",
+        _UNIQUE: "row with a duplicated value|rows with a duplicated value",
+        _IN_SET: "value not in the set|values not in the set",
     }.get(expectation, "unexpected value")
     if expectation == _BETWEEN:
-        noun = "non-finite value" if _is_finite_check(kwargs) else "value out of bounds"
+        noun = (
+            "non-finite value"
+            if _is_finite_check(kwargs)
+            else "value out of bounds|values out of bounds"
+        )
     observed = f"{_count(count, noun)} ({_percent(count, total)})"
 
     values = [to_jsonable(v) for v in result.get("partial_unexpected_list") or []]
@@ -311,11 +315,13 @@ def _number(value: Any) -> str:
 
 
 def _count(count: int, noun: str) -> str:
-    """Return e.g. ``"1 null value"`` / ``"3 null values"`` (pluralises the first word)."""
-    if count == 1:
-        return f"1 {noun}"
-    head, _, tail = noun.partition(" ")
-    return f"{count} {head}s{' ' + tail if tail else ''}"
+    """Return e.g. ``"1 null value"`` / ``"3 null values"``.
+
+    ``noun`` is ``"singular|plural"`` when the plural is not the singular plus "s"
+    (``"row with a duplicated value|rows with a duplicated value"``).
+    """
+    singular, _, plural = noun.partition("|")
+    return f"1 {singular}" if count == 1 else f"{count} {plural or singular + 's'}"
 
 
 def _percent(count: int, total: int) -> str:

@@ -84,8 +84,6 @@ def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
         derived = frame.drop(columns=[config.image_column], errors="ignore")
         if config.image_column in frame.columns:
             derived = derived.join(_image_facts(frame[config.image_column], shape))
-        else:  # let the suite name the missing image column
-            derived[config.image_column] = np.nan
         for name, size in zip(IMAGE_COLUMNS[:3], shape, strict=True):
             bounds[name] = (size, size)
         if config.pixel_range is not None:
@@ -93,7 +91,7 @@ def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
             bounds["image_min"] = (low, None)
             bounds["image_max"] = (None, high)
         features = list(IMAGE_COLUMNS)
-        if config.image_column not in frame.columns:
+        if config.image_column not in frame.columns:  # the suite names the missing column
             features = [config.image_column]
         return ValidationView(derived, features, bounds, config.min_rows)
 

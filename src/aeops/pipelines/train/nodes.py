@@ -255,6 +255,8 @@ def register_trained_model(
         evaluation_metrics,
         registry_config,
         tags,
-        optional_columns={data_config.timestamp_column},
+        optional_columns=(
+            {data_config.timestamp_column} if data_config.kind == "timeseries" else set()
+        ),
     )
     return registration.to_dict()
