@@ -11,7 +11,8 @@ on rows of 64 float32 columns. The figure is training samples per second
   ``fit`` (which also scores the training rows) is shown beside it. PyOD may run fewer
   epochs than the others at the larger sizes (``--pyod-samples``).
 - ``bare``: the reference, a hand-written loop with the data resident on the device
-  and index-sliced batches (``randperm``), fused Adam and bf16 autocast on CUDA.
+  and index-sliced batches (``randperm``), fused Adam (CPU and CUDA) and bf16 autocast
+  on CUDA.
 - ``aeops``: ``aeops.training.fit`` at its defaults (only ``epochs``, and ``batch_size``
   when a size other than the default 4096 is asked for, are set). Its time includes
   everything ``fit`` does: moving data to the device, a validation pass over a
@@ -120,7 +121,7 @@ def run_bare(train: np.ndarray, batch_size: int, epochs: int, device: torch.devi
     torch.manual_seed(0)
     encoder, decoder = pyod_network(train.shape[1])
     model = nn.Sequential(encoder, decoder).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
     dtype = resolve_precision("auto", device)
     _synchronize(device)
     started = time.perf_counter()
@@ -197,8 +198,30 @@ def run_pyod(train: np.ndarray, epochs: int) -> Measurement:
 # Reporting -------------------------------------------------------------------------------
 
 
+def others_busy_fraction(seconds: float = 1.0) -> float:
+    """Share of CPU time other processes use while this one sleeps (Linux), else 0.
+
+    Read before the runs start: on a shared machine a neighbour's job slows every
+    engine, PyOD's one-sample-at-a-time loop most, so the table records it.
+    """
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return 0.0
+
+    def totals() -> tuple[int, int]:
+        fields = [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields)
+
+    idle_a, total_a = totals()
+    time.sleep(seconds)
+    idle_b, total_b = totals()
+    elapsed = total_b - total_a
+    return 1.0 - (idle_b - idle_a) / elapsed if elapsed > 0 else 0.0
+
+
 def machine_description(device: torch.device) -> dict[str, str]:
-    """CPU model, cores, torch version, the accelerator and the load when the run began."""
+    """CPU model, cores, torch version, the accelerator and how busy the machine was."""
     cpu = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -212,7 +235,7 @@ def machine_description(device: torch.device) -> dict[str, str]:
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),
         "device": str(device),
-        "load_average_1min": f"{os.getloadavg()[0]:.2f}",
+        "busy_before_start": f"{others_busy_fraction():.0%}",
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -289,7 +312,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=100_000,
         help="PyOD trains max(1, min(epochs, this // rows)) epochs at each size",
     )
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of bare/aeops")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of bare/aeops")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--skip-pyod", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
@@ -304,12 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description(device)
     run_pyod_too = not args.skip_pyod and machine["pyod"] != "not installed"
     say("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
-    if float(machine["load_average_1min"]) > 0.5 * (os.cpu_count() or 1):
-        say("warning: the machine is busy (load average above half the cores); numbers are noisy")
+    if float(machine["busy_before_start"].rstrip("%")) > 25:
+        say("warning: other processes keep the CPUs busy; the numbers will be noisy")
 
     largest = max(args.sizes)
     data = make_data(largest)
     validation_all = make_data(max(1, largest // 10), seed=1)
+    # Untimed warm-up: first calls pay for allocator growth, thread pools and kernel
+    # selection, which would otherwise land on whichever engine runs first.
+    warm_rows = min(largest, 10_000)
+    run_bare(data[:warm_rows], args.batch_sizes[0], 1, device)
+    run_aeops(data[:warm_rows], validation_all[:1000], args.batch_sizes[0], 1, device)
+
     measurements: list[Measurement] = []
     for rows in sorted(args.sizes):
         train = data[:rows]
@@ -331,7 +360,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"{m.samples_per_second:>12,.0f} samples/s"
                     )
 
-    machine["load_average_1min_end"] = f"{os.getloadavg()[0]:.2f}"
     say("")
     say(table(measurements))
     say("")
