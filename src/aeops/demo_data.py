@@ -111,6 +111,7 @@ def make_timeseries_demo(n_steps: int = 4000, seed: int = 0) -> pd.DataFrame:
     label = np.zeros(n_steps, dtype=np.int64)
     for start_at_4000, length, kind in _SERIES_ANOMALIES:
         start = start_at_4000 * n_steps // 4000
+        length = min(length, n_steps - start)
         span = slice(start, start + length)
         if kind == "spikes":
             temperature[span] += rng.choice([-1, 1], size=length) * rng.uniform(2, 3, length)

@@ -13,5 +13,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         A mapping from pipeline names to ``Pipeline`` objects.
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = pipelines["train"]
+    # find_pipelines loads only the pipelines a run asks for, so `train` may be absent.
+    if "train" in pipelines:
+        pipelines["__default__"] = pipelines["train"]
     return pipelines

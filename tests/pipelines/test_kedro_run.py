@@ -65,11 +65,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``kedro run --pipeline=train`` with ``args``, as a user runs it."""
+def _kedro_run(
+    project: Path, *args: str, pipeline: str = "train"
+) -> subprocess.CompletedProcess[str]:
+    """``kedro run --pipeline=<pipeline>`` with ``args``, as a user runs it."""
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.run(
-        [str(kedro), "run", "--pipeline=train", *args],
+        [str(kedro), "run", f"--pipeline={pipeline}", *args],
         cwd=project,
         env=_env(),
         capture_output=True,
@@ -330,3 +332,36 @@ def test_other_data_kinds_train_from_their_conf_envs(
     assert run.data.params["model.kind"] == model_kind
     assert run.data.params["data.kind"] == {"timeseries": "timeseries", "images": "image"}[env]
     assert 0.5 < run.data.metrics["test_auroc"] <= 1.0
+
+
+def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
+    trained_project: Path,
+) -> None:
+    for pipeline in ("score", "embed"):
+        result = _kedro_run(trained_project, pipeline=pipeline)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    outputs = trained_project / "data/07_model_output"
+    scores = pd.read_parquet(outputs / "scores.parquet")
+    raw = pd.read_csv(trained_project / DEMO)
+    assert scores["id"].tolist() == raw["id"].tolist()
+    evaluated = pd.read_parquet(outputs / "test_scores.parquet").set_index("id")
+    shared = scores.set_index("id").loc[evaluated.index]
+    np.testing.assert_allclose(
+        shared["reconstruction_error"], evaluated["reconstruction_error"], rtol=1e-6
+    )
+    embeddings = pd.read_parquet(outputs / "embeddings.parquet")
+    assert len(embeddings) == len(raw)
+    assert len(embeddings["embedding"].iloc[0]) == 4
+
+
+def test_a_model_uri_that_does_not_exist_fails_and_writes_nothing(trained_project: Path) -> None:
+    target = trained_project / "data/07_model_output/scores.parquet"
+    target.unlink(missing_ok=True)
+    result = _kedro_run(
+        trained_project,
+        "--params=score.model_uri=models:/no-such-model@champion",
+        pipeline="score",
+    )
+    assert result.returncode != 0
+    assert "models:/no-such-model@champion' does not exist" in result.stdout + result.stderr
+    assert not target.exists()

@@ -236,6 +236,8 @@ def register_trained_model(
     predictor = Predictor(
         model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
     )
+    if isinstance(input_spec, ImageInputs):  # scoring checks images against this shape
+        data_config = data_config.model_copy(update={"image_shape": input_spec.shape})
     spec = BundleSpec(
         id_column=data_config.id_column,
         validation_suite=validation_suite,

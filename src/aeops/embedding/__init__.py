@@ -1,0 +1,17 @@
+"""Batch embedding and scoring: a streaming local engine over Parquet and CSV."""
+
+from aeops.embedding._checks import BatchValidationError, CompiledSuite
+from aeops.embedding._config import BatchJobConfig
+from aeops.embedding._engine import SUCCESS_MARKER, EmbedJob, JobReport
+from aeops.embedding._source import SourceError, TableSource
+
+__all__ = [
+    "SUCCESS_MARKER",
+    "BatchJobConfig",
+    "BatchValidationError",
+    "CompiledSuite",
+    "EmbedJob",
+    "JobReport",
+    "SourceError",
+    "TableSource",
+]

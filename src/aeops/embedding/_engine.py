@@ -1,0 +1,292 @@
+"""The local streaming engine: read, validate, score and write, overlapped and bounded.
+
+A reader thread pulls record batches from the source, the calling thread validates
+and scores them (on the GPU when the bundle's model is there), and a writer thread
+appends them to a temporary Parquet file that is renamed into place only when
+complete. Queues of two batches between the stages keep memory flat whatever the
+input size. A folder of parts is processed part by part into a folder of outputs;
+a rerun skips the parts already written, so a crash never duplicates or loses rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aeops.data import DataConfig, WindowInputs
+from aeops.embedding._checks import BatchValidationError, CompiledSuite
+from aeops.embedding._source import TableSource
+from aeops.serving import LoadedBundle, provenance_metadata
+from aeops.validation import validation_view
+
+logger = logging.getLogger(__name__)
+
+Output = Literal["embeddings", "scores"]
+_DONE = object()
+SUCCESS_MARKER = "_SUCCESS"
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What a job did."""
+
+    rows: int
+    parts_written: int
+    parts_skipped: int
+    quarantined_rows: int
+    seconds: float
+
+
+def _background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` in a thread, ``depth`` ahead; exceptions surface to the caller."""
+    channel: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                channel.put(item)
+        except BaseException as error:  # handed to the consumer, re-raised there
+            channel.put(error)
+            return
+        channel.put(_DONE)
+
+    threading.Thread(target=produce, daemon=True, name="aeops-reader").start()
+    while True:
+        item = channel.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class _AtomicParquetWriter:
+    """Writes batches from a queue in a thread to ``<target>.tmp-*``, renamed on close."""
+
+    def __init__(self, target: Path, schema: pa.Schema) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self.temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        self.schema = schema
+        self._writer = pq.ParquetWriter(self.temp, schema)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="aeops-writer")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (batch := self._queue.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._writer.write_batch(batch)
+                except BaseException as error:
+                    self._error = error
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def commit(self) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            self.abort()
+            raise self._error
+        self.temp.replace(self.target)
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_DONE)
+            self._thread.join()
+        try:
+            self._writer.close()
+        finally:
+            self.temp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """A lazy plan: score ``source`` with ``bundle`` into Parquet; :meth:`run` executes it.
+
+    Attributes:
+        source: the input table.
+        bundle: the loaded model bundle.
+        output: ``embeddings`` (id, embedding) or ``scores`` (id, reconstruction_error,
+            is_anomaly).
+        batch_rows: rows per record batch.
+        invalid_rows: ``fail`` stops at the first batch with a failed expectation;
+            ``quarantine`` writes failing rows to ``<output>.quarantine.parquet`` and
+            goes on with the rest (a missing or mistyped column always fails).
+    """
+
+    source: TableSource
+    bundle: LoadedBundle
+    output: Output = "embeddings"
+    batch_rows: int = 65536
+    invalid_rows: Literal["fail", "quarantine"] = "fail"
+
+    @property
+    def _id_column(self) -> str:
+        return self.bundle.spec.id_column
+
+    def _data_config(self) -> DataConfig:
+        return DataConfig(**self.bundle.spec.data) if self.bundle.spec.data else DataConfig()
+
+    def output_schema(self, id_type: pa.DataType) -> pa.Schema:
+        """The output's Arrow schema, with provenance as key-value metadata."""
+        fields = [pa.field(self._id_column, id_type)]
+        if self.output == "embeddings":
+            latent = self.bundle.predictor.model.config.latent_dim
+            fields.append(pa.field("embedding", pa.list_(pa.float32(), latent)))
+        else:
+            fields += [
+                pa.field("reconstruction_error", pa.float64()),
+                pa.field("is_anomaly", pa.bool_()),
+            ]
+        metadata = provenance_metadata(self.bundle, self.output)
+        return pa.schema(fields, metadata={k: str(v) for k, v in metadata.items()})
+
+    def _answers(self, frame: pd.DataFrame, ids: pa.Array, schema: pa.Schema) -> pa.RecordBatch:
+        predictor = self.bundle.predictor
+        if self.output == "embeddings":
+            embedding, _ = predictor.embed_and_score(frame)
+            flat = pa.array(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1))
+            column = pa.FixedSizeListArray.from_arrays(flat, embedding.shape[1])
+            return pa.RecordBatch.from_arrays([ids, column], schema=schema)
+        scores = predictor.score_frame(frame)
+        return pa.RecordBatch.from_arrays(
+            [ids, pa.array(scores.reconstruction_error), pa.array(scores.is_anomaly)],
+            schema=schema,
+        )
+
+    def _frames(self, part: Path) -> Iterator[tuple[pa.RecordBatch, int]]:
+        """Input batches with their first row's number; a series part comes whole,
+        since windows need the neighbouring rows."""
+        batch_rows = self.batch_rows
+        if isinstance(self.bundle.predictor.inputs, WindowInputs):
+            batch_rows = sys.maxsize
+            batches = list(self.source.batches(part, self.batch_rows))
+            table = pa.Table.from_batches(batches).combine_chunks()
+            yield from ((b, 0) for b in table.to_batches(max_chunksize=batch_rows))
+            return
+        offset = 0
+        for batch in self.source.batches(part, batch_rows):
+            yield batch, offset
+            offset += batch.num_rows
+
+    def _checked(
+        self, frame: pd.DataFrame, offset: int, part: Path, suite: CompiledSuite | None
+    ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """The rows to score, and the rows quarantined (or an error when failing)."""
+        if suite is None:
+            return frame, None
+        view = validation_view(frame, self._data_config()).frame
+        result = suite.evaluate(view, row_offset=offset)
+        if result.success:
+            return frame, None
+        if result.column_failures or self.invalid_rows == "fail":
+            failures = result.column_failures + result.row_failures
+            raise BatchValidationError(
+                f"{part}: rows {offset}-{offset + len(frame) - 1} failed the model's "
+                "validation suite:\n" + "\n".join(f"  - {f.describe()}" for f in failures)
+            )
+        bad = result.bad_rows
+        quarantined = frame[bad].copy()
+        quarantined["aeops_failed"] = "; ".join(f.describe() for f in result.row_failures)
+        return frame[~bad], quarantined
+
+    def _target(self, destination: Path, part: Path) -> Path:
+        return destination / f"{part.stem}.parquet" if self.source.is_folder else destination
+
+    def run(self, destination: Path, progress: Callable[[int], None] | None = None) -> JobReport:
+        """Execute the plan into ``destination`` (a file, or a folder for a folder input).
+
+        Raises:
+            BatchValidationError: for a batch that fails and ``invalid_rows`` is ``fail``;
+                nothing is left at ``destination`` for that part.
+            SourceError: for an unreadable input.
+        """
+        started = time.perf_counter()
+        suite_dict = self.bundle.spec.validation_suite
+        suite = CompiledSuite(suite_dict, {self._id_column}) if suite_dict else None
+        parts = self.source.parts()
+        if self.source.is_folder and not parts:
+            raise ValueError(f"{self.source.path} holds no parts")
+        if self.source.is_folder:
+            destination.mkdir(parents=True, exist_ok=True)
+            (destination / SUCCESS_MARKER).unlink(missing_ok=True)
+        rows = written = skipped = quarantined = 0
+        for part in parts:
+            target = self._target(destination, part)
+            if self.source.is_folder and target.exists():
+                skipped += 1
+                logger.info("Skipping %s: %s is already complete", part.name, target)
+                continue
+            part_rows, part_quarantined = self._run_part(part, target, suite, progress)
+            rows += part_rows
+            quarantined += part_quarantined
+            written += 1
+        if self.source.is_folder:
+            (destination / SUCCESS_MARKER).write_text("")
+        return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
+
+    def _run_part(
+        self,
+        part: Path,
+        target: Path,
+        suite: CompiledSuite | None,
+        progress: Callable[[int], None] | None,
+    ) -> tuple[int, int]:
+        writer: _AtomicParquetWriter | None = None
+        quarantine: _AtomicParquetWriter | None = None
+        rows = bad_rows = 0
+        try:
+            for batch, offset in _background(self._frames(part)):
+                frame = batch.to_pandas()
+                keep, rejected = self._checked(frame, offset, part, suite)
+                if rejected is not None and len(rejected):
+                    if quarantine is None:
+                        quarantine = _AtomicParquetWriter(
+                            target.with_name(f"{target.stem}.quarantine.parquet"),
+                            pa.Schema.from_pandas(rejected, preserve_index=False),
+                        )
+                    quarantine.write(pa.RecordBatch.from_pandas(rejected, preserve_index=False))
+                    bad_rows += len(rejected)
+                if self._id_column in keep.columns:
+                    ids = pa.array(keep[self._id_column].to_numpy())
+                else:
+                    ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
+                if writer is None:
+                    writer = _AtomicParquetWriter(target, self.output_schema(ids.type))
+                if len(keep):
+                    writer.write(self._answers(keep.reset_index(drop=True), ids, writer.schema))
+                rows += len(keep)
+                if progress is not None:
+                    progress(len(frame))
+            if writer is None:  # an input with no rows still gets a (valid, empty) output
+                writer = _AtomicParquetWriter(target, self.output_schema(pa.int64()))
+            writer.commit()
+            if quarantine is not None:
+                quarantine.commit()
+        except BaseException:
+            for open_writer in (writer, quarantine):
+                if open_writer is not None:
+                    open_writer.abort()
+            raise
+        logger.info("Wrote %d rows of %s to %s", rows, self.output, target)
+        return rows, bad_rows

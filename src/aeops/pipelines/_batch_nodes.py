@@ -1,0 +1,38 @@
+"""Nodes shared by the ``embed`` and ``score`` pipelines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aeops.embedding import BatchJobConfig, EmbedJob, TableSource
+from aeops.embedding._engine import Output
+from aeops.pipelines._params import parse_params
+from aeops.serving import RegistryConfig, default_model_uri, load_registered_bundle
+
+
+def plan_batch_job(
+    source: TableSource,
+    job: dict[str, Any],
+    registry: dict[str, Any],
+    output: Output,
+    area: str,
+) -> EmbedJob:
+    """Load the model and plan the job; the output dataset runs it when saving.
+
+    Raises:
+        ModelNotFoundError: if ``model_uri`` names no loadable aeops bundle.
+        NotImplementedError: for ``engine: spark`` (not built yet).
+    """
+    config = parse_params(BatchJobConfig, job, area)
+    if config.engine == "spark":
+        raise NotImplementedError(f"{area}.engine='spark' is not available yet; use 'local'")
+    model_uri = config.model_uri or default_model_uri(
+        parse_params(RegistryConfig, registry, "registry").model_name
+    )
+    return EmbedJob(
+        source=source,
+        bundle=load_registered_bundle(model_uri),
+        output=output,
+        batch_rows=config.batch_rows,
+        invalid_rows=config.invalid_rows,
+    )

@@ -1,0 +1,91 @@
+"""Loading a registered bundle by URI, with where it came from."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from aeops.scoring import Predictor
+from aeops.serving._bundle_files import BundleSpec, read_bundle
+
+_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+class ModelNotFoundError(LookupError):
+    """A model URI names no model that MLflow can load."""
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    """A bundle ready to score, and the provenance its outputs record."""
+
+    predictor: Predictor
+    spec: BundleSpec
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+def default_model_uri(model_name: str) -> str:
+    """``models:/<model_name>@champion``."""
+    return f"models:/{model_name}@champion"
+
+
+def _provenance(model_uri: str) -> dict[str, str]:
+    match = _REGISTERED.match(model_uri)
+    if match is None:
+        return {"model_uri": model_uri}
+    client = MlflowClient()
+    name = match["name"]
+    if match["alias"]:
+        version = client.get_model_version_by_alias(name, match["alias"])
+    else:
+        version = client.get_model_version(name, match["version"])
+    return {
+        "model_uri": model_uri,
+        "model_name": name,
+        "model_version": str(version.version),
+        "run_id": str(version.run_id),
+    }
+
+
+def load_registered_bundle(model_uri: str) -> LoadedBundle:
+    """Download (or find locally) the bundle behind ``model_uri`` and rebuild it.
+
+    Args:
+        model_uri: ``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model`` or a
+            local path to a logged model.
+
+    Raises:
+        ModelNotFoundError: if the URI names nothing loadable, with MLflow's reason.
+    """
+    try:
+        provenance = _provenance(model_uri)
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    except (MlflowException, OSError) as error:
+        raise ModelNotFoundError(
+            f"model URI {model_uri!r} does not exist or cannot be read "
+            f"(tracking URI {mlflow.get_tracking_uri()}): {error}"
+        ) from error
+    bundle_dir = root / "artifacts" / "bundle"
+    if not (bundle_dir / "bundle.json").exists():
+        raise ModelNotFoundError(f"model URI {model_uri!r} is not an aeops bundle")
+    predictor, spec = read_bundle(bundle_dir)
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    provenance.update(
+        latent_dim=str(predictor.model.config.latent_dim),
+        threshold=repr(manifest["threshold"]["value"]),
+        threshold_method=str(manifest["threshold"]["method"]),
+        model_kind=predictor.model.config.kind,
+    )
+    return LoadedBundle(predictor=predictor, spec=spec, provenance=provenance)
+
+
+def provenance_metadata(bundle: LoadedBundle, output: str) -> dict[str, Any]:
+    """Parquet key-value metadata: ``aeops.<key>`` for every provenance entry."""
+    return {f"aeops.{k}": v for k, v in {**bundle.provenance, "output": output}.items()}

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aeops.demo_data import make_timeseries_demo
+from aeops.embedding import SUCCESS_MARKER, BatchValidationError, EmbedJob, TableSource
+from aeops.serving import ModelNotFoundError, load_registered_bundle
+
+from .conftest import image_rows, tabular_rows
+
+
+def _job(store: dict[str, Any], kind: str, source: Path, **options: Any) -> EmbedJob:
+    bundle = load_registered_bundle(store["models"][kind])
+    return EmbedJob(source=TableSource(source), bundle=bundle, **options)
+
+
+def _served(store: dict[str, Any], kind: str, frame: pd.DataFrame) -> pd.DataFrame:
+    return mlflow.pyfunc.load_model(store["models"][kind]).predict(frame)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_tabular_embeddings_and_scores_equal_the_bundles_predict(
+    store: dict[str, Any], tmp_path: Path, suffix: str
+) -> None:
+    rows = tabular_rows(1000, seed=1)
+    source = tmp_path / f"in{suffix}"
+    rows.to_parquet(source) if suffix == ".parquet" else rows.to_csv(source, index=False)
+    _job(store, "tabular", source, output="embeddings", batch_rows=128).run(tmp_path / "e.parquet")
+    _job(store, "tabular", source, output="scores", batch_rows=300).run(tmp_path / "s.parquet")
+    embeddings = pq.read_table(tmp_path / "e.parquet")
+    scores = pd.read_parquet(tmp_path / "s.parquet")
+    served = _served(store, "tabular", rows)
+    assert embeddings.column("id").to_pylist() == rows["id"].tolist()  # same rows, same order
+    assert embeddings.schema.field("embedding").type == pa.list_(pa.float32(), 3)
+    np.testing.assert_allclose(
+        np.stack(embeddings.column("embedding").to_pylist()),
+        np.stack(served["embedding"]),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        scores["reconstruction_error"], served["reconstruction_error"], rtol=1e-6
+    )
+    assert (scores["is_anomaly"] == served["is_anomaly"]).all()
+    metadata = {k.decode(): v.decode() for k, v in embeddings.schema.metadata.items()}
+    assert metadata["aeops.model_name"] == "embed-tabular"
+    assert metadata["aeops.model_version"] == "1"
+    assert metadata["aeops.latent_dim"] == "3"
+    assert float(metadata["aeops.threshold"]) > 0
+    assert len(metadata["aeops.run_id"]) == 32
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_series_and_images_equal_the_bundles_predict(store: dict[str, Any], tmp_path: Path) -> None:
+    series = make_timeseries_demo(n_steps=300).drop(columns=["label"])
+    series.to_parquet(tmp_path / "series.parquet")
+    _job(store, "timeseries", tmp_path / "series.parquet", output="scores", batch_rows=64).run(
+        tmp_path / "series_scores.parquet"
+    )
+    scored = pd.read_parquet(tmp_path / "series_scores.parquet")
+    assert scored["id"].tolist() == list(range(300))  # row positions, every time step
+    np.testing.assert_allclose(
+        scored["reconstruction_error"],
+        _served(store, "timeseries", series)["reconstruction_error"],
+        rtol=1e-6,
+    )
+    images = image_rows().drop(columns=["label"])
+    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images.to_parquet(tmp_path / "images.parquet")
+    _job(store, "image", tmp_path / "images.parquet", batch_rows=50).run(tmp_path / "img.parquet")
+    embedded = pq.read_table(tmp_path / "img.parquet")
+    served = _served(store, "image", images)
+    np.testing.assert_allclose(
+        np.stack(embedded.column("embedding").to_pylist()), np.stack(served["embedding"]), rtol=1e-5
+    )
+
+
+def test_bad_batch_stops_with_its_rows_and_writes_nothing(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(500)
+    rows.loc[260, "f2"] = np.nan
+    rows.to_parquet(tmp_path / "in.parquet")
+    target = tmp_path / "out.parquet"
+    with pytest.raises(BatchValidationError, match=r"(?s)rows 256-383 .*f2.*sample rows \[260\]"):
+        _job(store, "tabular", tmp_path / "in.parquet", batch_rows=128).run(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_quarantine_policy_sets_bad_rows_aside(store: dict[str, Any], tmp_path: Path) -> None:
+    rows = tabular_rows(400)
+    rows.loc[[5, 300], "f0"] = np.inf
+    rows.to_parquet(tmp_path / "in.parquet")
+    report = _job(
+        store,
+        "tabular",
+        tmp_path / "in.parquet",
+        output="scores",
+        invalid_rows="quarantine",
+        batch_rows=100,
+    ).run(tmp_path / "out.parquet")
+    assert (report.rows, report.quarantined_rows) == (398, 2)
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 398
+    quarantined = pd.read_parquet(tmp_path / "out.quarantine.parquet")
+    assert quarantined["id"].tolist() == rows["id"].iloc[[5, 300]].tolist()
+    assert "f0" in quarantined["aeops_failed"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda f: f.drop(columns=["f3"]),
+            r"expect_column_to_exist \(column 'f3'\): column missing",
+        ),
+        (lambda f: f.assign(f1=f["f1"].astype(str)), r"column 'f1'\): dtype (str|object)"),
+    ],
+)
+def test_missing_or_mistyped_columns_fail_even_with_quarantine(
+    store: dict[str, Any], tmp_path: Path, change: Any, message: str
+) -> None:
+    change(tabular_rows(50)).to_parquet(tmp_path / "in.parquet")
+    job = _job(store, "tabular", tmp_path / "in.parquet", invalid_rows="quarantine")
+    with pytest.raises(BatchValidationError, match=message):
+        job.run(tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_model_uri_that_does_not_exist_is_named(store: dict[str, Any]) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"models:/no-such-model@champion' does not exist"):
+        load_registered_bundle("models:/no-such-model@champion")
+
+
+def _parts(folder: Path, n_parts: int, rows_per_part: int) -> set[int]:
+    folder.mkdir()
+    ids: set[int] = set()
+    for part in range(n_parts):
+        frame = tabular_rows(rows_per_part, seed=part)
+        frame.to_parquet(folder / f"part-{part:03d}.parquet")
+        ids |= set(frame["id"])
+    return ids
+
+
+def test_a_folder_of_parts_becomes_a_folder_of_outputs(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    ids = _parts(tmp_path / "in", 3, 200)
+    report = _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
+    assert (report.parts_written, report.rows) == (3, 600)
+    assert (tmp_path / "out" / SUCCESS_MARKER).exists()
+    assert set(pd.read_parquet(tmp_path / "out")["id"]) == ids
+    again = _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
+    assert (again.parts_written, again.parts_skipped) == (0, 3)
+
+
+def test_a_killed_job_resumes_without_duplicating_or_losing_rows(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    ids = _parts(tmp_path / "in", 20, 3000)
+    out = tmp_path / "out"
+    script = textwrap.dedent(
+        f"""
+        import mlflow
+        from pathlib import Path
+        from aeops.embedding import EmbedJob, TableSource
+        from aeops.serving import load_registered_bundle
+        mlflow.set_tracking_uri({store["uri"]!r}); mlflow.set_registry_uri({store["uri"]!r})
+        bundle = load_registered_bundle({store["models"]["tabular"]!r})
+        source = TableSource(Path({str(tmp_path / "in")!r}))
+        EmbedJob(source, bundle, batch_rows=200).run(Path({str(out)!r}))
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=store["root"])
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.glob("part-*.parquet"))):
+        assert process.poll() is None, "the job ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    finished = sorted(p.name for p in out.glob("part-*.parquet"))
+    assert 0 < len(finished) < 20 and not (out / SUCCESS_MARKER).exists()
+    report = _job(store, "tabular", tmp_path / "in").run(out)
+    assert report.parts_skipped == len(finished)
+    result = pd.read_parquet(out)
+    assert len(result) == len(ids) == result["id"].nunique()
+    assert set(result["id"]) == ids
