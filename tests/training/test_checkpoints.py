@@ -122,15 +122,15 @@ def test_resume_continues_an_early_stopped_run_to_the_same_end(
             lr=5e-2,
             early_stopping={"patience": 3, "min_delta": 1e-3},
             checkpoint_dir=str(tmp_path / folder),
-            checkpoint_every=1,
+            checkpoint_every=4,
             resume=resume,
         )
 
     whole = make_model()
     expected = fit(whole, plane(), plane(seed=1), config("whole"))
     assert expected.stopped_early
-    with pytest.raises(InterruptedRunError):
-        fit(make_model(), plane(), plane(seed=1), config("split"), interrupt_after(2))
+    with pytest.raises(InterruptedRunError):  # resumes from epoch 4, replays 5 and 6
+        fit(make_model(), plane(), plane(seed=1), config("split"), interrupt_after(6))
     resumed = make_model()
     result = fit(resumed, plane(), plane(seed=1), config("split", resume=True))
     assert result.stopped_early
@@ -261,3 +261,14 @@ def test_non_finite_inputs_are_named_as_the_cause(
     data[3, 4] = np.nan
     with pytest.raises(TrainingDivergedError, match=r"at epoch 1: the inputs hold 1 NaN"):
         fit(make_model(), data, plane(seed=1), quick_config)
+
+
+def test_divergence_is_reported_even_when_the_checkpoint_cannot_be_written(
+    tmp_path: Path, plane: PlaneData, make_model: MakeModel
+) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the checkpoint folder should be")
+    config = TrainingConfig(epochs=2, checkpoint_dir=str(blocker / "checkpoints"))
+    data = plane() * 1e30
+    with pytest.raises(TrainingDivergedError, match=r"at epoch 1: .*Saving the state to .* failed"):
+        fit(make_model(), data, data, config)

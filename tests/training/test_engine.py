@@ -46,7 +46,7 @@ def test_bf16_autocast_trains_on_cpu_and_keeps_fp32_weights(
     plane: PlaneData, make_model: MakeModel
 ) -> None:
     model = make_model()
-    config = TrainingConfig(epochs=30, batch_size=32, lr=1e-2, precision="bf16", progress=False)
+    config = TrainingConfig(epochs=10, batch_size=32, lr=1e-2, precision="bf16", progress=False)
     result = fit(model, plane(), plane(seed=1), config)
     losses = [r.validation_loss for r in result.history]
     assert all(np.isfinite(losses))

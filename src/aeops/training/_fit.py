@@ -307,15 +307,18 @@ class _FitRun:
 
     def diverged(self, record: EpochRecord) -> TrainingDivergedError:
         """Save the diverged state and explain the likely cause."""
-        path = save_atomically(
-            self.checkpoint_state(record.epoch), diverged_path(self.config, record.epoch)
-        )
+        path = diverged_path(self.config, record.epoch)
+        try:
+            save_atomically(self.checkpoint_state(record.epoch), path)
+            saved = f"The state at that epoch is saved in {path}"
+        except OSError as error:
+            # The divergence is the news; a failed save must not hide it.
+            saved = f"Saving the state to {path} failed ({error})"
         which = "training" if not math.isfinite(record.train_loss) else "validation"
         value = record.train_loss if which == "training" else record.validation_loss
         return TrainingDivergedError(
             f"{which} loss became {value} at epoch {record.epoch}: {self._likely_cause()}. "
-            f"The state at that epoch is saved in {path}; training stopped and nothing "
-            "was registered."
+            f"{saved}; training stopped and nothing was registered."
         )
 
     def _likely_cause(self) -> str:
