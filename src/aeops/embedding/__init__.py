@@ -1,5 +1,6 @@
 """Batch embedding and scoring: a streaming local engine over Parquet and CSV."""
 
+from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._config import BatchJobConfig
 from aeops.embedding._engine import SUCCESS_MARKER, EmbedJob, JobReport
@@ -12,6 +13,8 @@ __all__ = [
     "CompiledSuite",
     "EmbedJob",
     "JobReport",
+    "LoadedBundle",
     "SourceError",
     "TableSource",
+    "provenance_metadata",
 ]

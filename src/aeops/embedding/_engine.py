@@ -26,10 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.data import DataConfig, WindowInputs
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._source import TableSource
-from aeops.serving import LoadedBundle, provenance_metadata
 from aeops.validation import validation_view
 
 logger = logging.getLogger(__name__)

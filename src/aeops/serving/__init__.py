@@ -1,12 +1,10 @@
 """The MLflow bundle of a trained autoencoder and the registry helpers around it."""
 
-from aeops.serving._bundle_files import BundleSpec, read_bundle, write_bundle
+from aeops.bundle import BundleSpec, LoadedBundle, provenance_metadata, read_bundle, write_bundle
 from aeops.serving._loading import (
-    LoadedBundle,
     ModelNotFoundError,
     default_model_uri,
     load_registered_bundle,
-    provenance_metadata,
 )
 from aeops.serving._pyfunc import OUTPUTS, AutoencoderBundle, predict_frame, scores_frame
 from aeops.serving._registry import (

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from aeops.scoring import Predictor
-from aeops.serving._bundle_files import BundleSpec, read_bundle
+from aeops.bundle import LoadedBundle, read_bundle
 
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
 class ModelNotFoundError(LookupError):
     """A model URI names no model that MLflow can load."""
-
-
-@dataclass(frozen=True)
-class LoadedBundle:
-    """A bundle ready to score, and the provenance its outputs record."""
-
-    predictor: Predictor
-    spec: BundleSpec
-    provenance: dict[str, str] = field(default_factory=dict)
 
 
 def default_model_uri(model_name: str) -> str:
@@ -84,8 +72,3 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
         model_kind=predictor.model.config.kind,
     )
     return LoadedBundle(predictor=predictor, spec=spec, provenance=provenance)
-
-
-def provenance_metadata(bundle: LoadedBundle, output: str) -> dict[str, Any]:
-    """Parquet key-value metadata: ``aeops.<key>`` for every provenance entry."""
-    return {f"aeops.{k}": v for k, v in {**bundle.provenance, "output": output}.items()}

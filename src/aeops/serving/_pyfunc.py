@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from aeops.bundle import BundleSpec, read_bundle
 from aeops.scoring import Predictor
-from aeops.serving._bundle_files import BundleSpec, read_bundle
 
 OUTPUTS = ("all", "embedding", "reconstruction_error", "is_anomaly", "reconstruction")
 

@@ -21,8 +21,8 @@ from mlflow.types.schema import ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict
 
 import aeops
+from aeops.bundle import BundleSpec, write_bundle
 from aeops.scoring import Predictor
-from aeops.serving._bundle_files import BundleSpec, write_bundle
 from aeops.serving._pyfunc import predict_frame
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
-"""The bundle's files: everything between raw rows and answers, without pickles.
+"""The model bundle: everything between raw rows and answers, as files without pickles.
 
 ``bundle.json`` holds the configs, scaler, threshold, schema and validation suite;
 ``state_dict.pt`` holds the weights, loaded with ``weights_only=True``. This module
-needs only torch and pandas, so the served model loads in a clean environment.
+imports neither MLflow nor Kedro, so bundles load wherever torch and pandas do (the
+MLflow pyfunc in ``aeops.serving`` and the batch engine both build on it).
 """
 
 from __future__ import annotations
@@ -92,3 +93,17 @@ def read_bundle(
         data=manifest["data"],
     )
     return predictor, spec
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    """A bundle ready to score, and where it came from (model name, version, run)."""
+
+    predictor: Predictor
+    spec: BundleSpec
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+def provenance_metadata(bundle: LoadedBundle, output: str) -> dict[str, Any]:
+    """Parquet key-value metadata: ``aeops.<key>`` for every provenance entry."""
+    return {f"aeops.{k}": v for k, v in {**bundle.provenance, "output": output}.items()}
