@@ -10,6 +10,7 @@ a rerun skips the parts already written, so a crash never duplicates or loses ro
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -132,6 +133,9 @@ class EmbedJob:
         invalid_rows: ``fail`` stops at the first batch with a failed expectation;
             ``quarantine`` writes failing rows to ``<output>.quarantine.parquet`` and
             goes on with the rest (a missing or mistyped column always fails).
+        engine: ``local`` streams in this process; ``spark`` runs the bundle as
+            ``mlflow.pyfunc.spark_udf`` over a Spark DataFrame (see ``_spark``), and
+            writes a folder of parts.
     """
 
     source: TableSource
@@ -139,10 +143,19 @@ class EmbedJob:
     output: Output = "embeddings"
     batch_rows: int = 65536
     invalid_rows: Literal["fail", "quarantine"] = "fail"
+    engine: Literal["local", "spark"] = "local"
 
     @property
     def _id_column(self) -> str:
         return self.bundle.spec.id_column
+
+    def _pinned_model_uri(self) -> str:
+        """The exact registered version, so executors load what the driver loaded even
+        if an alias moves during the job."""
+        provenance = self.bundle.provenance
+        if "model_name" in provenance and "model_version" in provenance:
+            return f"models:/{provenance['model_name']}/{provenance['model_version']}"
+        return provenance["model_uri"]
 
     def _data_config(self) -> DataConfig:
         return DataConfig(**self.bundle.spec.data) if self.bundle.spec.data else DataConfig()
@@ -222,6 +235,11 @@ class EmbedJob:
             SourceError: for an unreadable input.
         """
         started = time.perf_counter()
+        if self.engine == "spark":
+            from aeops.embedding._spark import run_spark
+
+            report = run_spark(self, self._pinned_model_uri(), destination)
+            return dataclasses.replace(report, seconds=time.perf_counter() - started)
         suite_dict = self.bundle.spec.validation_suite
         suite = CompiledSuite(suite_dict, {self._id_column}) if suite_dict else None
         parts = self.source.parts()

@@ -21,11 +21,8 @@ def plan_batch_job(
 
     Raises:
         ModelNotFoundError: if ``model_uri`` names no loadable aeops bundle.
-        NotImplementedError: for ``engine: spark`` (not built yet).
     """
     config = parse_params(BatchJobConfig, job, area)
-    if config.engine == "spark":
-        raise NotImplementedError(f"{area}.engine='spark' is not available yet; use 'local'")
     model_uri = config.model_uri or default_model_uri(
         parse_params(RegistryConfig, registry, "registry").model_name
     )
@@ -35,4 +32,5 @@ def plan_batch_job(
         output=output,
         batch_rows=config.batch_rows,
         invalid_rows=config.invalid_rows,
+        engine=config.engine,
     )

@@ -1,0 +1,67 @@
+"""The Spark engine against a real local Spark session, compared with the local engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from aeops.embedding import SUCCESS_MARKER, EmbedJob, TableSource
+from aeops.serving import load_registered_bundle
+
+from .conftest import tabular_rows
+
+pyspark = pytest.importorskip("pyspark")
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("aeops-tests")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.mark.parametrize("output", ["embeddings", "scores"])
+def test_spark_output_equals_the_local_engine(
+    store: dict[str, Any], spark: Any, tmp_path: Path, output: str
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    for part in range(2):
+        tabular_rows(250, seed=part).to_parquet(source / f"part-{part}.parquet")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    local = EmbedJob(TableSource(source), bundle, output=output)
+    local.run(tmp_path / "local")
+    spark_job = EmbedJob(TableSource(source), bundle, output=output, engine="spark")
+    report = spark_job.run(tmp_path / "spark")
+    assert report.rows == 500
+    assert (tmp_path / "spark" / SUCCESS_MARKER).exists()
+    local_table = pq.read_table(tmp_path / "local")
+    spark_table = pq.read_table(tmp_path / "spark")
+    assert spark_table.schema.equals(local_table.schema, check_metadata=False)
+    first_part = next((tmp_path / "spark").glob("part-*.parquet"))
+    assert (
+        pq.read_schema(first_part).metadata
+        == pq.read_schema(next((tmp_path / "local").glob("part-*.parquet"))).metadata
+    )
+    expected = local_table.to_pandas().sort_values("id").reset_index(drop=True)
+    actual = spark_table.to_pandas().sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-6)
