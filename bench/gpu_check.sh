@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script that runs the training tests and the throughput benchmark on a GPU.
+# The one script that runs the training tests and the throughput benchmarks on a GPU.
 #
 # On the CUDA machine (torch + CUDA, numpy, pytest, rich, PyYAML; no kedro, mlflow or
 # Great Expectations, and no network), from the repository root:
@@ -7,8 +7,10 @@
 #     bash bench/gpu_check.sh
 #
 # It imports only aeops.training and aeops.models (torch, numpy, pydantic), runs
-# tests/training (CUDA tests and the torch.compile test included) and the benchmark at
-# batch 4096 and 65,536, and writes everything under "$OUT" (default: ./gpu_check_out).
+# tests/training (CUDA tests and the torch.compile test included), the training
+# benchmark at batch 4096 and 65,536, and the embedding benchmark (aeops.embedding:
+# torch, pandas, pyarrow, pydantic), and writes everything under "$OUT" (default:
+# ./gpu_check_out).
 #
 # That image lacks pydantic (needed by the configs) and pyod (the benchmark's peer).
 # Fetch their wheels once on a machine with a package index, then carry .whl/ along:
@@ -92,6 +94,10 @@ say "== bench/train_throughput.py ${bench_args[*]}"
 timeout 420 "$python" bench/train_throughput.py "${bench_args[@]}" \
     --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt" | tee -a "$log" ||
     status=1
+
+say "== bench/embed_throughput.py (1M and 10M rows; no validation without Great Expectations)"
+timeout 300 "$python" bench/embed_throughput.py --json "$out/embed_throughput.json" 2>&1 |
+    tee "$out/embed_throughput.txt" | tee -a "$log" || status=1
 
 say "gpu_check finished with status $status; results in $out"
 exit "$status"

@@ -60,6 +60,18 @@ class InputSpec(Protocol):
         ...
 
 
+def float_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``frame[columns]`` as a new float64 (N, F) array, column-major, NaN for missing.
+
+    Filled column by column, which avoids pandas' block consolidation of a wide
+    selection; the caller owns the result and may change it in place.
+    """
+    values = np.empty((len(frame), len(columns)), dtype=np.float64, order="F")
+    for index, column in enumerate(columns):
+        values[:, index] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
+
+
 def _checked_numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``frame[columns]`` as float64, naming missing, non-numeric or non-finite columns."""
     missing = [c for c in columns if c not in frame.columns]
@@ -77,7 +89,7 @@ def _checked_numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
             f"feature column(s) {not_numeric} are not numeric "
             f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
         )
-    values = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = float_matrix(frame, columns)
     _require_finite(values, lambda index: f"row position {index[0]}, column {columns[index[1]]!r}")
     return values
 
@@ -114,7 +126,7 @@ class TabularInputs:
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled rows (N, F) float32."""
-        return scaler.transform(self.raw_values(frame))
+        return scaler.transform(self.raw_values(frame), in_place=True)
 
     def row_scores(
         self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
@@ -231,7 +243,7 @@ class WindowInputs:
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled windows (W, T, F) float32."""
-        values = scaler.transform(self.raw_values(frame))
+        values = scaler.transform(self.raw_values(frame), in_place=True)
         return values[self._index(len(values))]
 
     def _spread(self, n_rows: int, per_step: np.ndarray) -> np.ndarray:

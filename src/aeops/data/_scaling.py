@@ -23,9 +23,18 @@ class FittedScaler:
     center: np.ndarray
     scale: np.ndarray
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """Scale a (N, F) array in the column order of :attr:`columns`, as float32."""
-        return ((values - self.center) / self.scale).astype(np.float32, copy=False)
+    def transform(self, values: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """Scale a (N, F) array in the column order of :attr:`columns`, as float32.
+
+        The arithmetic is float64 whatever the input, then one cast, so every caller
+        gets identical values. ``in_place=True`` lets a caller that owns a float64
+        array skip the copy.
+        """
+        owned = in_place and values.dtype == np.float64
+        scaled = values if owned else np.array(values, dtype=np.float64)
+        scaled -= self.center
+        scaled /= self.scale
+        return scaled.astype(np.float32)  # keeps the memory layout: no transposing copy
 
     def inverse_transform(self, values: np.ndarray) -> np.ndarray:
         """Map scaled values (N, F) back to original units, as float64."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from aeops.data._config import SplitConfig
 
@@ -31,6 +30,8 @@ def split_frame(
             f"{n_rows} rows cannot be split into train, validation ({config.validation}) and "
             f"test ({config.test}) parts that are all non-empty; supply more rows"
         )
+    from sklearn.model_selection import train_test_split  # only training splits need it
+
     labels = _stratification_labels(frame, config, label_column)
     positions = np.arange(n_rows)
     rest, test = train_test_split(

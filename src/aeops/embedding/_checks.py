@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aeops.data._inputs import float_matrix
+
 _ROW_CHECKS = {
     "expect_column_values_to_not_be_null",
     "expect_column_values_to_be_between",
@@ -105,10 +107,13 @@ class CompiledSuite:
             self._checks.append(_Check(kind, str(column), kwargs))
 
     def evaluate(self, frame: pd.DataFrame, row_offset: int = 0) -> BatchResult:
-        """Check ``frame`` (one batch); row numbers in failures count from ``row_offset``."""
+        """Check ``frame`` (one batch); row numbers in failures count from ``row_offset``.
+
+        Numeric columns are checked together on one float matrix; a column with
+        another dtype (text where numbers belong) is checked on its own.
+        """
         column_failures: list[BatchFailure] = []
-        row_failures: list[BatchFailure] = []
-        bad = np.zeros(len(frame), dtype=bool)
+        row_checks: list[_Check] = []
         for check in self._checks:
             if check.column not in frame.columns:
                 if check.expectation == "expect_column_to_exist" and (
@@ -121,38 +126,74 @@ class CompiledSuite:
                             f"column missing; present columns: {list(frame.columns)}",
                         )
                     )
+            elif check.expectation == "expect_column_values_to_be_in_type_list":
+                failure = _type_failure(frame[check.column], check)
+                if failure is not None:
+                    column_failures.append(failure)
+            elif check.expectation in _ROW_CHECKS:
+                row_checks.append(check)
+        masks = _row_masks(frame, row_checks)
+        row_failures: list[BatchFailure] = []
+        bad = np.zeros(len(frame), dtype=bool)
+        for check, mask in zip(row_checks, masks, strict=True):
+            if mask is None or not mask.any():
                 continue
-            values = frame[check.column]
-            if check.expectation == "expect_column_values_to_be_in_type_list":
-                allowed = set(check.kwargs.get("type_list", []))
-                names = {str(values.dtype), type(values.dtype).__name__}
-                if not names & allowed:
-                    column_failures.append(
-                        BatchFailure(
-                            check.expectation,
-                            check.column,
-                            f"dtype {values.dtype}, expected a numeric dtype",
-                            sample_values=[_jsonable(v) for v in values.head(3)],
-                        )
-                    )
-                continue
-            failing = _ROW_PREDICATES.get(check.expectation)
-            if failing is None:
-                continue
-            mask = failing(values, check.kwargs)
-            if mask.any():
-                positions = np.flatnonzero(mask)
-                row_failures.append(
-                    BatchFailure(
-                        check.expectation,
-                        check.column,
-                        f"{int(mask.sum())} of {len(values)} rows",
-                        sample_rows=[int(p) + row_offset for p in positions[:5]],
-                        sample_values=[_jsonable(v) for v in values.to_numpy()[positions[:5]]],
-                    )
+            positions = np.flatnonzero(mask)
+            values = frame[check.column].to_numpy()
+            row_failures.append(
+                BatchFailure(
+                    check.expectation,
+                    check.column,
+                    f"{int(mask.sum())} of {len(frame)} rows",
+                    sample_rows=[int(p) + row_offset for p in positions[:5]],
+                    sample_values=[_jsonable(v) for v in values[positions[:5]]],
                 )
-                bad |= mask
+            )
+            bad |= mask
         return BatchResult(column_failures, row_failures, bad)
+
+
+def _type_failure(values: pd.Series, check: _Check) -> BatchFailure | None:
+    allowed = set(check.kwargs.get("type_list", []))
+    if {str(values.dtype), type(values.dtype).__name__} & allowed:
+        return None
+    return BatchFailure(
+        check.expectation,
+        check.column,
+        f"dtype {values.dtype}, expected a numeric dtype",
+        sample_values=[_jsonable(v) for v in values.head(3)],
+    )
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return values.dtype.kind in "iuf"
+
+
+def _row_masks(frame: pd.DataFrame, checks: list[_Check]) -> list[np.ndarray | None]:
+    """The failing rows of each row check; numeric columns share one matrix."""
+    numeric = sorted({c.column for c in checks if _is_numeric(frame[c.column])})
+    where = {column: index for index, column in enumerate(numeric)}
+    matrix = float_matrix(frame, numeric)  # (N, C)
+    missing = np.isnan(matrix)
+    masks: list[np.ndarray | None] = []
+    for check in checks:
+        values = frame[check.column]
+        if check.column not in where or check.expectation == "expect_column_values_to_be_unique":
+            masks.append(_ROW_PREDICATES[check.expectation](values, check.kwargs))
+            continue
+        index = where[check.column]
+        if check.expectation == "expect_column_values_to_not_be_null":
+            masks.append(missing[:, index])
+            continue
+        column = matrix[:, index]
+        low, high = check.kwargs.get("min_value"), check.kwargs.get("max_value")
+        outside = np.zeros(len(column), dtype=bool)
+        if low is not None:
+            outside |= column < low
+        if high is not None:
+            outside |= column > high
+        masks.append(outside & ~missing[:, index])
+    return masks
 
 
 def _nulls(values: pd.Series, kwargs: dict[str, Any]) -> np.ndarray:

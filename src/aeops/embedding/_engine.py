@@ -121,6 +121,17 @@ class _AtomicParquetWriter:
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """A batch made ready for the model in the reader thread."""
+
+    n_rows: int  # rows kept (scored)
+    n_read: int  # rows read
+    ids: pa.Array
+    samples: np.ndarray
+    rejected: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
 class EmbedJob:
     """A lazy plan: score ``source`` with ``bundle`` into Parquet; :meth:`run` executes it.
 
@@ -174,17 +185,19 @@ class EmbedJob:
         metadata = provenance_metadata(self.bundle, self.output)
         return pa.schema(fields, metadata={k: str(v) for k, v in metadata.items()})
 
-    def _answers(self, frame: pd.DataFrame, ids: pa.Array, schema: pa.Schema) -> pa.RecordBatch:
+    def _answers(self, prepared: _Prepared, schema: pa.Schema) -> pa.RecordBatch:
+        """Score prepared samples and map them back to the batch's rows."""
         predictor = self.bundle.predictor
+        embeddings, elementwise = predictor.encode_samples(prepared.samples)
+        embedding, errors = predictor.inputs.row_scores(prepared.n_rows, embeddings, elementwise)
         if self.output == "embeddings":
-            embedding, _ = predictor.embed_and_score(frame)
             flat = pa.array(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1))
             column = pa.FixedSizeListArray.from_arrays(flat, embedding.shape[1])
-            return pa.RecordBatch.from_arrays([ids, column], schema=schema)
-        scores = predictor.score_frame(frame)
+            return pa.RecordBatch.from_arrays([prepared.ids, column], schema=schema)
+        assert predictor.threshold is not None, "a registered bundle always has a threshold"
+        flags = errors > predictor.threshold.value
         return pa.RecordBatch.from_arrays(
-            [ids, pa.array(scores.reconstruction_error), pa.array(scores.is_anomaly)],
-            schema=schema,
+            [prepared.ids, pa.array(errors), pa.array(flags)], schema=schema
         )
 
     def _frames(self, part: Path) -> Iterator[tuple[pa.RecordBatch, int]]:
@@ -222,6 +235,21 @@ class EmbedJob:
         quarantined = frame[bad].copy()
         quarantined["aeops_failed"] = "; ".join(f.describe() for f in result.row_failures)
         return frame[~bad], quarantined
+
+    def _prepare(
+        self, batches: Iterator[tuple[pa.RecordBatch, int]], part: Path, suite: CompiledSuite | None
+    ) -> Iterator[_Prepared]:
+        """Convert, check and scale each batch; runs ahead of the model in a thread."""
+        for batch, offset in batches:
+            frame = batch.to_pandas()
+            keep, rejected = self._checked(frame, offset, part, suite)
+            if self._id_column in keep.columns:
+                ids = pa.array(keep[self._id_column].to_numpy())
+            else:
+                ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
+            keep = keep.reset_index(drop=True)
+            samples = self.bundle.predictor.samples(keep)
+            yield _Prepared(len(keep), len(frame), ids, samples, rejected)
 
     def _target(self, destination: Path, part: Path) -> Path:
         return destination / f"{part.stem}.parquet" if self.source.is_folder else destination
@@ -274,9 +302,8 @@ class EmbedJob:
         quarantine: _AtomicParquetWriter | None = None
         rows = bad_rows = 0
         try:
-            for batch, offset in _background(self._frames(part)):
-                frame = batch.to_pandas()
-                keep, rejected = self._checked(frame, offset, part, suite)
+            for prepared in _background(self._prepare(self._frames(part), part, suite)):
+                rejected = prepared.rejected
                 if rejected is not None and len(rejected):
                     if quarantine is None:
                         quarantine = _AtomicParquetWriter(
@@ -285,17 +312,13 @@ class EmbedJob:
                         )
                     quarantine.write(pa.RecordBatch.from_pandas(rejected, preserve_index=False))
                     bad_rows += len(rejected)
-                if self._id_column in keep.columns:
-                    ids = pa.array(keep[self._id_column].to_numpy())
-                else:
-                    ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
                 if writer is None:
-                    writer = _AtomicParquetWriter(target, self.output_schema(ids.type))
-                if len(keep):
-                    writer.write(self._answers(keep.reset_index(drop=True), ids, writer.schema))
-                rows += len(keep)
+                    writer = _AtomicParquetWriter(target, self.output_schema(prepared.ids.type))
+                if prepared.n_rows:
+                    writer.write(self._answers(prepared, writer.schema))
+                rows += prepared.n_rows
                 if progress is not None:
-                    progress(len(frame))
+                    progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
                 writer = _AtomicParquetWriter(target, self.output_schema(pa.int64()))
             writer.commit()

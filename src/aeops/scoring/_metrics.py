@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
 
 def detection_metrics(
@@ -21,6 +20,13 @@ def detection_metrics(
         ``{f"{prefix}_auroc": ..., ...}``; AUROC and AUPRC are omitted when only one
         class is present, since they are undefined there.
     """
+    # Imported here: scoring at batch time (a bare GPU image) does not need scikit-learn.
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
     labels = np.asarray(labels).astype(int)
     flagged = np.asarray(errors) > threshold
     metrics: dict[str, float] = {"alert_rate": float(flagged.mean())}
