@@ -1,0 +1,193 @@
+"""Batch-embedding throughput of the local engine against the I/O limit.
+
+For each size, generated Parquet of N rows x 64 float32 columns (plus an int64 id)
+is embedded by ``aeops.embedding.EmbedJob`` (validation against the bundle's suite,
+scaling, an MLP encoder, a fixed-size-list output with provenance) and by the limit:
+pyarrow reading the same input and writing an output of the job's schema and size
+(id and a float32 embedding) with no model and no checks.
+
+Each run is a fresh worker process of this script, started alternately (limit,
+aeops, limit, aeops, ...), so its peak RSS (``ru_maxrss``) is its own and not what
+generating the data left in the allocator; the best time of each is reported. The
+figure is rows per second and the ratio aeops/limit. The last line is for the largest
+size: ``embed_throughput aeops/limit=X peak_rss_mb=Y``.
+
+    python bench/embed_throughput.py                      # 1M and 10M rows
+    python bench/embed_throughput.py --rows 1000000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from aeops.bundle import BundleSpec, LoadedBundle
+from aeops.data import TabularInputs, fit_scaler
+from aeops.embedding import EmbedJob, TableSource
+from aeops.embedding._source import open_parquet
+from aeops.models import ModelConfig, build_model
+from aeops.scoring import Predictor, Threshold
+
+N_FEATURES = 64
+LATENT = 16
+BATCH_ROWS = 65536
+COLUMNS = [f"x{i:02d}" for i in range(N_FEATURES)]
+
+
+def generate(path: Path, rows: int, seed: int = 0) -> None:
+    """Correlated float32 features with an int64 id, written in row groups of 1M."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(8, N_FEATURES)).astype(np.float32)
+    schema = pa.schema([("id", pa.int64())] + [(c, pa.float32()) for c in COLUMNS])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, 1_000_000):
+            n = min(1_000_000, rows - start)
+            values = rng.standard_normal((n, 8), dtype=np.float32) @ mixing
+            arrays = [pa.array(np.arange(start, start + n, dtype=np.int64))]
+            arrays += [pa.array(values[:, i]) for i in range(N_FEATURES)]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+
+def bundle(sample: pd.DataFrame, device: torch.device) -> LoadedBundle:
+    """An MLP bundle (64 -> 64 -> 32 -> 16) with a scaler fit on ``sample``.
+
+    The suite is the one ``train`` would build when Great Expectations is installed;
+    without it (a bare GPU image), the run has no validation and says so.
+    """
+    torch.manual_seed(0)
+    config = ModelConfig(architecture="mlp", latent_dim=LATENT, hidden_dims=(64, 32), dropout=0)
+    model = build_model(config, (N_FEATURES,)).to(device).eval()
+    scaler = fit_scaler(sample[COLUMNS].to_numpy(), COLUMNS, "robust")
+    predictor = Predictor(model, TabularInputs(tuple(COLUMNS)), scaler, Threshold(1.0, "quantile"))
+    try:
+        from aeops.validation import build_suite, suite_to_dict
+
+        suite = suite_to_dict(build_suite(sample, id_column="id", feature_columns=COLUMNS))
+    except ImportError:
+        suite = {}
+    spec = BundleSpec(id_column="id", validation_suite=suite, data={"kind": "tabular"})
+    return LoadedBundle(predictor, spec, {"model_uri": "bench", "latent_dim": str(LATENT)})
+
+
+def limit(source: Path, target: Path) -> None:
+    """Read the input (as the engine does) and write an output of the job's schema and
+    size; no model, no checks."""
+    schema = pa.schema([("id", pa.int64()), ("embedding", pa.list_(pa.float32(), LATENT))])
+    zeros = np.zeros(BATCH_ROWS * LATENT, dtype=np.float32)
+    with pq.ParquetWriter(target, schema) as writer:
+        for batch in open_parquet(source).iter_batches(batch_size=BATCH_ROWS):
+            n = batch.num_rows
+            embedding = pa.FixedSizeListArray.from_arrays(pa.array(zeros[: n * LATENT]), LATENT)
+            writer.write_batch(
+                pa.RecordBatch.from_arrays([batch.column(0), embedding], schema=schema)
+            )
+
+
+def worker(engine: str, source: Path, target: Path, device: torch.device) -> None:
+    """One measured run in this (fresh) process; prints seconds and peak RSS as JSON."""
+    if engine == "aeops":
+        sample = pq.ParquetFile(source).read_row_group(0).slice(0, 50_000).to_pandas()
+        job = EmbedJob(TableSource(source), bundle(sample, device), batch_rows=BATCH_ROWS)
+        run: Callable[[], Any] = functools.partial(job.run, target)
+        validation = bool(job.bundle.spec.validation_suite)
+    else:
+        run, validation = functools.partial(limit, source, target), False
+    started = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = pq.ParquetFile(target).metadata.num_rows
+    result = {"seconds": seconds, "peak_rss_mb": peak_mb, "rows": rows, "validation": validation}
+    os.write(1, (json.dumps(result) + "\n").encode())
+
+
+def measured(engine: str, source: Path, target: Path, device: str) -> dict[str, Any]:
+    """Run ``engine`` in a fresh worker process and return what it measured."""
+    command = [sys.executable, __file__, "--worker", engine, "--source", str(source)]
+    command += ["--target", str(target), "--device", device]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    """Run every size and print the table and the summary line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--worker", choices=["limit", "aeops"], help=argparse.SUPPRESS)
+    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.worker:
+        worker(args.worker, args.source, args.target, device)
+        return
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="aeops-embed-bench-") as temp:
+        folder = Path(temp)
+        for rows in args.rows:
+            source = folder / f"in-{rows}.parquet"
+            generate(source, rows)
+            best: dict[str, dict[str, Any]] = {}
+            for _ in range(args.repeats):  # alternate, so a busy neighbour hurts both
+                for name in ("limit", "aeops"):
+                    run = measured(name, source, folder / f"{name}.parquet", args.device)
+                    assert run["rows"] == rows, run
+                    if name not in best or run["seconds"] < best[name]["seconds"]:
+                        best[name] = run
+            row = {
+                "rows": rows,
+                "limit_rows_per_s": rows / best["limit"]["seconds"],
+                "aeops_rows_per_s": rows / best["aeops"]["seconds"],
+                "limit_peak_rss_mb": best["limit"]["peak_rss_mb"],
+                "aeops_peak_rss_mb": best["aeops"]["peak_rss_mb"],
+                "validation": best["aeops"]["validation"],
+            }
+            row["aeops_over_limit"] = row["aeops_rows_per_s"] / row["limit_rows_per_s"]
+            results.append(row)
+            source.unlink()
+    header = "| rows | limit rows/s | aeops rows/s | aeops/limit | peak RSS MB (limit, aeops) |"
+    lines = [header, "|---:|---:|---:|---:|---|"]
+    for r in results:
+        lines.append(
+            f"| {r['rows']:,} | {r['limit_rows_per_s']:,.0f} | {r['aeops_rows_per_s']:,.0f} | "
+            f"{r['aeops_over_limit']:.2f} | "
+            f"{r['limit_peak_rss_mb']:.0f}, {r['aeops_peak_rss_mb']:.0f} |"
+        )
+    info = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"device {device}, torch {torch.__version__}"
+    )
+    report = "\n".join([info, *lines])
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    last = results[-1]
+    summary = (
+        f"embed_throughput aeops/limit={last['aeops_over_limit']:.2f} "
+        f"peak_rss_mb={last['aeops_peak_rss_mb']:.0f}"
+    )
+    for line in (report, summary):
+        os.write(1, (line + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
