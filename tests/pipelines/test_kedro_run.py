@@ -81,6 +81,20 @@ def _kedro_run(
     )
 
 
+def _run_python(code: str, cwd: Path) -> None:
+    """Run ``code`` in a fresh interpreter, as a user's script would, and require success."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 def _client(project: Path) -> MlflowClient:
     uri = f"sqlite:///{project / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -152,16 +166,7 @@ def test_champion_loads_in_a_fresh_process_and_matches_evaluation(
         model.predict(raw).drop(columns=["embedding"]).to_parquet("{out}")
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=trained_project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    _run_python(script, cwd=trained_project)
     answers = pd.read_parquet(out).set_index("id")
     evaluated = pd.read_parquet(trained_project / "data/07_model_output/test_scores.parquet")
     served = answers.loc[evaluated["id"]]
@@ -301,16 +306,7 @@ def test_notebook_runs_top_to_bottom_against_the_catalog(trained_project: Path) 
         "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
     )
     (trained_project / "notebooks").mkdir(exist_ok=True)
-    result = subprocess.run(
-        [sys.executable, "-c", source],
-        cwd=trained_project / "notebooks",
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    _run_python(source, cwd=trained_project / "notebooks")
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,7 @@ class ImageInputs:
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled images (N, C, H, W) float32."""
-        values = scaler.transform(self.raw_values(frame))
+        values = scaler.transform(self.raw_values(frame), in_place=True)
         return values.reshape(-1, *self.shape)
 
     def row_scores(

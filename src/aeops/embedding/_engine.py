@@ -1,11 +1,12 @@
 """The local streaming engine: read, validate, score and write, overlapped and bounded.
 
-A reader thread pulls record batches from the source, the calling thread validates
-and scores them (on the GPU when the bundle's model is there), and a writer thread
-appends them to a temporary Parquet file that is renamed into place only when
-complete. Queues of two batches between the stages keep memory flat whatever the
-input size. A folder of parts is processed part by part into a folder of outputs;
-a rerun skips the parts already written, so a crash never duplicates or loses rows.
+A reader thread pulls record batches from the source, checks them against the
+bundle's suite and scales them; the calling thread runs the model (on the GPU when
+the bundle's model is there); a writer thread appends the answers to a temporary
+Parquet file that is renamed into place only when complete. Queues of two batches
+between the stages keep memory flat whatever the input size. A folder of parts is
+processed part by part into a folder of outputs; a rerun skips the parts already
+written, so a crash never duplicates or loses rows.
 """
 
 from __future__ import annotations
