@@ -116,3 +116,15 @@ def test_pipeline_slice_stops_before_training_on_bad_data(tabular_frame: pd.Data
         SequentialRunner().run(create_pipeline(), catalog)
     assert catalog.load("validation_report")["success"] is False
     assert not catalog.exists("train_frame")  # nothing downstream of the gate ran
+
+
+@pytest.mark.parametrize("method", ["f1", "fpr", "mad"])
+def test_threshold_methods_run_in_the_pipeline_on_validation_labels(
+    tabular_frame: pd.DataFrame, method: str
+) -> None:
+    catalog = _memory_catalog(tabular_frame, DATA)
+    catalog["params:threshold"] = {"method": method}
+    SequentialRunner().run(create_pipeline().to_nodes("evaluate_on_test_node"), catalog)
+    metrics = catalog.load("evaluation_metrics")
+    assert metrics["threshold"] > 0
+    assert metrics["test_f1"] > 0.5  # shifted anomalies: any sensible threshold finds them

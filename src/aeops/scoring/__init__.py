@@ -3,7 +3,13 @@
 from aeops.data import InputSchemaError
 from aeops.scoring._metrics import detection_metrics
 from aeops.scoring._predictor import Predictor, Scores
-from aeops.scoring._threshold import Threshold, ThresholdConfig, choose_threshold
+from aeops.scoring._threshold import (
+    Threshold,
+    ThresholdConfig,
+    ThresholdError,
+    choose_threshold,
+    peaks_over_threshold,
+)
 
 __all__ = [
     "InputSchemaError",
@@ -11,6 +17,8 @@ __all__ = [
     "Scores",
     "Threshold",
     "ThresholdConfig",
+    "ThresholdError",
     "choose_threshold",
     "detection_metrics",
+    "peaks_over_threshold",
 ]

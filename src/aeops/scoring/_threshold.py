@@ -10,12 +10,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ThresholdConfig(BaseModel):
-    """The ``threshold`` block."""
+    """The ``threshold`` block: how validation errors become the anomaly threshold.
+
+    ``quantile``: the ``quantile`` of validation errors (1 - expected contamination).
+    ``zscore``: mean + ``k`` * std. ``mad``: median + ``k`` * 1.4826 * MAD (robust).
+    ``iqr``: Q3 + ``k`` * IQR. ``fpr``: the threshold that flags ``target_fpr`` of the
+    normal validation rows (all rows when there are no labels). ``f1``: the best F1 on a
+    labelled validation split. ``pot``: peaks over threshold, a generalised Pareto
+    tail fitted above the ``pot_initial_quantile`` and read at the ``pot_risk`` level.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["quantile"] = "quantile"
+    method: Literal["quantile", "zscore", "mad", "iqr", "fpr", "f1", "pot"] = "quantile"
     quantile: float = Field(default=0.95, gt=0.0, lt=1.0)
+    k: float | None = Field(default=None, gt=0.0)  # zscore, mad: 3; iqr: 1.5
+    target_fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
+    pot_risk: float = Field(default=1e-3, gt=0.0, lt=1.0)
+    pot_initial_quantile: float = Field(default=0.98, gt=0.5, lt=1.0)
 
 
 @dataclass(frozen=True)
@@ -40,12 +52,64 @@ class Threshold:
         )
 
 
-def choose_threshold(validation_errors: np.ndarray, config: ThresholdConfig) -> Threshold:
+class ThresholdError(ValueError):
+    """A threshold method cannot be applied to the validation errors it was given."""
+
+
+def _best_f1(errors: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the best F1 (flagging errors strictly above it)."""
+    order = np.argsort(-errors, kind="stable")
+    sorted_errors, sorted_labels = errors[order], labels[order]
+    true_positives = np.cumsum(sorted_labels)
+    flagged = np.arange(1, len(errors) + 1)
+    f1 = 2 * true_positives / (flagged + sorted_labels.sum())
+    # Only cut between distinct errors: ties are flagged together.
+    distinct = np.r_[sorted_errors[1:] < sorted_errors[:-1], True]
+    best = int(np.argmax(np.where(distinct, f1, -1.0)))
+    below = sorted_errors[best + 1] if best + 1 < len(errors) else sorted_errors[best] - 1.0
+    return float((sorted_errors[best] + below) / 2)
+
+
+def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: float) -> float:
+    """The error exceeded with probability ``risk``, from a generalised Pareto tail.
+
+    Peaks above the initial threshold ``t`` (the ``initial_quantile`` of ``errors``)
+    are fitted with a generalised Pareto distribution (shape ``xi``, scale ``sigma``);
+    the threshold is ``t + sigma / xi * ((risk * n / n_peaks) ** -xi - 1)``, or
+    ``t - sigma * log(risk * n / n_peaks)`` as ``xi`` goes to 0 (Siffer et al., 2017).
+
+    Raises:
+        ThresholdError: with fewer than 10 peaks to fit.
+    """
+    from scipy.stats import genpareto
+
+    initial = float(np.quantile(errors, initial_quantile))
+    peaks = errors[errors > initial] - initial
+    if peaks.size < 10:
+        raise ThresholdError(
+            f"threshold.method='pot' needs at least 10 validation errors above the "
+            f"{initial_quantile} quantile, got {peaks.size}; lower "
+            "threshold.pot_initial_quantile or use more validation rows"
+        )
+    shape, _, scale = genpareto.fit(peaks, floc=0.0)
+    ratio = risk * errors.size / peaks.size
+    if abs(shape) < 1e-6:
+        return initial - scale * float(np.log(ratio))
+    return initial + scale / shape * (ratio ** (-shape) - 1.0)
+
+
+def choose_threshold(
+    validation_errors: np.ndarray,
+    config: ThresholdConfig,
+    labels: np.ndarray | None = None,
+) -> Threshold:
     """Choose the anomaly threshold from validation errors, never from test labels.
 
     Args:
         validation_errors: per-sample reconstruction errors on the validation split.
         config: the ``threshold`` block.
+        labels: validation labels (1 = anomaly), when the data has them; ``f1`` needs
+            them, ``fpr`` uses only the normal rows when they are given.
 
     Returns:
         The threshold, with the validation error quantiles and the alert rate it
@@ -53,13 +117,39 @@ def choose_threshold(validation_errors: np.ndarray, config: ThresholdConfig) -> 
 
     Raises:
         ValueError: if there are no errors or some are not finite.
+        ThresholdError: if the method cannot apply (``f1`` without labels, ``pot``
+            with too short a tail).
     """
     errors = np.asarray(validation_errors, dtype=np.float64)
     if errors.size == 0:
         raise ValueError("cannot choose a threshold from zero validation errors")
     if not np.isfinite(errors).all():
         raise ValueError("validation errors contain NaN or inf; the model output is not finite")
-    value = float(np.quantile(errors, config.quantile))
+    known = None if labels is None else np.asarray(labels).astype(int)
+    method = config.method
+    if method == "quantile":
+        value = float(np.quantile(errors, config.quantile))
+    elif method == "zscore":
+        value = float(errors.mean() + (config.k or 3.0) * errors.std())
+    elif method == "mad":
+        median = float(np.median(errors))
+        mad = 1.4826 * float(np.median(np.abs(errors - median)))
+        value = median + (config.k or 3.0) * mad
+    elif method == "iqr":
+        q1, q3 = np.quantile(errors, [0.25, 0.75])
+        value = float(q3 + (config.k or 1.5) * (q3 - q1))
+    elif method == "fpr":
+        normal = errors if known is None else errors[known == 0]
+        value = float(np.quantile(normal, 1.0 - config.target_fpr))
+    elif method == "f1":
+        if known is None or np.unique(known).size < 2:
+            raise ThresholdError(
+                "threshold.method='f1' needs labels with both classes on the validation "
+                "split; set data.label_column, or choose quantile, fpr or pot"
+            )
+        value = _best_f1(errors, known)
+    else:
+        value = peaks_over_threshold(errors, config.pot_risk, config.pot_initial_quantile)
     quantiles = np.quantile(errors, [0.5, 0.9, 0.95, 0.99])
     diagnostics = {
         "validation_error_p50": float(quantiles[0]),
@@ -67,6 +157,7 @@ def choose_threshold(validation_errors: np.ndarray, config: ThresholdConfig) -> 
         "validation_error_p95": float(quantiles[2]),
         "validation_error_p99": float(quantiles[3]),
         "validation_alert_rate": float((errors > value).mean()),
-        "quantile": config.quantile,
     }
-    return Threshold(value=value, method=config.method, diagnostics=diagnostics)
+    if method == "quantile":
+        diagnostics["quantile"] = config.quantile
+    return Threshold(value=value, method=method, diagnostics=diagnostics)

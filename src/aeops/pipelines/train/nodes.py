@@ -141,11 +141,16 @@ def choose_anomaly_threshold(
     scaler: FittedScaler,
     validation_frame: pd.DataFrame,
     threshold: dict[str, Any],
+    data: dict[str, Any],
 ) -> Threshold:
-    """Choose the anomaly threshold on validation reconstruction errors."""
+    """Choose the anomaly threshold on validation reconstruction errors (and labels,
+    for the methods that use them); test data never enters."""
     config = parse_params(ThresholdConfig, threshold, "threshold")
+    label = parse_params(DataConfig, data, "data").label_column
+    labels = validation_frame[label].to_numpy() if label in validation_frame else None
     predictor = Predictor(model=trained_model, inputs=input_spec, scaler=scaler)
-    chosen = choose_threshold(predictor.reconstruction_errors(validation_frame), config)
+    errors = predictor.reconstruction_errors(validation_frame)
+    chosen = choose_threshold(errors, config, labels)
     logger.info("Threshold %s = %.6g", chosen.method, chosen.value)
     return chosen
 

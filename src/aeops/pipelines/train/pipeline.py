@@ -75,6 +75,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "scaler",
                     "validation_frame",
                     "params:threshold",
+                    "params:data",
                 ],
                 outputs="anomaly_threshold",
                 name="choose_anomaly_threshold_node",

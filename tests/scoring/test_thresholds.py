@@ -1,0 +1,75 @@
+"""Each threshold method on data with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from aeops.scoring import ThresholdConfig, ThresholdError, choose_threshold, peaks_over_threshold
+
+
+def _normal(n: int = 200_000, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=n)
+
+
+def test_zscore_is_mean_plus_k_std() -> None:
+    errors = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    chosen = choose_threshold(errors, ThresholdConfig(method="zscore", k=2.0))
+    assert chosen.value == pytest.approx(3.0 + 2.0 * np.std(errors))
+
+
+def test_mad_ignores_a_few_huge_outliers_and_matches_the_sd_on_normal_data() -> None:
+    errors = _normal()
+    clean = choose_threshold(errors, ThresholdConfig(method="mad", k=3.0)).value
+    assert clean == pytest.approx(3.0, abs=0.05)  # 1.4826 * MAD estimates the SD
+    spiked = np.r_[errors, np.full(1000, 1e6)]
+    assert choose_threshold(spiked, ThresholdConfig(method="mad", k=3.0)).value < 3.1
+    assert choose_threshold(spiked, ThresholdConfig(method="zscore", k=3.0)).value > 1e4
+
+
+def test_iqr_is_q3_plus_k_iqr() -> None:
+    errors = np.arange(0.0, 101.0)  # Q1 = 25, Q3 = 75
+    assert choose_threshold(errors, ThresholdConfig(method="iqr")).value == pytest.approx(150.0)
+
+
+def test_fpr_flags_the_target_share_of_normal_rows_only() -> None:
+    errors = _normal()
+    chosen = choose_threshold(errors, ThresholdConfig(method="fpr", target_fpr=0.01))
+    assert chosen.value == pytest.approx(norm.ppf(0.99), abs=0.03)
+    labelled = np.r_[errors, np.full(50_000, 10.0)]
+    labels = np.r_[np.zeros(errors.size), np.ones(50_000)]
+    same = choose_threshold(labelled, ThresholdConfig(method="fpr", target_fpr=0.01), labels)
+    assert same.value == pytest.approx(chosen.value)  # anomalies do not move it
+
+
+def test_f1_finds_the_gap_between_classes() -> None:
+    errors = np.array([0.1, 0.2, 0.3, 0.9, 1.0, 1.1])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    chosen = choose_threshold(errors, ThresholdConfig(method="f1"), labels)
+    assert 0.3 <= chosen.value < 0.9
+    assert chosen.diagnostics["validation_alert_rate"] == pytest.approx(0.5)
+
+
+def test_f1_without_labels_is_a_clear_error() -> None:
+    with pytest.raises(ThresholdError, match=r"method='f1' needs labels"):
+        choose_threshold(np.arange(10.0), ThresholdConfig(method="f1"))
+
+
+def test_pot_recovers_an_exponential_tail_quantile() -> None:
+    errors = np.random.default_rng(1).exponential(size=200_000)
+    value = peaks_over_threshold(errors, risk=1e-4, initial_quantile=0.98)
+    assert value == pytest.approx(-np.log(1e-4), rel=0.05)  # 9.21
+    chosen = choose_threshold(errors, ThresholdConfig(method="pot", pot_risk=1e-4))
+    assert chosen.method == "pot"
+    assert chosen.value == pytest.approx(value)
+
+
+def test_pot_needs_a_tail_to_fit() -> None:
+    with pytest.raises(ThresholdError, match="needs at least 10 validation errors"):
+        choose_threshold(np.arange(100.0), ThresholdConfig(method="pot"))
+
+
+def test_unknown_method_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="quantile"):
+        ThresholdConfig(method="sigma")  # type: ignore[arg-type]
