@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -12,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
-from aeops.scoring import Predictor, Threshold
+from aeops.scoring import InputSchemaError, Predictor, Threshold
 from aeops.serving import (
     CHALLENGER,
     CHAMPION,
@@ -114,3 +115,55 @@ def test_pyfunc_rejects_rows_without_the_feature_columns() -> None:
 def test_register_needs_an_active_run(tracking_uri: str) -> None:
     with pytest.raises(RuntimeError, match="active MLflow run"):
         register_bundle(_predictor(), SPEC, _rows(2), {}, RegistryConfig(), {})
+
+
+def _register_on(metrics: dict[str, float], digest: str, evaluate: Any) -> dict[str, object]:
+    config = RegistryConfig(model_name="unit-model", compare_metric="test_auroc")
+    with mlflow.start_run():
+        mlflow.log_metrics(metrics)
+        registration = register_bundle(
+            _predictor(),
+            SPEC,
+            _rows(3),
+            metrics,
+            config,
+            {},
+            evaluation_digest=digest,
+            evaluate=evaluate,
+        )
+    return registration.to_dict()
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_the_champion_is_compared_on_the_new_versions_evaluation_data() -> None:
+    seen: list[Predictor] = []
+
+    def champion_scores_090(champion: Predictor) -> dict[str, float]:
+        seen.append(champion)
+        return {"test_auroc": 0.90}
+
+    _register_on({"test_auroc": 0.80}, "data-A", champion_scores_090)
+    assert seen == []  # no champion to compare yet
+    newer = _register_on({"test_auroc": 0.85}, "data-B", champion_scores_090)
+    # On data B the champion scores 0.90, so 0.85 does not beat it, though 0.85 > 0.80.
+    assert newer["alias"] == CHALLENGER
+    assert len(seen) == 1 and seen[0].threshold is not None  # the champion's own bundle
+    tags = MlflowClient().get_model_version("unit-model", str(newer["version"])).tags
+    assert tags["compared_with_champion"] == "reevaluated"
+    assert tags["champion_test_auroc"] == "0.9"
+    assert tags["evaluation_digest"] == "data-B"
+    same = _register_on({"test_auroc": 0.81}, "data-A", champion_scores_090)
+    assert same["alias"] == CHAMPION  # same data as the champion: its logged 0.80 counts
+    assert len(seen) == 1
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
+    def cannot(champion: Predictor) -> dict[str, float]:
+        raise InputSchemaError("input is missing feature column(s) ['d']")
+
+    _register_on({"test_auroc": 0.95}, "old-schema", cannot)
+    newer = _register_on({"test_auroc": 0.70}, "new-schema", cannot)
+    assert newer["alias"] == CHAMPION
+    tags = MlflowClient().get_model_version("unit-model", str(newer["version"])).tags
+    assert tags["compared_with_champion"] == "incomparable"

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -22,13 +23,15 @@ from pydantic import BaseModel, ConfigDict
 
 import aeops
 from aeops.bundle import BundleSpec, write_bundle
-from aeops.scoring import Predictor
+from aeops.scoring import InputSchemaError, Predictor
+from aeops.serving._loading import ModelNotFoundError, load_registered_bundle
 from aeops.serving._pyfunc import predict_frame
 
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+EVALUATION_DIGEST = "evaluation_digest"
 _BUNDLE_REQUIREMENTS = ("torch", "numpy", "pandas", "pyarrow", "pydantic", "scikit-learn")
 
 
@@ -145,6 +148,30 @@ def _beats(new: float | None, old: float | None, greater_is_better: bool) -> boo
     return new > old if greater_is_better else new < old
 
 
+def _champion_metric(
+    client: MlflowClient,
+    champion: Any,
+    config: RegistryConfig,
+    evaluation_digest: str | None,
+    evaluate: Callable[[Predictor], dict[str, float]] | None,
+) -> tuple[float | None, str]:
+    """The champion's ``compare_metric`` on this version's evaluation data, and how
+    it was obtained: ``same_data`` (its logged metric, when it was evaluated on the
+    same data), ``reevaluated`` (its bundle scored on this version's test split), or
+    ``logged`` / ``incomparable`` when neither is possible."""
+    if evaluation_digest is not None and champion.tags.get(EVALUATION_DIGEST) == evaluation_digest:
+        return client.get_run(champion.run_id).data.metrics.get(config.compare_metric), "same_data"
+    if evaluate is None:
+        return client.get_run(champion.run_id).data.metrics.get(config.compare_metric), "logged"
+    uri = f"models:/{config.model_name}/{champion.version}"
+    try:
+        metrics = evaluate(load_registered_bundle(uri).predictor)
+    except (InputSchemaError, ModelNotFoundError, ValueError) as error:
+        logger.warning("Champion %s cannot score this evaluation data (%s)", uri, error)
+        return None, "incomparable"
+    return metrics.get(config.compare_metric), "reevaluated"
+
+
 def register_bundle(
     predictor: Predictor,
     spec: BundleSpec,
@@ -153,13 +180,19 @@ def register_bundle(
     config: RegistryConfig,
     tags: dict[str, str],
     optional_columns: set[str] | None = None,
+    evaluation_digest: str | None = None,
+    evaluate: Callable[[Predictor], dict[str, float]] | None = None,
 ) -> Registration:
     """Log the bundle in the active run, register it, and set its alias.
 
     The first version of a name becomes ``champion``. A later one takes ``champion``
-    only when its ``config.compare_metric`` beats the current champion's; otherwise it
-    is the ``challenger``. A version without the metric (no labels) never displaces a
-    champion that has one.
+    only when its ``config.compare_metric`` beats the current champion's **on the same
+    evaluation data**: when the champion was evaluated on other data (its
+    ``evaluation_digest`` tag differs), ``evaluate`` scores the champion's bundle on
+    this version's test split first. Otherwise the new version is the
+    ``challenger``. A version without the metric (no labels) never displaces a
+    champion that has one; a champion that cannot score the new data (another schema)
+    is displaced. How the comparison was made is recorded in the version's tags.
 
     Raises:
         RuntimeError: if no MLflow run is active.
@@ -173,14 +206,27 @@ def register_bundle(
 
     champion = _champion(client, config.model_name)
     new_value = metrics.get(config.compare_metric)
-    old_value = None
+    old_value, compared = None, "no_champion"
     if champion is not None:
-        old_value = client.get_run(champion.run_id).data.metrics.get(config.compare_metric)
-    promote = champion is None or _beats(new_value, old_value, config.greater_is_better)
+        old_value, compared = _champion_metric(
+            client, champion, config, evaluation_digest, evaluate
+        )
+    promote = (
+        champion is None
+        or compared == "incomparable"
+        or _beats(new_value, old_value, config.greater_is_better)
+    )
     alias = CHAMPION if promote else CHALLENGER
 
     version_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
     version_tags["compare_metric"] = config.compare_metric
+    version_tags["compared_with_champion"] = compared
+    if champion is not None:
+        version_tags["champion_version_before"] = str(champion.version)
+        if old_value is not None:
+            version_tags[f"champion_{config.compare_metric}"] = f"{old_value:.6g}"
+    if evaluation_digest is not None:
+        version_tags[EVALUATION_DIGEST] = evaluation_digest
     for key, value in version_tags.items():
         client.set_model_version_tag(config.model_name, version.version, key, value)
     client.set_registered_model_alias(config.model_name, alias, version.version)

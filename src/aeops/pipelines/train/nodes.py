@@ -232,10 +232,15 @@ def register_trained_model(
     validation_suite: dict[str, Any],
     evaluation_metrics: dict[str, float],
     validated_data: pd.DataFrame,
+    test_frame: pd.DataFrame,
     registry: dict[str, Any],
     data: dict[str, Any],
 ) -> dict[str, Any]:
-    """Log the bundle to the run, register it and set ``champion`` or ``challenger``."""
+    """Log the bundle to the run, register it and set ``champion`` or ``challenger``.
+
+    The current champion is compared on this run's test split: its logged metrics
+    when it was evaluated on the same data, else its bundle re-scored here.
+    """
     registry_config = parse_params(RegistryConfig, registry, "registry")
     data_config = parse_params(DataConfig, data, "data")
     predictor = Predictor(
@@ -255,6 +260,15 @@ def register_trained_model(
         "threshold_method": anomaly_threshold.method,
         "data_digest": frame_digest(validated_data),
     }
+    label = data_config.label_column
+    labels = test_frame[label].to_numpy().astype(int) if label in test_frame else None
+
+    def evaluate(champion: Predictor) -> dict[str, float]:
+        if labels is None or champion.threshold is None:
+            return {}
+        errors = champion.reconstruction_errors(test_frame)
+        return _detection_metrics(labels, errors, champion.threshold.value, prefix="test")
+
     registration = register_bundle(
         predictor,
         spec,
@@ -265,5 +279,7 @@ def register_trained_model(
         optional_columns=(
             {data_config.timestamp_column} if data_config.kind == "timeseries" else set()
         ),
+        evaluation_digest=frame_digest(test_frame),
+        evaluate=evaluate,
     )
     return registration.to_dict()

@@ -108,6 +108,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                     "validation_suite",
                     "evaluation_metrics",
                     "validated_data",
+                    "test_frame",
                     "params:registry",
                     "params:data",
                 ],
