@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from aeops.bundle import BundleSpec, read_bundle
+from aeops.bundle import read_bundle
 from aeops.scoring import Predictor
 
 OUTPUTS = ("all", "embedding", "reconstruction_error", "is_anomaly", "reconstruction")
@@ -66,11 +66,6 @@ class AutoencoderBundle(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         """Rebuild the predictor from the bundle's artifacts."""
         self._predictor, self._spec = read_bundle(Path(context.artifacts["bundle"]))
-
-    @property
-    def spec(self) -> BundleSpec:
-        """The loaded bundle's input spec."""
-        return self._spec
 
     def predict(
         self,
