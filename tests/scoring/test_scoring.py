@@ -38,6 +38,8 @@ def test_detection_metrics_on_a_known_ranking() -> None:
     assert metrics["test_precision"] == pytest.approx(0.5)
     assert metrics["test_recall"] == pytest.approx(0.5)
     assert metrics["test_alert_rate"] == pytest.approx(2 / 6)
+    # k = 2 anomalies; the two highest errors are 0.9 (anomaly) and 0.5 (normal).
+    assert metrics["test_precision_at_k"] == pytest.approx(0.5)
 
 
 def test_single_class_labels_omit_auroc() -> None:

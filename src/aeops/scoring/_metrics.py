@@ -8,7 +8,7 @@ import numpy as np
 def detection_metrics(
     labels: np.ndarray, errors: np.ndarray, threshold: float, prefix: str
 ) -> dict[str, float]:
-    """AUROC, AUPRC, and precision, recall and F1 at ``threshold``.
+    """AUROC, AUPRC, precision@k, and precision, recall and F1 at ``threshold``.
 
     Args:
         labels: 1 for anomalies, 0 for normal rows.
@@ -33,6 +33,10 @@ def detection_metrics(
     if np.unique(labels).size == 2:
         metrics["auroc"] = float(roc_auc_score(labels, errors))
         metrics["auprc"] = float(average_precision_score(labels, errors))
+        # Precision among the k highest errors, k = the number of true anomalies.
+        k = int(labels.sum())
+        top = np.argsort(-np.asarray(errors), kind="stable")[:k]
+        metrics["precision_at_k"] = float(labels[top].mean())
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, flagged.astype(int), average="binary", zero_division=0
     )
