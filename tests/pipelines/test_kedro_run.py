@@ -70,28 +70,19 @@ def _kedro_run(
 ) -> subprocess.CompletedProcess[str]:
     """``kedro run --pipeline=<pipeline>`` with ``args``, as a user runs it."""
     kedro = Path(sys.executable).with_name("kedro")
+    return _run([str(kedro), "run", f"--pipeline={pipeline}", *args], cwd=project)
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in the tests' environment, capturing its output."""
     return subprocess.run(
-        [str(kedro), "run", f"--pipeline={pipeline}", *args],
-        cwd=project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+        command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600, check=False
     )
 
 
 def _run_python(code: str, cwd: Path) -> None:
     """Run ``code`` in a fresh interpreter, as a user's script would, and require success."""
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _run([sys.executable, "-c", code], cwd=cwd)
     assert result.returncode == 0, result.stderr[-4000:]
 
 

@@ -104,8 +104,12 @@ def _require_finite(values: np.ndarray, where: Any) -> None:
         )
 
 
-def _mean_per_row(elementwise: np.ndarray) -> np.ndarray:
-    return elementwise.reshape(elementwise.shape[0], -1).mean(axis=1, dtype=np.float64)
+def _rows_are_samples(
+    embeddings: np.ndarray, elementwise: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row answers when each row is one sample: its embedding and mean element score."""
+    flat = elementwise.reshape(elementwise.shape[0], -1)
+    return embeddings, flat.mean(axis=1, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,8 @@ class TabularInputs:
     def row_scores(
         self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Samples are rows: the score is the mean over features."""
-        return embeddings, _mean_per_row(elementwise)
+        """Samples are rows: the score is the mean over the sample's values."""
+        return _rows_are_samples(embeddings, elementwise)
 
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
@@ -186,8 +190,8 @@ class ImageInputs:
     def row_scores(
         self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Samples are rows: the score is the mean over pixels."""
-        return embeddings, _mean_per_row(elementwise)
+        """Samples are rows: the score is the mean over the sample's values."""
+        return _rows_are_samples(embeddings, elementwise)
 
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler

@@ -12,6 +12,7 @@ written, so a crash never duplicates or loses rows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import queue
@@ -169,7 +170,9 @@ class EmbedJob:
             return f"models:/{provenance['model_name']}/{provenance['model_version']}"
         return provenance["model_uri"]
 
+    @functools.cached_property
     def _data_config(self) -> DataConfig:
+        """The bundle's ``data`` block, parsed once per job rather than per batch."""
         return DataConfig(**self.bundle.spec.data) if self.bundle.spec.data else DataConfig()
 
     def output_schema(self, id_type: pa.DataType) -> pa.Schema:
@@ -222,7 +225,7 @@ class EmbedJob:
         """The rows to score, and the rows quarantined (or an error when failing)."""
         if suite is None:
             return frame, None
-        view = validation_view(frame, self._data_config()).frame
+        view = validation_view(frame, self._data_config).frame
         result = suite.evaluate(view, row_offset=offset)
         if result.success:
             return frame, None
