@@ -127,10 +127,77 @@ def test_run_is_finished_with_flat_params_history_metrics_and_plots(
     assert {
         "plots/error_histogram.png",
         "plots/roc_curve.png",
+        "plots/pr_curve.png",
+        "plots/embeddings_pca.png",
+        "plots/feature_errors.png",
         "plots/training_curves.png",
         "validation/validation_report.json",
         "evaluation/test_scores.parquet",
+        "evaluation/feature_errors.csv",
     } <= artifacts
+    assert not any("image" in path or "series" in path for path in artifacts)
+    # The threshold's diagnostics are metrics too.
+    assert 0.0 < metrics["threshold_validation_alert_rate"] < 0.2
+    assert metrics["threshold_validation_error_p50"] <= metrics["threshold"]
+
+
+def test_training_data_is_logged_as_a_run_input_with_its_digest(trained_project: Path) -> None:
+    client = _client(trained_project)
+    experiment = client.get_experiment_by_name("aeops")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == "raw_data"
+    assert json.loads(dataset.source)["uri"].endswith("breast_cancer_anomalies.csv")
+    assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
+    assert run.data.tags["training_data_digest"] == dataset.digest
+    version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert version.tags["data_digest"] == dataset.digest
+    columns = {column["name"] for column in json.loads(dataset.schema)["mlflow_colspec"]}
+    assert {"id", "label", "mean_radius"} <= columns
+
+
+def test_feature_error_table_names_the_features_that_drive_anomalies(
+    trained_project: Path,
+) -> None:
+    table = pd.read_csv(trained_project / "data/08_reporting/feature_errors.csv")
+    raw = pd.read_csv(trained_project / DEMO)
+    assert set(table["feature"]) == set(raw.columns) - {"id", "label"}
+    # Sorted by the anomalies' mean error; on this data anomalies are off in most features.
+    assert table["mean_error_anomaly"].is_monotonic_decreasing
+    assert (table["lift"].head(5) > 1.0).all()
+    assert np.isclose(table["share_of_error"].sum(), 1.0)
+
+
+def test_evaluate_pipeline_reevaluates_the_champion_in_a_new_run(trained_project: Path) -> None:
+    result = _kedro_run(trained_project, pipeline="evaluate")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    client = _client(trained_project)
+    experiment = client.get_experiment_by_name("aeops")
+    assert experiment is not None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.evaluated_model_version = '1'"
+    )
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["evaluated_model_name"] == MODEL_NAME
+    version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert run.data.tags["evaluated_run_id"] == version.run_id
+    # The whole demo, which holds the training rows too: the model's errors separate it.
+    assert run.data.metrics["eval_auroc"] >= AUROC_FLOOR
+    scores = pd.read_parquet(trained_project / "data/07_model_output/evaluation/scores.parquet")
+    assert len(scores) == len(pd.read_csv(trained_project / DEMO))
+    evaluated = pd.read_parquet(trained_project / "data/07_model_output/test_scores.parquet")
+    shared = scores.set_index("id").loc[evaluated["id"]]
+    np.testing.assert_allclose(
+        shared["reconstruction_error"], evaluated["reconstruction_error"], rtol=1e-6
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/roc_curve.png", "plots/embeddings_pca.png"} <= artifacts
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "evaluate_input"
 
 
 def test_first_version_is_registered_as_champion(trained_project: Path) -> None:
@@ -319,6 +386,9 @@ def test_other_data_kinds_train_from_their_conf_envs(
     assert run.data.params["model.kind"] == model_kind
     assert run.data.params["data.kind"] == {"timeseries": "timeseries", "images": "image"}[env]
     assert 0.5 < run.data.metrics["test_auroc"] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    extra = {"timeseries": "plots/series_scores.png", "images": "plots/image_reconstructions.png"}
+    assert extra[env] in artifacts
 
 
 def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(

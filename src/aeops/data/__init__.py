@@ -9,6 +9,7 @@ from aeops.data._inputs import (
     TabularInputs,
     WindowInputs,
     input_spec_from_dict,
+    trailing_mean,
     window_starts,
 )
 from aeops.data._kinds import fit_input_scaler, infer_image_shape, make_input_spec, split_by_kind
@@ -37,5 +38,6 @@ __all__ = [
     "resolve_feature_columns",
     "split_by_kind",
     "split_frame",
+    "trailing_mean",
     "window_starts",
 ]

@@ -46,6 +46,8 @@ class WindowConfig(BaseModel):
 
     length: int = Field(default=32, ge=2)
     stride: int = Field(default=4, ge=1)
+    # A step's score: the trailing mean over this many steps' scores (1: none).
+    score_smoothing: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _stride_covers(self) -> WindowConfig:

@@ -55,6 +55,11 @@ class InputSpec(Protocol):
         """Per-row reconstructions in original units, (N, values per row)."""
         ...
 
+    def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
+        """Per-row scores of each value (N, values per row): which features (or
+        pixels) an anomaly comes from."""
+        ...
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with ``kind``."""
         ...
@@ -144,6 +149,10 @@ class TabularInputs:
         """Reconstructed features in original units, (N, F)."""
         return scaler.inverse_transform(reconstructions)
 
+    def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
+        """Each feature's score, (N, F)."""
+        return elementwise.astype(np.float64, copy=False)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"kind": self.kind, "columns": list(self.columns)}
@@ -199,6 +208,10 @@ class ImageInputs:
         """Reconstructed images, flattened C x H x W, in original pixel units."""
         return scaler.inverse_transform(reconstructions.reshape(reconstructions.shape[0], -1))
 
+    def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
+        """Each pixel's score, flattened C x H x W, (N, C*H*W)."""
+        return elementwise.reshape(elementwise.shape[0], -1).astype(np.float64, copy=False)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"kind": self.kind, "column": self.column, "shape": list(self.shape)}
@@ -225,12 +238,18 @@ def window_starts(n_rows: int, length: int, stride: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WindowInputs:
-    """Time steps in rows (in time order); samples are windows of ``length`` steps."""
+    """Time steps in rows (in time order); samples are windows of ``length`` steps.
+
+    ``smoothing`` > 1 replaces each step's score by the mean over it and the
+    ``smoothing - 1`` steps before it (a trailing moving average, so a score never
+    depends on later readings), which steadies alerts on noisy series.
+    """
 
     kind: ClassVar[str] = "timeseries"
     columns: tuple[str, ...]
     length: int
     stride: int
+    smoothing: int = 1
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -262,8 +281,11 @@ class WindowInputs:
         self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """A time step's score is the mean error at that step over the windows covering
-        it; its embedding is that of the covering window whose centre is nearest."""
-        scores = self._spread(n_rows, elementwise.mean(axis=2, dtype=np.float64))
+        it (then smoothed); its embedding is that of the covering window whose centre
+        is nearest."""
+        scores = trailing_mean(
+            self._spread(n_rows, elementwise.mean(axis=2, dtype=np.float64)), self.smoothing
+        )
         centres = window_starts(n_rows, self.length, self.stride) + (self.length - 1) / 2
         nearest = np.abs(np.arange(n_rows)[:, None] - centres[None, :]).argmin(axis=1)
         return embeddings[nearest], scores
@@ -274,6 +296,10 @@ class WindowInputs:
         """Each step's readings averaged over covering windows, in original units (N, F)."""
         return scaler.inverse_transform(self._spread(n_rows, reconstructions))
 
+    def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
+        """Each reading's score at each step, averaged over covering windows, (N, F)."""
+        return self._spread(n_rows, elementwise)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -281,7 +307,18 @@ class WindowInputs:
             "columns": list(self.columns),
             "length": self.length,
             "stride": self.stride,
+            "smoothing": self.smoothing,
         }
+
+
+def trailing_mean(values: np.ndarray, steps: int) -> np.ndarray:
+    """Mean of each value and the ``steps - 1`` before it (fewer at the start)."""
+    if steps <= 1 or values.size == 0:
+        return values
+    totals = np.cumsum(values, dtype=np.float64)
+    shifted = np.concatenate([np.zeros(steps), totals[:-steps]])[: len(values)]
+    counts = np.minimum(np.arange(1, len(values) + 1), steps)
+    return (totals - shifted) / counts
 
 
 def input_spec_from_dict(payload: dict[str, Any]) -> InputSpec:
@@ -298,6 +335,9 @@ def input_spec_from_dict(payload: dict[str, Any]) -> InputSpec:
         return ImageInputs(column=payload["column"], shape=(channels, height, width))
     if kind == WindowInputs.kind:
         return WindowInputs(
-            columns=tuple(payload["columns"]), length=payload["length"], stride=payload["stride"]
+            columns=tuple(payload["columns"]),
+            length=payload["length"],
+            stride=payload["stride"],
+            smoothing=payload.get("smoothing", 1),
         )
     raise ValueError(f"unknown input kind {kind!r}; expected tabular, image or timeseries")

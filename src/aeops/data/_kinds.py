@@ -44,7 +44,8 @@ def make_input_spec(frame: pd.DataFrame, config: DataConfig) -> InputSpec:
         return ImageInputs(column=config.image_column, shape=infer_image_shape(frame, config))
     columns = tuple(resolve_feature_columns(frame, config))
     if config.kind == "timeseries":
-        return WindowInputs(columns, config.window.length, config.window.stride)
+        window = config.window
+        return WindowInputs(columns, window.length, window.stride, window.score_smoothing)
     return TabularInputs(columns)
 
 

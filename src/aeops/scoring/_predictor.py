@@ -79,6 +79,13 @@ class Predictor:
         embeddings, elementwise = self.encode_samples(self.samples(frame))
         return self.inputs.row_scores(len(frame), embeddings, elementwise)
 
+    def diagnose(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass for evaluation: per-row embeddings (N, L), anomaly scores (N,) and
+        the score of each value in a row (N, values per row: features or pixels)."""
+        embeddings, elementwise = self.encode_samples(self.samples(frame))
+        row_embeddings, scores = self.inputs.row_scores(len(frame), embeddings, elementwise)
+        return row_embeddings, scores, self.inputs.row_value_scores(len(frame), elementwise)
+
     def reconstruction_errors(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row anomaly scores (N,) of raw rows."""
         return self.embed_and_score(frame)[1]

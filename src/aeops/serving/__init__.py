@@ -16,6 +16,7 @@ from aeops.serving._registry import (
     log_bundle,
     register_bundle,
 )
+from aeops.serving._runs import log_dataset_input, tag_evaluated_model
 
 __all__ = [
     "CHALLENGER",
@@ -31,10 +32,12 @@ __all__ = [
     "frame_digest",
     "load_registered_bundle",
     "log_bundle",
+    "log_dataset_input",
     "predict_frame",
     "provenance_metadata",
     "read_bundle",
     "register_bundle",
     "scores_frame",
+    "tag_evaluated_model",
     "write_bundle",
 ]

@@ -25,8 +25,15 @@ from aeops.models import Autoencoder, ModelConfig, build_model, resolve_architec
 from aeops.pipelines._params import parse_params
 from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshold
 from aeops.scoring import detection_metrics as _detection_metrics
-from aeops.scoring.plots import error_histogram, roc_figure, training_curves
-from aeops.serving import BundleSpec, RegistryConfig, frame_digest, register_bundle
+from aeops.scoring.evaluation import evaluate_frame
+from aeops.scoring.plots import training_curves
+from aeops.serving import (
+    BundleSpec,
+    RegistryConfig,
+    frame_digest,
+    log_dataset_input,
+    register_bundle,
+)
 from aeops.training import TrainingConfig, fit, seed_everything
 from aeops.validation import (
     ValidationReport,
@@ -82,6 +89,18 @@ def enforce_validation(raw_frame: pd.DataFrame, report: ValidationReport) -> pd.
     """
     report.raise_for_failures()
     return raw_frame
+
+
+def log_training_data(validated_data: pd.DataFrame, data: dict[str, Any]) -> str:
+    """Record the validated table as the run's training input (source, schema, digest).
+
+    Returns:
+        The data digest, which the registered version is tagged with.
+    """
+    label = parse_params(DataConfig, data, "data").label_column
+    return log_dataset_input(
+        validated_data, name="raw_data", context="training", label_column=label
+    )
 
 
 def split_data(
@@ -162,48 +181,31 @@ def evaluate_on_test(
     anomaly_threshold: Threshold,
     test_frame: pd.DataFrame,
     data: dict[str, Any],
-) -> tuple[dict[str, float], pd.DataFrame, Figure, Figure]:
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, dict[str, Figure]]:
     """Score the test split and measure detection against labels when they exist.
 
     Returns:
         Metrics named by split (``test_auroc``, ...) plus the threshold and its
         diagnostics; per-row test scores (id, ``reconstruction_error``, ``is_anomaly``
-        and, with labels, ``label``); the error histogram and the ROC figure.
+        and, with labels, ``label``); the per-feature error table; the evaluation
+        figures by file name.
     """
     config = parse_params(DataConfig, data, "data")
     predictor = Predictor(
         model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
     )
-    scores = predictor.score_frame(test_frame)
-    errors = scores.reconstruction_error
-    metrics: dict[str, float] = {
-        "threshold": anomaly_threshold.value,
-        **{f"threshold_{k}": v for k, v in anomaly_threshold.diagnostics.items()},
-        "test_error_mean": float(errors.mean()),
-        "test_alert_rate": float(scores.is_anomaly.mean()),
-    }
-    test_scores = pd.DataFrame(
-        {
-            config.id_column: test_frame[config.id_column].to_numpy(),
-            "reconstruction_error": errors,
-            "is_anomaly": scores.is_anomaly,
-        }
-    )
-    labels = None
-    if config.label_column is not None and config.label_column in test_frame.columns:
-        labels = test_frame[config.label_column].to_numpy().astype(int)
-        test_scores["label"] = labels
-        metrics.update(_detection_metrics(labels, errors, anomaly_threshold.value, prefix="test"))
-    histogram = error_histogram(errors, anomaly_threshold.value, labels)
-    roc = roc_figure(
-        labels if labels is not None else np.zeros(len(errors), dtype=int),
-        errors,
-        metrics.get("test_auroc"),
+    evaluation = evaluate_frame(
+        predictor,
+        test_frame,
+        id_column=config.id_column,
+        label_column=config.label_column,
+        prefix="test",
+        timestamp_column=config.timestamp_column,
     )
     for name in ("test_auroc", "test_auprc", "test_f1"):
-        if name in metrics:
-            logger.info("%s = %.4f", name, metrics[name])
-    return metrics, test_scores, histogram, roc
+        if name in evaluation.metrics:
+            logger.info("%s = %.4f", name, evaluation.metrics[name])
+    return evaluation.metrics, evaluation.scores, evaluation.feature_errors, evaluation.figures
 
 
 def _input_example(frame: pd.DataFrame, spec: InputSpec, config: DataConfig) -> pd.DataFrame:
@@ -232,6 +234,7 @@ def register_trained_model(
     validation_suite: dict[str, Any],
     evaluation_metrics: dict[str, float],
     validated_data: pd.DataFrame,
+    data_digest: str,
     test_frame: pd.DataFrame,
     registry: dict[str, Any],
     data: dict[str, Any],
@@ -258,7 +261,7 @@ def register_trained_model(
         "architecture": str(trained_model.config.architecture),
         "data_kind": data_config.kind,
         "threshold_method": anomaly_threshold.method,
-        "data_digest": frame_digest(validated_data),
+        "data_digest": data_digest,
     }
     label = data_config.label_column
     labels = test_frame[label].to_numpy().astype(int) if label in test_frame else None

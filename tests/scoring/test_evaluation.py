@@ -1,0 +1,135 @@
+"""Evaluation of a predictor: per-feature errors, smoothing, and the figures per data kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from aeops.data import (
+    ImageInputs,
+    TabularInputs,
+    WindowInputs,
+    fit_scaler,
+    input_spec_from_dict,
+    trailing_mean,
+)
+from aeops.models import ModelConfig, build_model
+from aeops.scoring import Predictor, Threshold
+from aeops.scoring.evaluation import evaluate_frame, feature_error_table
+
+
+def test_feature_error_table_ranks_the_feature_anomalies_are_off_in() -> None:
+    errors = np.array(
+        [
+            [0.1, 0.2, 0.1],
+            [0.1, 0.3, 0.1],
+            [0.2, 0.1, 5.0],  # anomaly: feature c
+            [0.1, 0.3, 4.0],  # anomaly: feature c
+        ]
+    )
+    table = feature_error_table(["a", "b", "c"], errors, np.array([0, 0, 1, 1]))
+    assert table["feature"].tolist() == ["c", "b", "a"]
+    c = table.iloc[0]
+    assert c["mean_error_anomaly"] == pytest.approx(4.5)
+    assert c["mean_error_normal"] == pytest.approx(0.1)
+    assert c["lift"] == pytest.approx(45.0)
+    assert table["share_of_error"].sum() == pytest.approx(1.0)
+
+
+def test_feature_error_table_without_labels_ranks_by_mean_error() -> None:
+    table = feature_error_table(["a", "b"], np.array([[1.0, 3.0], [1.0, 5.0]]), None)
+    assert table["feature"].tolist() == ["b", "a"]
+    assert "lift" not in table.columns
+
+
+def test_trailing_mean_uses_only_past_steps() -> None:
+    values = np.array([0.0, 0.0, 9.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(trailing_mean(values, 3), [0, 0, 3, 3, 3, 0])
+    np.testing.assert_allclose(trailing_mean(values, 1), values)
+    np.testing.assert_allclose(trailing_mean(np.array([2.0, 4.0]), 5), [2.0, 3.0])
+
+
+def _model(config: ModelConfig, shape: tuple[int, ...]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(config, shape)
+
+
+def test_window_smoothing_is_applied_to_scores_and_survives_the_json_form() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": range(60), "x": rng.normal(size=60), "y": rng.normal(size=60)})
+    scaler = fit_scaler(frame[["x", "y"]].to_numpy(), ["x", "y"], "standard")
+    config = ModelConfig(architecture="recurrent", latent_dim=2, hidden_dims=(4,))
+    model = _model(config, (8, 2))
+    raw = Predictor(model, WindowInputs(("x", "y"), 8, 2), scaler).reconstruction_errors(frame)
+    smoothed_spec = WindowInputs(("x", "y"), 8, 2, smoothing=5)
+    assert input_spec_from_dict(smoothed_spec.to_dict()) == smoothed_spec
+    smoothed = Predictor(model, smoothed_spec, scaler).reconstruction_errors(frame)
+    np.testing.assert_allclose(smoothed, trailing_mean(raw, 5), rtol=1e-6)
+    assert smoothed.std() < raw.std()
+
+
+def test_evaluate_frame_on_tabular_rows_gives_metrics_table_and_figures() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(40, 3))
+    values[:4] += 6.0
+    frame = pd.DataFrame(values, columns=["a", "b", "c"])
+    frame.insert(0, "id", range(40))
+    frame["label"] = [1] * 4 + [0] * 36
+    scaler = fit_scaler(values[4:], ["a", "b", "c"], "standard")
+    model = _model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (3,))
+    predictor = Predictor(model, TabularInputs(("a", "b", "c")), scaler, Threshold(1.0, "fixed"))
+    evaluation = evaluate_frame(predictor, frame, "id", "label", prefix="eval")
+    assert evaluation.metrics["eval_auroc"] > 0.9  # far-off rows reconstruct badly
+    assert evaluation.metrics["threshold"] == 1.0
+    assert evaluation.scores.columns.tolist() == [
+        "id",
+        "reconstruction_error",
+        "is_anomaly",
+        "label",
+    ]
+    assert sorted(evaluation.feature_errors["feature"]) == ["a", "b", "c"]
+    assert set(evaluation.figures) == {
+        "error_histogram.png",
+        "roc_curve.png",
+        "pr_curve.png",
+        "embeddings_pca.png",
+        "feature_errors.png",
+    }
+
+
+def test_evaluate_frame_draws_image_reconstructions() -> None:
+    rng = np.random.default_rng(0)
+    images = list(rng.uniform(size=(12, 1, 8, 8)))
+    frame = pd.DataFrame({"id": range(12), "image": images})
+    scaler = fit_scaler(np.stack(images).reshape(12, -1), ["image"], "minmax", per_column=False)
+    config = ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4,))
+    predictor = Predictor(
+        _model(config, (1, 8, 8)), ImageInputs("image", (1, 8, 8)), scaler, Threshold(0.5, "x")
+    )
+    evaluation = evaluate_frame(predictor, frame, "id", None)
+    assert "image_reconstructions.png" in evaluation.figures
+    assert "test_auroc" not in evaluation.metrics
+    assert len(evaluation.feature_errors) == 64  # one row per pixel
+
+
+def test_evaluate_frame_draws_the_series_with_its_scores() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "id": range(50),
+            "timestamp": pd.date_range("2026-01-01", periods=50, freq="min"),
+            "x": rng.normal(size=50),
+            "label": [0] * 40 + [1] * 10,
+        }
+    )
+    scaler = fit_scaler(frame[["x"]].to_numpy(), ["x"], "standard")
+    config = ModelConfig(architecture="recurrent", latent_dim=2, hidden_dims=(4,))
+    predictor = Predictor(
+        _model(config, (8, 1)), WindowInputs(("x",), 8, 4), scaler, Threshold(1.0, "x")
+    )
+    evaluation = evaluate_frame(predictor, frame, "id", "label", timestamp_column="timestamp")
+    assert "series_scores.png" in evaluation.figures
+    assert evaluation.feature_errors["feature"].tolist() == ["x"]
+    assert len(evaluation.scores) == 50
