@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from support import KedroProject
+
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -62,3 +64,9 @@ def make_tabular(n_rows: int = 200, n_features: int = 6, seed: int = 0) -> pd.Da
 def tabular_frame() -> pd.DataFrame:
     """A small synthetic table whose anomalies an autoencoder finds easily."""
     return make_tabular()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> KedroProject:
+    """A fresh project copy for one test."""
+    return KedroProject(tmp_path)

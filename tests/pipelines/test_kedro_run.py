@@ -7,9 +7,6 @@ recorded. These are the slowest tests of the suite (about 20 s per training run)
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
+
+from support import KedroProject, output_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO = Path("data/01_raw/breast_cancer_anomalies.csv")
@@ -37,72 +35,18 @@ AUROC_FLOOR = 0.8
 pytestmark = pytest.mark.slow
 
 
-def _copy_project(destination: Path) -> Path:
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy2(PROJECT_ROOT / name, destination / name)
-    for env in ("base", "timeseries", "images"):
-        shutil.copytree(PROJECT_ROOT / "conf" / env, destination / "conf" / env)
-    shutil.copy2(PROJECT_ROOT / "conf" / "logging.yml", destination / "conf" / "logging.yml")
-    (destination / "conf" / "local").mkdir()
-    shutil.copytree(
-        PROJECT_ROOT / "src", destination / "src", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(PROJECT_ROOT / DEMO.parent, destination / DEMO.parent)
-    return destination
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(
-        KEDRO_DISABLE_TELEMETRY="1",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        DO_NOT_TRACK="true",
-        GX_ANALYTICS_ENABLED="false",
-        COLUMNS="400",  # rich wraps tracebacks to the terminal width
-        # Tools the CLIs start (uvicorn for `mlflow models serve`) come from this venv.
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    )
-    return env
-
-
-def _kedro_run(
-    project: Path, *args: str, pipeline: str = "train"
-) -> subprocess.CompletedProcess[str]:
-    """``kedro run --pipeline=<pipeline>`` with ``args``, as a user runs it."""
-    kedro = Path(sys.executable).with_name("kedro")
-    return _run([str(kedro), "run", f"--pipeline={pipeline}", *args], cwd=project)
-
-
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` in the tests' environment, capturing its output."""
-    return subprocess.run(
-        command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600, check=False
-    )
-
-
-def _run_python(code: str, cwd: Path) -> None:
-    """Run ``code`` in a fresh interpreter, as a user's script would, and require success."""
-    result = _run([sys.executable, "-c", code], cwd=cwd)
-    assert result.returncode == 0, result.stderr[-4000:]
-
-
-def _client(project: Path) -> MlflowClient:
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 @pytest.fixture(scope="module")
-def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = _copy_project(tmp_path_factory.mktemp("project"))
-    result = _kedro_run(project)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+def trained(tmp_path_factory: pytest.TempPathFactory) -> KedroProject:
+    project = KedroProject(tmp_path_factory.mktemp("project"))
+    result = project.run()
+    assert result.returncode == 0, output_of(result)
     return project
 
 
 def test_run_is_finished_with_flat_params_history_metrics_and_plots(
-    trained_project: Path,
+    trained: KedroProject,
 ) -> None:
-    client = _client(trained_project)
+    client = trained.client()
     experiment = client.get_experiment_by_name("aeops")
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
@@ -141,8 +85,8 @@ def test_run_is_finished_with_flat_params_history_metrics_and_plots(
     assert metrics["threshold_validation_error_p50"] <= metrics["threshold"]
 
 
-def test_training_data_is_logged_as_a_run_input_with_its_digest(trained_project: Path) -> None:
-    client = _client(trained_project)
+def test_training_data_is_logged_as_a_run_input_with_its_digest(trained: KedroProject) -> None:
+    client = trained.client()
     experiment = client.get_experiment_by_name("aeops")
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
@@ -159,10 +103,10 @@ def test_training_data_is_logged_as_a_run_input_with_its_digest(trained_project:
 
 
 def test_feature_error_table_names_the_features_that_drive_anomalies(
-    trained_project: Path,
+    trained: KedroProject,
 ) -> None:
-    table = pd.read_csv(trained_project / "data/08_reporting/feature_errors.csv")
-    raw = pd.read_csv(trained_project / DEMO)
+    table = pd.read_csv(trained.root / "data/08_reporting/feature_errors.csv")
+    raw = pd.read_csv(trained.root / DEMO)
     assert set(table["feature"]) == set(raw.columns) - {"id", "label"}
     # Sorted by the anomalies' mean error; on this data anomalies are off in most features.
     assert table["mean_error_anomaly"].is_monotonic_decreasing
@@ -170,10 +114,10 @@ def test_feature_error_table_names_the_features_that_drive_anomalies(
     assert np.isclose(table["share_of_error"].sum(), 1.0)
 
 
-def test_evaluate_pipeline_reevaluates_the_champion_in_a_new_run(trained_project: Path) -> None:
-    result = _kedro_run(trained_project, pipeline="evaluate")
+def test_evaluate_pipeline_reevaluates_the_champion_in_a_new_run(trained: KedroProject) -> None:
+    result = trained.run(pipeline="evaluate")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    client = _client(trained_project)
+    client = trained.client()
     experiment = client.get_experiment_by_name("aeops")
     assert experiment is not None
     runs = client.search_runs(
@@ -187,9 +131,9 @@ def test_evaluate_pipeline_reevaluates_the_champion_in_a_new_run(trained_project
     assert run.data.tags["evaluated_run_id"] == version.run_id
     # The whole demo, which holds the training rows too: the model's errors separate it.
     assert run.data.metrics["eval_auroc"] >= AUROC_FLOOR
-    scores = pd.read_parquet(trained_project / "data/07_model_output/evaluation/scores.parquet")
-    assert len(scores) == len(pd.read_csv(trained_project / DEMO))
-    evaluated = pd.read_parquet(trained_project / "data/07_model_output/test_scores.parquet")
+    scores = pd.read_parquet(trained.root / "data/07_model_output/evaluation/scores.parquet")
+    assert len(scores) == len(pd.read_csv(trained.root / DEMO))
+    evaluated = pd.read_parquet(trained.root / "data/07_model_output/test_scores.parquet")
     shared = scores.set_index("id").loc[evaluated["id"]]
     np.testing.assert_allclose(
         shared["reconstruction_error"], evaluated["reconstruction_error"], rtol=1e-6
@@ -200,19 +144,19 @@ def test_evaluate_pipeline_reevaluates_the_champion_in_a_new_run(trained_project
     assert dataset_input.dataset.name == "evaluate_input"
 
 
-def test_first_version_is_registered_as_champion(trained_project: Path) -> None:
-    client = _client(trained_project)
+def test_first_version_is_registered_as_champion(trained: KedroProject) -> None:
+    client = trained.client()
     version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert str(version.version) == "1"
     assert version.tags["model_kind"] == "vanilla"
     assert version.tags["threshold_method"] == "quantile"
-    registration = json.loads((trained_project / "data/08_reporting/registration.json").read_text())
+    registration = json.loads((trained.root / "data/08_reporting/registration.json").read_text())
     assert registration["alias"] == "champion"
     assert registration["run_id"] == version.run_id
 
 
 def test_champion_loads_in_a_fresh_process_and_matches_evaluation(
-    trained_project: Path, tmp_path: Path
+    trained: KedroProject, tmp_path: Path
 ) -> None:
     out = tmp_path / "answers.parquet"
     script = textwrap.dedent(
@@ -224,65 +168,14 @@ def test_champion_loads_in_a_fresh_process_and_matches_evaluation(
         model.predict(raw).drop(columns=["embedding"]).to_parquet("{out}")
         """
     )
-    _run_python(script, cwd=trained_project)
+    trained.python(script)
     answers = pd.read_parquet(out).set_index("id")
-    evaluated = pd.read_parquet(trained_project / "data/07_model_output/test_scores.parquet")
+    evaluated = pd.read_parquet(trained.root / "data/07_model_output/test_scores.parquet")
     served = answers.loc[evaluated["id"]]
     np.testing.assert_allclose(
         served["reconstruction_error"].to_numpy(), evaluated["reconstruction_error"], rtol=1e-6
     )
     assert (served["is_anomaly"].to_numpy() == evaluated["is_anomaly"].to_numpy()).all()
-
-
-def _break_demo(project: Path, case: str) -> None:
-    path = project / DEMO
-    if case == "empty file":
-        path.write_text("")
-        return
-    frame = pd.read_csv(path)
-    if case == "missing configured column":
-        frame = frame.drop(columns=["label"])
-    elif case == "non-numeric value":
-        frame["mean_radius"] = frame["mean_radius"].astype(object)
-        frame.loc[5, "mean_radius"] = "abc"
-    elif case == "nan and inf":
-        frame.loc[7, "mean_texture"] = np.nan
-        frame.loc[11, "worst_area"] = np.inf
-    frame.to_csv(path, index=False)
-
-
-BAD_INPUTS = {
-    "empty file": [r"breast_cancer_anomalies\.csv is empty \(0 bytes\)"],
-    "missing configured column": [
-        r"failed validation",
-        r"expect_column_to_exist \(column 'label'\)",
-    ],
-    "non-numeric value": [r"failed validation", r"column 'mean_radius'", r"abc"],
-    "nan and inf": [
-        r"column 'mean_texture'\): expected no null values.*sample ids \[7\]",
-        r"column 'worst_area'\): expected finite values.*sample ids \[11\]",
-    ],
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_fails_clearly_and_registers_nothing(tmp_path: Path, case: str) -> None:
-    project = _copy_project(tmp_path)
-    _break_demo(project, case)
-    result = _kedro_run(project)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    for pattern in BAD_INPUTS[case]:
-        assert re.search(pattern, output), (pattern, output[-3000:])
-    client = _client(project)
-    assert client.search_registered_models() == []
-    experiment = client.get_experiment_by_name("aeops")
-    assert experiment is not None
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FAILED"
-    if case != "empty file":
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
-        assert "validation/validation_report.json" in artifacts
 
 
 def _free_port() -> int:
@@ -291,10 +184,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_champion_serves_over_http_with_mlflow_models_serve(trained_project: Path) -> None:
+def test_champion_serves_over_http_with_mlflow_models_serve(trained: KedroProject) -> None:
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    env = {**_env(), "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    env = {**KedroProject.env(), "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
     server = subprocess.Popen(
         [
             str(mlflow_cli),
@@ -309,15 +202,15 @@ def test_champion_serves_over_http_with_mlflow_models_serve(trained_project: Pat
             "--port",
             str(port),
         ],
-        cwd=trained_project,
+        cwd=trained.root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        evaluated = pd.read_parquet(trained_project / "data/07_model_output/test_scores.parquet")
-        raw = pd.read_csv(trained_project / DEMO).drop(columns=["label"])
+        evaluated = pd.read_parquet(trained.root / "data/07_model_output/test_scores.parquet")
+        raw = pd.read_csv(trained.root / DEMO).drop(columns=["label"])
         raw = raw[raw["id"].isin(evaluated["id"].head(4))]
         body = json.dumps(
             {
@@ -358,13 +251,13 @@ def _post_when_ready(url: str, body: bytes, server: subprocess.Popen[str]) -> An
             time.sleep(0.5)
 
 
-def test_notebook_runs_top_to_bottom_against_the_catalog(trained_project: Path) -> None:
+def test_notebook_runs_top_to_bottom_against_the_catalog(trained: KedroProject) -> None:
     notebook = json.loads((PROJECT_ROOT / "notebooks" / "explore_demo.ipynb").read_text())
     source = "\n\n".join(
         "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
     )
-    (trained_project / "notebooks").mkdir(exist_ok=True)
-    _run_python(source, cwd=trained_project / "notebooks")
+    (trained.root / "notebooks").mkdir(exist_ok=True)
+    trained.python(source, cwd=trained.root / "notebooks")
 
 
 @pytest.mark.parametrize(
@@ -374,12 +267,10 @@ def test_notebook_runs_top_to_bottom_against_the_catalog(trained_project: Path) 
 def test_other_data_kinds_train_from_their_conf_envs(
     tmp_path: Path, env: str, model_kind: str, model_name: str
 ) -> None:
-    project = _copy_project(tmp_path)
-    result = _kedro_run(
-        project, f"--env={env}", f"--params=model.kind={model_kind},training.epochs=8"
-    )
+    project = KedroProject(tmp_path)
+    result = project.run(f"--env={env}", f"--params=model.kind={model_kind},training.epochs=8")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    client = _client(project)
+    client = project.client()
     version = client.get_model_version_by_alias(model_name, "champion")
     assert version.tags["model_kind"] == model_kind
     run = client.get_run(version.run_id)
@@ -392,14 +283,14 @@ def test_other_data_kinds_train_from_their_conf_envs(
 
 
 def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
-    trained_project: Path,
+    trained: KedroProject,
 ) -> None:
     for pipeline in ("score", "embed"):
-        result = _kedro_run(trained_project, pipeline=pipeline)
+        result = trained.run(pipeline=pipeline)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    outputs = trained_project / "data/07_model_output"
+    outputs = trained.root / "data/07_model_output"
     scores = pd.read_parquet(outputs / "scores.parquet")
-    raw = pd.read_csv(trained_project / DEMO)
+    raw = pd.read_csv(trained.root / DEMO)
     assert scores["id"].tolist() == raw["id"].tolist()
     evaluated = pd.read_parquet(outputs / "test_scores.parquet").set_index("id")
     shared = scores.set_index("id").loc[evaluated.index]
@@ -411,11 +302,10 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
     assert len(embeddings["embedding"].iloc[0]) == 4
 
 
-def test_a_model_uri_that_does_not_exist_fails_and_writes_nothing(trained_project: Path) -> None:
-    target = trained_project / "data/07_model_output/scores.parquet"
+def test_a_model_uri_that_does_not_exist_fails_and_writes_nothing(trained: KedroProject) -> None:
+    target = trained.root / "data/07_model_output/scores.parquet"
     target.unlink(missing_ok=True)
-    result = _kedro_run(
-        trained_project,
+    result = trained.run(
         "--params=score.model_uri=models:/no-such-model@champion",
         pipeline="score",
     )

@@ -83,10 +83,16 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
         A new frame; ``raw`` is not changed.
 
     Raises:
-        DataIngestionError: if the table has no columns.
+        DataIngestionError: if the table has no columns or no rows.
     """
+    source = raw.attrs.get("source", "the raw table")
     if raw.shape[1] == 0:
-        raise DataIngestionError("the raw table has no columns")
+        raise DataIngestionError(f"{source} has no columns")
+    if raw.shape[0] == 0:
+        raise DataIngestionError(
+            f"{source} has a header ({raw.shape[1]} columns) but no rows; expected at "
+            f"least data.min_rows={config.min_rows} rows"
+        )
     frame = raw.copy()
     if config.kind == "timeseries":
         frame = _parse_timestamps(frame, config.timestamp_column)

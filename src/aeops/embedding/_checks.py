@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from aeops.data._inputs import float_matrix
+from aeops.validation import expectation_text
 
 _ROW_CHECKS = {
     "expect_column_values_to_not_be_null",
@@ -127,7 +128,7 @@ class CompiledSuite:
                         )
                     )
             elif check.expectation == "expect_column_values_to_be_in_type_list":
-                failure = _type_failure(frame[check.column], check)
+                failure = _type_failure(frame[check.column], check, row_offset)
                 if failure is not None:
                     column_failures.append(failure)
             elif check.expectation in _ROW_CHECKS:
@@ -144,7 +145,8 @@ class CompiledSuite:
                 BatchFailure(
                     check.expectation,
                     check.column,
-                    f"{int(mask.sum())} of {len(frame)} rows",
+                    f"expected {expectation_text(check.expectation, check.kwargs)}; "
+                    f"{int(mask.sum())} of {len(frame)} rows fail",
                     sample_rows=[int(p) + row_offset for p in positions[:5]],
                     sample_values=[_jsonable(v) for v in values[positions[:5]]],
                 )
@@ -153,15 +155,21 @@ class CompiledSuite:
         return BatchResult(column_failures, row_failures, bad)
 
 
-def _type_failure(values: pd.Series, check: _Check) -> BatchFailure | None:
+def _type_failure(values: pd.Series, check: _Check, row_offset: int) -> BatchFailure | None:
+    """A non-numeric column, with the rows and values that are not numbers."""
     allowed = set(check.kwargs.get("type_list", []))
     if {str(values.dtype), type(values.dtype).__name__} & allowed:
         return None
+    not_numbers = (
+        pd.to_numeric(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy()
+    )
+    positions = np.flatnonzero(not_numbers)[:5]
     return BatchFailure(
         check.expectation,
         check.column,
         f"dtype {values.dtype}, expected a numeric dtype",
-        sample_values=[_jsonable(v) for v in values.head(3)],
+        sample_rows=[int(p) + row_offset for p in positions],
+        sample_values=[_jsonable(v) for v in values.to_numpy()[positions]],
     )
 
 

@@ -97,7 +97,7 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             args: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
             args.update(self._load_args)
             try:
-                return pd.read_csv(path, **args)
+                frame = pd.read_csv(path, **args)
             except pd.errors.EmptyDataError as error:
                 raise DatasetError(f"{path} has no header or rows: {error}") from error
             except (UnicodeDecodeError, pd.errors.ParserError) as error:
@@ -105,6 +105,9 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                     f"{path} could not be parsed as CSV ({error}); set load_args "
                     "(sep, encoding) on its catalog entry"
                 ) from error
+            if "sep" not in args:
+                _refuse_another_delimiter(path, frame)
+            return frame
         raise DatasetError(
             f"{path} has suffix {suffix!r}; expected one of "
             f"{sorted(_CSV_SUFFIXES | _PARQUET_SUFFIXES)}"
@@ -128,3 +131,17 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _exists(self) -> bool:
         return self._filepath.exists()
+
+
+def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:
+    """A CSV read into one column whose name holds ``;``, tab or ``|`` used another
+    delimiter: say which, instead of failing later on a missing column."""
+    if frame.shape[1] != 1:
+        return
+    header = str(frame.columns[0])
+    for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
+        if delimiter in header:
+            raise DatasetError(
+                f"{path} read as a single column {header!r}: it looks {name}-delimited; "
+                f"set load_args: {{sep: {name}}} on its catalog entry"
+            )

@@ -11,6 +11,7 @@ from aeops.validation._report import (
     to_jsonable,
 )
 from aeops.validation._suite import (
+    FINITE_LIMIT,
     FLOAT64_MAX,
     LABEL_VALUES,
     NUMERIC_DTYPE_NAMES,
@@ -19,10 +20,11 @@ from aeops.validation._suite import (
     suite_roles,
     suite_to_dict,
 )
-from aeops.validation._validate import validate_frame
+from aeops.validation._validate import expectation_text, validate_frame
 from aeops.validation._views import ValidationView, validation_view
 
 __all__ = [
+    "FINITE_LIMIT",
     "FLOAT64_MAX",
     "LABEL_VALUES",
     "NUMERIC_DTYPE_NAMES",
@@ -31,6 +33,7 @@ __all__ = [
     "ValidationReport",
     "ValidationView",
     "build_suite",
+    "expectation_text",
     "suite_from_dict",
     "suite_roles",
     "suite_to_dict",

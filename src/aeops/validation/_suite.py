@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Largest finite float64; ``ExpectColumnValuesToBeBetween`` with +-this fails on +-inf.
+#: Largest finite float64 (the finite check of bundles before FINITE_LIMIT).
 FLOAT64_MAX = 1.7976931348623157e308
+#: Largest finite float32: models compute in float32, so a feature beyond it (1e308)
+#: would become inf. ``ExpectColumnValuesToBeBetween`` with +-this fails on +-inf too.
+FINITE_LIMIT = 3.4028234663852886e38
 
 #: dtype names accepted as "numeric" by ``ExpectColumnValuesToBeInTypeList`` on pandas.
 #: The nullable extension dtypes must be spelled ``Int64Dtype`` etc.: GX resolves names via
@@ -74,7 +77,7 @@ def build_suite(
     * ``ExpectColumnToExist`` for the id column, each feature and the label (if given);
     * id: ``ExpectColumnValuesToBeUnique`` and ``ExpectColumnValuesToNotBeNull``;
     * each feature: ``ExpectColumnValuesToBeInTypeList`` (:data:`NUMERIC_DTYPE_NAMES`),
-      ``ExpectColumnValuesToNotBeNull``, ``ExpectColumnValuesToBeBetween(+-FLOAT64_MAX)``
+      ``ExpectColumnValuesToNotBeNull``, ``ExpectColumnValuesToBeBetween(+-FINITE_LIMIT)``
       (fails on +-inf) and, if configured, ``ExpectColumnValuesToBeBetween(min, max)``;
     * label: ``ExpectColumnValuesToNotBeNull`` and ``ExpectColumnValuesToBeInSet([0, 1])``.
 
@@ -129,7 +132,7 @@ def build_suite(
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
-                column=column, min_value=-FLOAT64_MAX, max_value=FLOAT64_MAX
+                column=column, min_value=-FINITE_LIMIT, max_value=FINITE_LIMIT
             )
         )
         low, high = (bounds or {}).get(column, (None, None))

@@ -14,7 +14,12 @@ import pandas as pd
 
 from aeops.validation._context import GX_LOCK, whole_frame_batch_definition
 from aeops.validation._report import FailedExpectation, ValidationReport, to_jsonable
-from aeops.validation._suite import FLOAT64_MAX, NUMERIC_DTYPE_NAMES, suite_roles
+from aeops.validation._suite import (
+    FINITE_LIMIT,
+    FLOAT64_MAX,
+    NUMERIC_DTYPE_NAMES,
+    suite_roles,
+)
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -178,7 +183,7 @@ def _describe_failure(
     folded: Mapping[str, int],
 ) -> FailedExpectation:
     expectation, column, result = o.expectation, o.column, o.result
-    expected = _expected_text(expectation, o.kwargs)
+    expected = expectation_text(expectation, o.kwargs)
 
     if expectation == _EXIST:
         observed = f"column missing; present columns: {_columns_text(frame)}"
@@ -272,7 +277,8 @@ def _type_failure(
     return FailedExpectation(expectation, column, expected, observed, values, ids)
 
 
-def _expected_text(expectation: str, kwargs: Mapping[str, Any]) -> str:
+def expectation_text(expectation: str, kwargs: Mapping[str, Any]) -> str:
+    """What an expectation asks for, in words (``finite values (within ...)``)."""
     if expectation == _ROW_COUNT:
         return _range_text(kwargs.get("min_value"), kwargs.get("max_value"), "rows")
     if expectation == _EXIST:
@@ -288,7 +294,8 @@ def _expected_text(expectation: str, kwargs: Mapping[str, Any]) -> str:
         return f"dtype in {type_list}"
     if expectation == _BETWEEN:
         if _is_finite_check(kwargs):
-            return "finite values (within +-1.8e308)"
+            limit = _number(float(kwargs["max_value"]))
+            return f"finite values (within +-{limit}, the float32 range)"
         return _range_text(kwargs.get("min_value"), kwargs.get("max_value"), "values")
     if expectation == _IN_SET:
         return f"values in {to_jsonable(kwargs.get('value_set'))}"
@@ -307,7 +314,8 @@ def _range_text(low: Any, high: Any, unit: str) -> str:
 
 
 def _is_finite_check(kwargs: Mapping[str, Any]) -> bool:
-    return kwargs.get("min_value") == -FLOAT64_MAX and kwargs.get("max_value") == FLOAT64_MAX
+    high = kwargs.get("max_value")
+    return high in (FINITE_LIMIT, FLOAT64_MAX) and kwargs.get("min_value") == -high
 
 
 def _number(value: Any) -> str:
