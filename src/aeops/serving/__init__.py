@@ -16,7 +16,13 @@ from aeops.serving._registry import (
     log_bundle,
     register_bundle,
 )
-from aeops.serving._runs import log_dataset_input, tag_evaluated_model
+from aeops.serving._runs import (
+    TrackingServerUnreachableError,
+    log_dataset_input,
+    prepare_tracking_store,
+    require_tracking_server,
+    tag_evaluated_model,
+)
 
 __all__ = [
     "CHALLENGER",
@@ -28,15 +34,18 @@ __all__ = [
     "ModelNotFoundError",
     "Registration",
     "RegistryConfig",
+    "TrackingServerUnreachableError",
     "default_model_uri",
     "frame_digest",
     "load_registered_bundle",
     "log_bundle",
     "log_dataset_input",
     "predict_frame",
+    "prepare_tracking_store",
     "provenance_metadata",
     "read_bundle",
     "register_bundle",
+    "require_tracking_server",
     "scores_frame",
     "tag_evaluated_model",
     "write_bundle",

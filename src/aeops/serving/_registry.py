@@ -25,12 +25,14 @@ import aeops
 from aeops.bundle import BundleSpec, write_bundle
 from aeops.scoring import InputSchemaError, Predictor
 from aeops.serving._loading import ModelNotFoundError, load_registered_bundle
+from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
 
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+_MAX_ALIAS_ROUNDS = 4
 EVALUATION_DIGEST = "evaluation_digest"
 _BUNDLE_REQUIREMENTS = ("torch", "numpy", "pandas", "pyarrow", "pydantic", "scikit-learn")
 
@@ -140,6 +142,10 @@ def _champion(client: MlflowClient, name: str) -> Any | None:
         raise
 
 
+def _version_of(model_version: Any | None) -> str | None:
+    return None if model_version is None else str(model_version.version)
+
+
 def _beats(new: float | None, old: float | None, greater_is_better: bool) -> bool:
     if new is None:
         return False
@@ -204,32 +210,45 @@ def register_bundle(
     info = log_bundle(predictor, spec, input_example, optional_columns)
     version = mlflow.register_model(info.model_uri, config.model_name)
 
-    champion = _champion(client, config.model_name)
     new_value = metrics.get(config.compare_metric)
-    old_value, compared = None, "no_champion"
-    if champion is not None:
-        old_value, compared = _champion_metric(
-            client, champion, config, evaluation_digest, evaluate
-        )
-    promote = (
-        champion is None
-        or compared == "incomparable"
-        or _beats(new_value, old_value, config.greater_is_better)
-    )
-    alias = CHAMPION if promote else CHALLENGER
-
-    version_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
-    version_tags["compare_metric"] = config.compare_metric
-    version_tags["compared_with_champion"] = compared
-    if champion is not None:
-        version_tags["champion_version_before"] = str(champion.version)
-        if old_value is not None:
-            version_tags[f"champion_{config.compare_metric}"] = f"{old_value:.6g}"
+    base_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+    base_tags["compare_metric"] = config.compare_metric
     if evaluation_digest is not None:
-        version_tags[EVALUATION_DIGEST] = evaluation_digest
-    for key, value in version_tags.items():
-        client.set_model_version_tag(config.model_name, version.version, key, value)
-    client.set_registered_model_alias(config.model_name, alias, version.version)
+        base_tags[EVALUATION_DIGEST] = evaluation_digest
+    # MLflow has no registry lock. On a SQLite store a file lock serialises the
+    # read-compare-write below. On a server, another run may move `champion` while we
+    # compare, so the champion is read again just before and just after our write, and
+    # a changed champion means deciding again against it; each round settles one race.
+    with store_lock(mlflow.get_registry_uri()):
+        for round_ in range(_MAX_ALIAS_ROUNDS):
+            champion = _champion(client, config.model_name)
+            old_value, compared = None, "no_champion"
+            if champion is not None:
+                old_value, compared = _champion_metric(
+                    client, champion, config, evaluation_digest, evaluate
+                )
+            promote = (
+                champion is None
+                or compared == "incomparable"
+                or _beats(new_value, old_value, config.greater_is_better)
+            )
+            alias = CHAMPION if promote else CHALLENGER
+            changed = _version_of(_champion(client, config.model_name)) != _version_of(champion)
+            if promote and changed and round_ < _MAX_ALIAS_ROUNDS - 1:
+                continue  # the champion changed while we compared
+            version_tags = {**base_tags, "compared_with_champion": compared}
+            if champion is not None:
+                version_tags["champion_version_before"] = str(champion.version)
+                if old_value is not None:
+                    version_tags[f"champion_{config.compare_metric}"] = f"{old_value:.6g}"
+            for key, value in version_tags.items():
+                client.set_model_version_tag(config.model_name, version.version, key, value)
+            client.set_registered_model_alias(config.model_name, alias, version.version)
+            if not promote or _version_of(_champion(client, config.model_name)) == str(
+                version.version
+            ):
+                break
+            logger.info("Another run took %s of %s; comparing again", CHAMPION, config.model_name)
     logger.info(
         "Registered %s version %s as %s (%s=%s, champion before: %s=%s)",
         config.model_name,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 import warnings
+from pathlib import Path
 
 import mlflow
 import mlflow.data.pandas_dataset
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
+from aeops.serving._locks import sqlite_path, store_lock
 from aeops.serving._registry import frame_digest
 
 
@@ -53,3 +58,73 @@ def tag_evaluated_model(provenance: dict[str, str]) -> None:
     if mlflow.active_run() is None:
         raise RuntimeError("tag_evaluated_model needs an active MLflow run")
     mlflow.set_tags({f"evaluated_{key}": value for key, value in provenance.items()})
+
+
+class TrackingServerUnreachableError(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+def require_tracking_server(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any work, when an HTTP tracking server does not answer.
+
+    MLflow's client retries a dead server for minutes with backoff, and only after the
+    work it was meant to record; ``GET <uri>/health`` answers in milliseconds. Local
+    stores (``sqlite:``, ``file:``, paths) need no server and pass.
+
+    Raises:
+        TrackingServerUnreachableError: naming the URI and the reason.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        reason = f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = str(getattr(error, "reason", error))
+    raise TrackingServerUnreachableError(
+        f"the MLflow tracking server {tracking_uri} is unreachable ({url}: {reason}); "
+        "start it, or point MLFLOW_TRACKING_URI (or server.mlflow_tracking_uri in "
+        "conf/base/mlflow.yml) at a running one. Nothing was run."
+    )
+
+
+def prepare_tracking_store(
+    tracking_uri: str, experiment_name: str | None = None, project_path: Path | None = None
+) -> None:
+    """Make the tracking store ready before a run starts.
+
+    An HTTP server must answer (:func:`require_tracking_server`). A SQLite store is
+    created (or migrated) under an exclusive file lock: MLflow creates the schema on
+    first use, and two runs that start together on a fresh ``mlflow.db`` otherwise race
+    on it and one fails with an Alembic migration error. ``experiment_name`` is created
+    when missing, tolerating a concurrent run that creates it first, for the same
+    reason. A relative SQLite path is taken from ``project_path`` (the working
+    directory by default), as kedro-mlflow does.
+
+    Raises:
+        TrackingServerUnreachableError: if an HTTP tracking server does not answer.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith(("http://", "https://")):
+        require_tracking_server(tracking_uri)
+    database = sqlite_path(tracking_uri, project_path)
+    if database is not None:
+        tracking_uri = f"sqlite:///{database}"
+    elif not tracking_uri.startswith(("http://", "https://")):
+        return
+    with store_lock(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri)
+        if experiment_name is None or client.get_experiment_by_name(experiment_name):
+            client.search_experiments(max_results=1)  # creates a fresh SQLite schema
+            return
+        try:
+            client.create_experiment(experiment_name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise

@@ -1,0 +1,95 @@
+"""The train pipeline against a real ``mlflow server`` on 127.0.0.1, and concurrency:
+a dead server stops the run before any work; two runs at once both land, and exactly
+one version is champion."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from support import KedroProject, MlflowServer
+
+pytestmark = pytest.mark.slow
+
+QUICK = "--params=training.epochs=30"
+MODEL_NAME = "aeops-demo"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MlflowServer]:
+    running = MlflowServer(tmp_path / "server").start()
+    yield running
+    running.stop()
+
+
+def test_an_unreachable_server_stops_the_run_before_any_work(
+    project: KedroProject, server: MlflowServer
+) -> None:
+    server.stop()  # it was real; now nothing answers on its port
+    result = project.run(QUICK, env={"MLFLOW_TRACKING_URI": server.uri})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"the MLflow tracking server {server.uri} is unreachable" in output
+    assert "Running node" not in output
+    assert not (project.root / "data/06_models").exists()
+    assert not (project.root / "data/08_reporting").exists()
+
+
+def _train_twice_at_once(project: KedroProject, env: dict[str, str]) -> None:
+    """Two ``kedro run``s of the same project started together (different seeds)."""
+    runs = [
+        subprocess.Popen(
+            project.command(f"{QUICK},training.seed={seed}"),
+            cwd=project.root,
+            env=project.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
+    for run in runs:
+        output, _ = run.communicate(timeout=600)
+        assert run.returncode == 0, output[-4000:]
+
+
+def _assert_both_landed_with_one_champion(client: MlflowClient) -> None:
+    experiment = client.get_experiment_by_name("aeops")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"]
+    versions = {v.version: v for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
+    assert sorted(int(v) for v in versions) == [1, 2]
+    assert {versions[v].run_id for v in versions} == {run.info.run_id for run in runs}
+    aliases = client.get_registered_model(MODEL_NAME).aliases
+    assert "champion" in aliases
+    # The version registered second was compared with the first, which was champion
+    # by then: the two registrations did not both decide against an empty registry.
+    second = client.get_model_version(MODEL_NAME, "2")
+    assert second.tags["champion_version_before"] == "1"
+    assert second.tags["compared_with_champion"] == "same_data"
+    expected = "champion" if second.aliases == ["champion"] else "challenger"
+    assert str(aliases[expected]) == "2"
+
+
+def test_train_against_a_real_server_and_two_runs_at_once(
+    project: KedroProject, server: MlflowServer
+) -> None:
+    _train_twice_at_once(project, {"MLFLOW_TRACKING_URI": server.uri})
+    client = server.client()
+    _assert_both_landed_with_one_champion(client)
+    # The artifacts went through the server, into its artifact store.
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    paths = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
+    assert "plots/roc_curve.png" in paths
+    assert any((server.folder / "artifacts").rglob("bundle.json"))
+    assert not (project.root / "mlflow.db").exists()
+
+
+def test_two_runs_at_once_against_the_same_sqlite_store(project: KedroProject) -> None:
+    _train_twice_at_once(project, {})
+    _assert_both_landed_with_one_champion(project.client())
