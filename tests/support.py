@@ -26,6 +26,7 @@ class KedroProject:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         for name in ("pyproject.toml", ".telemetry"):
             shutil.copy2(PROJECT_ROOT / name, root / name)
         for env in ("base", "timeseries", "images"):
