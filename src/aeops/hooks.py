@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,29 @@ class TrackingStoreCheck:
             experiment_name=None if custom else experiment.get("name"),
             project_path=Path(context.project_path),
         )
+
+
+class KeepUnloggedModel:
+    """When a run fails because its tracking server went away, keep the trained model
+    on disk with instructions to register it later (see
+    :mod:`aeops.pipelines.train.recovery`). Runs before kedro-mlflow closes the run."""
+
+    def __init__(self) -> None:
+        self._project_path = Path.cwd()
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Remember the project folder, where the model is kept."""
+        self._project_path = Path(context.project_path)
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        """Keep the model when the tracking server is gone; never mask ``error``."""
+        from aeops.pipelines.train.recovery import keep_unlogged_model
+
+        try:
+            keep_unlogged_model(catalog, self._project_path)
+        except Exception:  # the run's own error is the one to report
+            logging.getLogger(__name__).exception("Could not keep the trained model")

@@ -2,7 +2,7 @@
 
 from omegaconf.resolvers import oc
 
-from aeops.hooks import TrackingStoreCheck
+from aeops.hooks import KeepUnloggedModel, TrackingStoreCheck
 
 # `${oc.env:MLFLOW_TRACKING_URI,sqlite:///mlflow.db}` in mlflow.yml lets an environment
 # variable point runs at an `mlflow server`; Kedro only enables oc.env for credentials.
@@ -12,5 +12,6 @@ CONFIG_LOADER_ARGS = {
     "custom_resolvers": {"oc.env": oc.env},
 }
 
-# Checks the tracking server answers (or creates the SQLite store) before a run.
-HOOKS = (TrackingStoreCheck(),)
+# Check the tracking server answers (or create the SQLite store) before a run; keep
+# a trained model on disk when the server goes away during one.
+HOOKS = (TrackingStoreCheck(), KeepUnloggedModel())

@@ -4,7 +4,9 @@ one version is champion."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +95,48 @@ def test_train_against_a_real_server_and_two_runs_at_once(
 def test_two_runs_at_once_against_the_same_sqlite_store(project: KedroProject) -> None:
     _train_twice_at_once(project, {})
     _assert_both_landed_with_one_champion(project.client())
+
+
+def test_a_server_that_stops_mid_run_leaves_the_model_to_register_later(
+    project: KedroProject, server: MlflowServer
+) -> None:
+    env = {
+        "MLFLOW_TRACKING_URI": server.uri,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # the default retries for minutes
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    }
+    process = subprocess.Popen(
+        project.command(QUICK),
+        cwd=project.root,
+        env=project.env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "Running node: train_autoencoder_node" in line:
+            server.stop()  # the server goes away while the model trains
+            break
+    output = "".join(seen) + process.communicate(timeout=600)[0]
+    assert process.returncode != 0
+    assert "stopped answering during the run" in output, output[-4000:]
+    command = re.search(r"python -m aeops\.serving\.pending (\S+)", output)
+    assert command is not None, output[-4000:]
+    folder = project.root / command[1]
+    assert (folder / "bundle" / "bundle.json").exists()
+
+    server.start()  # the same store, back on the same port
+    result = project.call(
+        [sys.executable, "-m", "aeops.serving.pending", command[1]],
+        env={"MLFLOW_TRACKING_URI": server.uri},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    client = server.client()
+    version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert version.tags["threshold_method"] == "quantile"
+    assert float(version.tags["metric.test_auroc"]) > 0.8
+    assert client.get_run(version.run_id).data.tags["registered_from"].endswith(folder.name)
+    assert not folder.exists()

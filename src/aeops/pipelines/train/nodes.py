@@ -27,13 +27,8 @@ from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshol
 from aeops.scoring import detection_metrics as _detection_metrics
 from aeops.scoring.evaluation import evaluate_frame
 from aeops.scoring.plots import training_curves
-from aeops.serving import (
-    BundleSpec,
-    RegistryConfig,
-    frame_digest,
-    log_dataset_input,
-    register_bundle,
-)
+from aeops.serving import BundleSpec, RegistryConfig, frame_digest, log_dataset_input
+from aeops.serving.pending import PendingRegistration
 from aeops.training import TrainingConfig, fit, seed_everything
 from aeops.validation import (
     ValidationReport,
@@ -226,6 +221,50 @@ def _input_example(frame: pd.DataFrame, spec: InputSpec, config: DataConfig) -> 
     return frame[keep].head(n_rows).astype(dict.fromkeys(columns, "float64"))
 
 
+def registration_request(
+    trained_model: Autoencoder,
+    input_spec: InputSpec,
+    scaler: FittedScaler,
+    anomaly_threshold: Threshold,
+    validation_suite: dict[str, Any],
+    evaluation_metrics: dict[str, float],
+    validated_data: pd.DataFrame,
+    data_digest: str,
+    test_frame: pd.DataFrame,
+    registry: dict[str, Any],
+    data: dict[str, Any],
+) -> PendingRegistration:
+    """Everything registering this run's model needs: the bundle, its input example,
+    metrics and tags (also what is kept on disk if the tracking server goes away)."""
+    data_config = parse_params(DataConfig, data, "data")
+    if isinstance(input_spec, ImageInputs):  # scoring checks images against this shape
+        data_config = data_config.model_copy(update={"image_shape": input_spec.shape})
+    return PendingRegistration(
+        predictor=Predictor(
+            model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
+        ),
+        spec=BundleSpec(
+            id_column=data_config.id_column,
+            validation_suite=validation_suite,
+            data=data_config.model_dump(mode="json"),
+        ),
+        input_example=_input_example(validated_data, input_spec, data_config),
+        metrics=evaluation_metrics,
+        config=parse_params(RegistryConfig, registry, "registry"),
+        tags={
+            "model_kind": trained_model.config.kind,
+            "architecture": str(trained_model.config.architecture),
+            "data_kind": data_config.kind,
+            "threshold_method": anomaly_threshold.method,
+            "data_digest": data_digest,
+        },
+        optional_columns=(
+            {data_config.timestamp_column} if data_config.kind == "timeseries" else set()
+        ),
+        evaluation_digest=frame_digest(test_frame),
+    )
+
+
 def register_trained_model(
     trained_model: Autoencoder,
     input_spec: InputSpec,
@@ -244,26 +283,20 @@ def register_trained_model(
     The current champion is compared on this run's test split: its logged metrics
     when it was evaluated on the same data, else its bundle re-scored here.
     """
-    registry_config = parse_params(RegistryConfig, registry, "registry")
-    data_config = parse_params(DataConfig, data, "data")
-    predictor = Predictor(
-        model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
+    request = registration_request(
+        trained_model,
+        input_spec,
+        scaler,
+        anomaly_threshold,
+        validation_suite,
+        evaluation_metrics,
+        validated_data,
+        data_digest,
+        test_frame,
+        registry,
+        data,
     )
-    if isinstance(input_spec, ImageInputs):  # scoring checks images against this shape
-        data_config = data_config.model_copy(update={"image_shape": input_spec.shape})
-    spec = BundleSpec(
-        id_column=data_config.id_column,
-        validation_suite=validation_suite,
-        data=data_config.model_dump(mode="json"),
-    )
-    tags = {
-        "model_kind": trained_model.config.kind,
-        "architecture": str(trained_model.config.architecture),
-        "data_kind": data_config.kind,
-        "threshold_method": anomaly_threshold.method,
-        "data_digest": data_digest,
-    }
-    label = data_config.label_column
+    label = parse_params(DataConfig, data, "data").label_column
     labels = test_frame[label].to_numpy().astype(int) if label in test_frame else None
 
     def evaluate(champion: Predictor) -> dict[str, float]:
@@ -272,17 +305,4 @@ def register_trained_model(
         errors = champion.reconstruction_errors(test_frame)
         return _detection_metrics(labels, errors, champion.threshold.value, prefix="test")
 
-    registration = register_bundle(
-        predictor,
-        spec,
-        _input_example(validated_data, input_spec, data_config),
-        evaluation_metrics,
-        registry_config,
-        tags,
-        optional_columns=(
-            {data_config.timestamp_column} if data_config.kind == "timeseries" else set()
-        ),
-        evaluation_digest=frame_digest(test_frame),
-        evaluate=evaluate,
-    )
-    return registration.to_dict()
+    return request.register(evaluate).to_dict()

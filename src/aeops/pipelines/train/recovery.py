@@ -1,0 +1,101 @@
+"""Keeping a trained model when the tracking server goes away mid-run.
+
+Training may take hours; a tracking server that stops answering afterwards must not
+throw the result away. When a ``train`` run fails and its HTTP tracking server does
+not answer, the model, threshold, metrics and everything registration needs are
+written to ``data/06_models/unlogged/<stamp>-<model name>/``, with a message saying
+how to log and register them once the server is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from aeops.pipelines.train.nodes import (
+    choose_anomaly_threshold,
+    registration_request,
+)
+from aeops.scoring import Predictor
+from aeops.scoring.evaluation import evaluate_frame
+from aeops.serving import TrackingServerUnreachableError, require_tracking_server
+
+logger = logging.getLogger(__name__)
+
+UNLOGGED = Path("data/06_models/unlogged")
+
+
+def _tracking_server_is_gone() -> bool:
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return False
+    try:
+        require_tracking_server(uri, timeout=3.0)
+    except TrackingServerUnreachableError:
+        return True
+    return False
+
+
+def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
+    """Write the run's trained model for later registration, if the server is gone.
+
+    Returns:
+        The folder written, or None when there is nothing to keep (no model trained
+        yet) or the failure was not the tracking server's.
+    """
+
+    def value(name: str) -> Any:
+        try:
+            return catalog.load(name)
+        except Exception:  # released, never computed, or (MLflow datasets) unreachable
+            return None
+
+    model = value("trained_model")
+    if model is None or not _tracking_server_is_gone():
+        return None
+    inputs, scaler = value("input_spec"), value("scaler")
+    data, threshold_params = value("params:data"), value("params:threshold")
+    threshold = value("anomaly_threshold")
+    if threshold is None:
+        threshold = choose_anomaly_threshold(
+            model, inputs, scaler, value("validation_frame"), threshold_params, data
+        )
+    test_frame = value("test_frame")
+    metrics = value("evaluation_metrics")
+    if metrics is None:
+        label = (data or {}).get("label_column")
+        metrics = evaluate_frame(
+            Predictor(model=model, inputs=inputs, scaler=scaler, threshold=threshold),
+            test_frame,
+            id_column=data.get("id_column", "id"),
+            label_column=label,
+        ).metrics
+    request = registration_request(
+        model,
+        inputs,
+        scaler,
+        threshold,
+        value("validation_suite") or {},
+        metrics,
+        value("validated_data"),
+        value("data_digest") or "",
+        test_frame,
+        value("params:registry"),
+        data,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = request.save(project_path / UNLOGGED / f"{stamp}-{request.config.model_name}")
+    relative = folder.relative_to(project_path)
+    logger.error(
+        "The MLflow tracking server %s stopped answering during the run. The trained "
+        "model was kept at %s (bundle, threshold, metrics). Once the server is back, "
+        "log and register it with:\n    python -m aeops.serving.pending %s",
+        mlflow.get_tracking_uri(),
+        relative,
+        relative,
+    )
+    return folder

@@ -1,0 +1,128 @@
+"""A registration kept on disk when the tracking server went away mid-run, and the
+command that logs and registers it once the server is back::
+
+    python -m aeops.serving.pending data/06_models/unlogged/<stamp>-<model name>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from aeops.bundle import BundleSpec, read_bundle, write_bundle
+from aeops.scoring import Predictor
+from aeops.serving._registry import Registration, RegistryConfig, register_bundle
+
+_REQUEST = "registration.json"
+_EXAMPLE = "input_example.parquet"
+_BUNDLE = "bundle"
+
+
+@dataclass
+class PendingRegistration:
+    """Everything :func:`register_bundle` needs, so it can run now or later."""
+
+    predictor: Predictor
+    spec: BundleSpec
+    input_example: pd.DataFrame
+    metrics: dict[str, float]
+    config: RegistryConfig
+    tags: dict[str, str]
+    optional_columns: set[str] = field(default_factory=set)
+    evaluation_digest: str | None = None
+
+    def save(self, folder: Path) -> Path:
+        """Write the bundle, input example and request into ``folder`` atomically."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            write_bundle(staging / _BUNDLE, self.predictor, self.spec)
+            self.input_example.to_parquet(staging / _EXAMPLE)
+            request = {
+                "metrics": self.metrics,
+                "registry": self.config.model_dump(),
+                "tags": self.tags,
+                "optional_columns": sorted(self.optional_columns),
+                "evaluation_digest": self.evaluation_digest,
+            }
+            (staging / _REQUEST).write_text(json.dumps(request, indent=2))
+            staging.replace(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> PendingRegistration:
+        """Read a folder written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: if ``folder`` holds no pending registration.
+        """
+        if not (folder / _REQUEST).exists():
+            raise FileNotFoundError(f"{folder} holds no pending registration ({_REQUEST})")
+        request = json.loads((folder / _REQUEST).read_text())
+        predictor, spec = read_bundle(folder / _BUNDLE)
+        return cls(
+            predictor=predictor,
+            spec=spec,
+            input_example=pd.read_parquet(folder / _EXAMPLE),
+            metrics={k: float(v) for k, v in request["metrics"].items()},
+            config=RegistryConfig.model_validate(request["registry"]),
+            tags=dict(request["tags"]),
+            optional_columns=set(request["optional_columns"]),
+            evaluation_digest=request["evaluation_digest"],
+        )
+
+    def register(
+        self, evaluate: Callable[[Predictor], dict[str, float]] | None = None
+    ) -> Registration:
+        """Log the bundle in the active run and register it (see :func:`register_bundle`;
+        ``evaluate`` re-scores a champion that was evaluated on other data)."""
+        return register_bundle(
+            self.predictor,
+            self.spec,
+            self.input_example,
+            self.metrics,
+            self.config,
+            self.tags,
+            optional_columns=self.optional_columns,
+            evaluation_digest=self.evaluation_digest,
+            evaluate=evaluate,
+        )
+
+
+def log_pending(folder: Path, experiment: str = "aeops") -> Registration:
+    """Log and register a kept registration in a new run of ``experiment``; the folder
+    is removed once the model is registered."""
+    pending = PendingRegistration.load(folder)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"register {folder.name}"):
+        mlflow.set_tags({**pending.tags, "registered_from": str(folder)})
+        if pending.metrics:
+            mlflow.log_metrics(pending.metrics)
+        registration = pending.register()
+    shutil.rmtree(folder)
+    return registration
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m aeops.serving.pending FOLDER [--experiment NAME]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path, help="a folder under data/06_models/unlogged")
+    parser.add_argument("--experiment", default="aeops", help="MLflow experiment (aeops)")
+    args = parser.parse_args(argv)
+    registration = log_pending(args.folder, args.experiment)
+    print(json.dumps(registration.to_dict(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
