@@ -96,14 +96,25 @@ def log(message: str) -> None:
 # aeops at its shipped defaults ----------------------------------------------------------
 
 
+#: ``--set area.key=value`` overrides, for exploring; the reported runs use none.
+OVERRIDES: dict[str, Any] = {}
+
+
 def shipped_parameters(env: str | None) -> dict[str, Any]:
-    """The parameter blocks of ``conf/base``, with ``conf/<env>`` replacing whole keys."""
+    """The parameter blocks of ``conf/base``, with ``conf/<env>`` replacing whole keys
+    (then any ``--set`` overrides)."""
     parameters: dict[str, Any] = {}
     for folder in ("base", env):
         if folder is None:
             continue
         for path in sorted((ROOT / "conf" / folder).glob("parameters_*.yml")):
             parameters.update(yaml.safe_load(path.read_text()) or {})
+    for dotted, value in OVERRIDES.items():
+        *path, last = dotted.split(".")
+        block = parameters
+        for key in path:
+            block = block.setdefault(key, {})
+        block[last] = value
     return parameters
 
 
@@ -395,7 +406,17 @@ def main() -> None:
     )
     parser.add_argument("--digits", nargs="+", type=int, default=list(range(10)))
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="AREA.KEY=VALUE",
+        help="override a shipped parameter (YAML value), to explore other defaults",
+    )
     args = parser.parse_args()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        OVERRIDES[key] = yaml.safe_load(value)
     os.environ.setdefault("KMP_WARNINGS", "0")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads; data {BENCHDATA}")
