@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
 
@@ -22,7 +23,7 @@ class TrackingStoreCheck:
         loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**"])
         try:
             config = loader["mlflow"]
-        except KeyError:  # no mlflow.yml: kedro-mlflow's defaults, a local store
+        except (KeyError, MissingConfigException):  # no mlflow.yml: a local store
             return
         uri = config.get("server", {}).get("mlflow_tracking_uri")
         experiment = config.get("tracking", {}).get("experiment", {})
