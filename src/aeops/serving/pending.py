@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,8 @@ import pandas as pd
 from aeops.bundle import BundleSpec, read_bundle, write_bundle
 from aeops.scoring import Predictor
 from aeops.serving._registry import Registration, RegistryConfig, register_bundle
+
+logger = logging.getLogger(__name__)
 
 _REQUEST = "registration.json"
 _EXAMPLE = "input_example.parquet"
@@ -120,8 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path, help="a folder under data/06_models/unlogged")
     parser.add_argument("--experiment", default="aeops", help="MLflow experiment (aeops)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     registration = log_pending(args.folder, args.experiment)
-    print(json.dumps(registration.to_dict(), indent=2))
+    logger.info("Registered: %s", json.dumps(registration.to_dict(), indent=2))
 
 
 if __name__ == "__main__":
