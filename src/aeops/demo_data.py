@@ -7,6 +7,8 @@ to regenerate every file under ``data/01_raw/``.
   anomalies.
 * Images: scikit-learn's 8x8 handwritten digits (the UCI optdigits test set): every
   "0" is normal and a seeded sample of "6"s are the anomalies (one-class protocol).
+* Missing values: the tabular demo with a seeded 10% of its feature values blanked,
+  the input of ``kedro run --pipeline=impute``.
 * Time series: a generated multivariate sensor series (3 channels, one reading a
   minute) with labelled anomalous segments of five kinds: spikes, a level shift, a
   frequency change, a broken correlation and a flat-lined sensor.
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 TABULAR_DEMO_FILE = "breast_cancer_anomalies.csv"
 IMAGE_DEMO_FILE = "digits_zero_vs_six.npz"
 TIMESERIES_DEMO_FILE = "sensor_series.csv"
+MISSING_VALUES_DEMO_FILE = "breast_cancer_missing.csv"
 
 
 def _snake_case(name: str) -> str:
@@ -54,6 +57,22 @@ def make_tabular_demo(n_anomalies: int = 30, seed: int = 0) -> pd.DataFrame:
     frame["label"] = np.isin(keep, anomalies).astype(np.int64)
     frame = frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
     frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
+    return frame
+
+
+def make_missing_values_demo(fraction: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """The tabular demo with a seeded ``fraction`` of its feature values set missing.
+
+    Ids and labels stay complete; every row keeps at least one observed feature.
+    """
+    frame = make_tabular_demo()
+    features = [c for c in frame.columns if c not in ("id", "label")]
+    rng = np.random.default_rng(seed)
+    hidden = rng.random((len(frame), len(features))) < fraction
+    hidden[hidden.all(axis=1), 0] = False
+    values = frame[features].to_numpy(dtype=np.float64, copy=True)
+    values[hidden] = np.nan
+    frame[features] = values
     return frame
 
 
@@ -147,7 +166,9 @@ def write_demo_data(raw_dir: Path) -> list[Path]:
         np.savez_compressed(handle, images=demo["images"], labels=demo["labels"], ids=demo["ids"])
     series = raw_dir / TIMESERIES_DEMO_FILE
     make_timeseries_demo().to_csv(series, index=False, float_format="%.5g")
-    paths = [tabular, images, series]
+    missing = raw_dir / MISSING_VALUES_DEMO_FILE
+    make_missing_values_demo().to_csv(missing, index=False, float_format="%.6g")
+    paths = [tabular, images, series, missing]
     for path in paths:
         logger.info("wrote %s", path)
     return paths

@@ -35,12 +35,22 @@ class InputSpec(Protocol):
         """Shape of one model sample, without the batch axis."""
         ...
 
-    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
-        """Checked values in original units, as the scaler sees them (2-D, float64)."""
+    def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
+        """Checked values in original units, as the scaler sees them (2-D, float64).
+
+        ``allow_missing=True`` lets NaN through (imputation fills it); inf never passes.
+        """
         ...
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled model samples (S, *sample_shape) float32."""
+        ...
+
+    def values_to_samples(self, values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
+        """Scaled model samples (S, *sample_shape) float32 of :meth:`raw_values` output.
+
+        ``values`` is consumed (scaled in place when it is float64).
+        """
         ...
 
     def row_scores(
@@ -77,8 +87,11 @@ def float_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return values
 
 
-def _checked_numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """``frame[columns]`` as float64, naming missing, non-numeric or non-finite columns."""
+def _checked_numeric(
+    frame: pd.DataFrame, columns: list[str], allow_missing: bool = False
+) -> np.ndarray:
+    """``frame[columns]`` as float64, naming missing, non-numeric or non-finite columns
+    (NaN passes with ``allow_missing``)."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputSchemaError(
@@ -95,16 +108,23 @@ def _checked_numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
             f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
         )
     values = float_matrix(frame, columns)
-    _require_finite(values, lambda index: f"row position {index[0]}, column {columns[index[1]]!r}")
+    _require_finite(
+        values,
+        lambda index: f"row position {index[0]}, column {columns[index[1]]!r}",
+        allow_missing,
+    )
     return values
 
 
-def _require_finite(values: np.ndarray, where: Any) -> None:
+def _require_finite(values: np.ndarray, where: Any, allow_missing: bool = False) -> None:
     finite = np.isfinite(values)
+    if allow_missing:
+        finite |= np.isnan(values)
     if not finite.all():
         first = np.argwhere(~finite)[0]
+        what = "infinite value(s)" if allow_missing else "non-finite value(s) (NaN or inf)"
         raise InputSchemaError(
-            f"{int((~finite).sum())} non-finite value(s) (NaN or inf) in the input; "
+            f"{int((~finite).sum())} {what} in the input; "
             f"first at {where(tuple(int(i) for i in first))}"
         )
 
@@ -129,13 +149,17 @@ class TabularInputs:
         """(F,)."""
         return (len(self.columns),)
 
-    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+    def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """The feature matrix (N, F) in the spec's column order."""
-        return _checked_numeric(frame, list(self.columns))
+        return _checked_numeric(frame, list(self.columns), allow_missing)
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled rows (N, F) float32."""
-        return scaler.transform(self.raw_values(frame), in_place=True)
+        return self.values_to_samples(self.raw_values(frame), scaler)
+
+    def values_to_samples(self, values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
+        """Scaled rows (N, F) float32."""
+        return scaler.transform(values, in_place=True)
 
     def row_scores(
         self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
@@ -171,7 +195,7 @@ class ImageInputs:
         """(C, H, W)."""
         return self.shape
 
-    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+    def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """Pixels (N, C*H*W) float64, each image checked for size and finiteness."""
         if self.column not in frame.columns:
             raise InputSchemaError(
@@ -188,13 +212,16 @@ class ImageInputs:
                 )
             rows.append(pixels)
         values = np.stack(rows) if rows else np.empty((0, size))
-        _require_finite(values, lambda index: f"image at row position {index[0]}")
+        _require_finite(values, lambda index: f"image at row position {index[0]}", allow_missing)
         return values
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled images (N, C, H, W) float32."""
-        values = scaler.transform(self.raw_values(frame), in_place=True)
-        return values.reshape(-1, *self.shape)
+        return self.values_to_samples(self.raw_values(frame), scaler)
+
+    def values_to_samples(self, values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
+        """Scaled images (N, C, H, W) float32."""
+        return scaler.transform(values, in_place=True).reshape(-1, *self.shape)
 
     def row_scores(
         self, n_rows: int, embeddings: np.ndarray, elementwise: np.ndarray
@@ -256,9 +283,9 @@ class WindowInputs:
         """(T, F)."""
         return (self.length, len(self.columns))
 
-    def raw_values(self, frame: pd.DataFrame) -> np.ndarray:
+    def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """The readings (N, F) in the spec's column order."""
-        return _checked_numeric(frame, list(self.columns))
+        return _checked_numeric(frame, list(self.columns), allow_missing)
 
     def _index(self, n_rows: int) -> np.ndarray:
         starts = window_starts(n_rows, self.length, self.stride)
@@ -266,8 +293,12 @@ class WindowInputs:
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
         """Scaled windows (W, T, F) float32."""
-        values = scaler.transform(self.raw_values(frame), in_place=True)
-        return values[self._index(len(values))]
+        return self.values_to_samples(self.raw_values(frame), scaler)
+
+    def values_to_samples(self, values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
+        """Scaled windows (W, T, F) float32."""
+        scaled = scaler.transform(values, in_place=True)
+        return scaled[self._index(len(scaled))]
 
     def _spread(self, n_rows: int, per_step: np.ndarray) -> np.ndarray:
         """Mean over covering windows of a per-step quantity (W, T, ...) -> (N, ...)."""

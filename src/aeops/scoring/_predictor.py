@@ -90,14 +90,20 @@ class Predictor:
         """Per-row anomaly scores (N,) of raw rows."""
         return self.embed_and_score(frame)[1]
 
-    def reconstructions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Per-row reconstructions of raw rows in original units, (N, values per row)."""
+    def reconstruct_samples(self, samples: np.ndarray) -> np.ndarray:
+        """Deterministic reconstructions (S, *sample_shape) float32 of scaled samples."""
         self.model.eval()
         outputs = []
         with torch.inference_mode():
-            for batch in self._batches(self.samples(frame)):
+            for batch in self._batches(samples):
                 outputs.append(self.model.reconstruct(batch).float().cpu().numpy())
-        stacked = np.concatenate(outputs) if outputs else np.empty((0, *self.inputs.sample_shape))
+        if not outputs:
+            return np.empty((0, *self.inputs.sample_shape), np.float32)
+        return np.concatenate(outputs)
+
+    def reconstructions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per-row reconstructions of raw rows in original units, (N, values per row)."""
+        stacked = self.reconstruct_samples(self.samples(frame))
         return self.inputs.row_reconstructions(len(frame), stacked, self.scaler)
 
     def score_frame(self, frame: pd.DataFrame) -> Scores:

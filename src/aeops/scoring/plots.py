@@ -210,3 +210,63 @@ def series_scores(
     figure.suptitle("Test series, scores and threshold (labelled anomalies shaded)")
     figure.tight_layout()
     return figure
+
+
+def sample_grid(images: np.ndarray, per_row: int = 8, max_images: int = 64) -> Figure:
+    """Generated images (N, C, H, W) in original units, ``per_row`` to a row."""
+    images = images[:max_images]
+    rows = max(1, -(-len(images) // per_row))
+    figure, axes = plt.subplots(
+        rows, per_row, figsize=(1.2 * per_row, 1.2 * rows + 0.6), squeeze=False
+    )
+    low, high = float(images.min(initial=0.0)), float(images.max(initial=1.0))
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index >= len(images):
+            axis.axis("off")
+            continue
+        image = images[index]
+        picture = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+        axis.imshow((picture - low) / (high - low or 1.0), cmap="gray", vmin=0, vmax=1)
+    figure.suptitle(f"{len(images)} images sampled from the VAE's prior")
+    figure.tight_layout()
+    return figure
+
+
+def generated_windows(
+    windows: np.ndarray, names: list[str], max_windows: int = 6, max_signals: int = 3
+) -> Figure:
+    """Generated windows (N, T, F): one panel per window, up to ``max_signals`` readings."""
+    count = min(len(windows), max_windows)
+    figure, axes = plt.subplots(count, 1, figsize=(9, 1.6 * count + 0.6), sharex=True)
+    axes = np.atleast_1d(axes)
+    for index, axis in enumerate(axes):
+        for feature, name in enumerate(names[:max_signals]):
+            axis.plot(windows[index, :, feature], linewidth=0.9, label=name)
+        axis.set_ylabel(f"sample {index}", fontsize=8)
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("step")
+    figure.suptitle("Windows sampled from the VAE's prior")
+    figure.tight_layout()
+    return figure
+
+
+def feature_distributions(rows: np.ndarray, names: list[str], max_features: int = 12) -> Figure:
+    """Histogram of each of the first ``max_features`` columns of generated rows (N, F)."""
+    count = min(len(names), max_features)
+    columns = min(count, 4)
+    lines = -(-count // columns)
+    figure, axes = plt.subplots(
+        lines, columns, figsize=(3 * columns, 2.2 * lines + 0.6), squeeze=False
+    )
+    for index, axis in enumerate(axes.flat):
+        if index >= count:
+            axis.axis("off")
+            continue
+        axis.hist(rows[:, index], bins=30, color="tab:green", alpha=0.8)
+        axis.set_title(names[index], fontsize=8)
+        axis.tick_params(labelsize=7)
+    figure.suptitle("Distributions of rows sampled from the VAE's prior")
+    figure.tight_layout()
+    return figure

@@ -53,11 +53,12 @@ def log_dataset_input(
     return digest
 
 
-def tag_evaluated_model(provenance: dict[str, str]) -> None:
-    """Tag the active run with the model it evaluates (URI, name, version, run)."""
+def tag_evaluated_model(provenance: dict[str, str], role: str = "evaluated") -> None:
+    """Tag the active run with the model it uses (URI, name, version, run), as
+    ``<role>_<key>``: ``evaluated_model_version``, ``generated_by_model_uri``, ..."""
     if mlflow.active_run() is None:
         raise RuntimeError("tag_evaluated_model needs an active MLflow run")
-    mlflow.set_tags({f"evaluated_{key}": value for key, value in provenance.items()})
+    mlflow.set_tags({f"{role}_{key}": value for key, value in provenance.items()})
 
 
 class TrackingServerUnreachableError(RuntimeError):

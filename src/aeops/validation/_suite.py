@@ -284,3 +284,26 @@ def suite_roles(suite: gx.ExpectationSuite) -> dict[str, Any]:
     """
     roles = (suite.meta or {}).get(META_KEY)
     return dict(roles) if isinstance(roles, Mapping) else {}
+
+
+def suite_for_imputation(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a suite's JSON form that accepts missing feature values.
+
+    Imputation fills missing values, so the feature columns' not-null expectations go;
+    so do the label's expectations and the minimum row count, which only training
+    needs. Everything else (columns present, numeric types, ranges, unique ids, and a
+    series' time steps) still holds: range checks skip missing values.
+    """
+    roles = dict(payload.get("meta", {}).get(META_KEY) or {})
+    features = set(roles.get("feature_columns") or [])
+    label = roles.get("label_column")
+    kept = []
+    for expectation in payload.get("expectations") or []:
+        kind = expectation.get("type")
+        column = (expectation.get("kwargs") or {}).get("column")
+        if kind == "expect_table_row_count_to_be_between" or (label and column == label):
+            continue
+        if kind == "expect_column_values_to_not_be_null" and column in features:
+            continue
+        kept.append(expectation)
+    return {**payload, "expectations": kept}

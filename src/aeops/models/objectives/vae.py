@@ -95,8 +95,16 @@ class VariationalAutoencoder(Autoencoder):
         return mu, total / len(draws) + kl / n_elements
 
     @torch.inference_mode()
-    def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Decode ``n`` draws from the prior N(0, I) into input space."""
+    def generate(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> Tensor:
+        """Decode ``n`` draws from the prior N(0, temperature² I) into input space.
+
+        The draws come from ``generator`` on the CPU, so a seed gives the same samples
+        on any device. A temperature below 1 trades variety for typical samples.
+        """
         device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
-        return reconstruction_output(self.decode_logits(z), self.config.reconstruction_loss)
+        z = torch.randn(n, self.config.latent_dim, generator=generator) * temperature
+        return reconstruction_output(
+            self.decode_logits(z.to(device)), self.config.reconstruction_loss
+        )

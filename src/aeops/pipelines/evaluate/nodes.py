@@ -11,15 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from aeops.data import DataConfig, ingest
 from aeops.pipelines._params import parse_params
+from aeops.pipelines._registered import load_model_for
 from aeops.scoring.evaluation import evaluate_frame
-from aeops.serving import (
-    LoadedBundle,
-    RegistryConfig,
-    default_model_uri,
-    load_registered_bundle,
-    log_dataset_input,
-    tag_evaluated_model,
-)
+from aeops.serving import LoadedBundle, log_dataset_input
 from aeops.validation import suite_from_dict, validate_frame, validation_view
 
 logger = logging.getLogger(__name__)
@@ -41,13 +35,7 @@ def load_model_to_evaluate(evaluate: dict[str, Any], registry: dict[str, Any]) -
         ModelNotFoundError: if the URI names no loadable aeops bundle.
     """
     config = parse_params(EvaluateConfig, evaluate, "evaluate")
-    model_uri = config.model_uri or default_model_uri(
-        parse_params(RegistryConfig, registry, "registry").model_name
-    )
-    bundle = load_registered_bundle(model_uri)
-    tag_evaluated_model(bundle.provenance)
-    logger.info("Evaluating %s", bundle.provenance)
-    return bundle
+    return load_model_for(config.model_uri, registry, role="evaluated")
 
 
 def evaluate_registered_model(

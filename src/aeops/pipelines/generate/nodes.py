@@ -1,0 +1,70 @@
+"""Nodes of the ``generate`` pipeline."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict, Field
+
+from aeops.data import ImageInputs, TabularInputs, WindowInputs
+from aeops.pipelines._params import parse_params
+from aeops.pipelines._registered import load_model_for
+from aeops.scoring import plots
+from aeops.scoring.generative import GenerationError, generate_samples, samples_frame
+from aeops.serving import LoadedBundle
+
+logger = logging.getLogger(__name__)
+
+
+class GenerateConfig(BaseModel):
+    """The ``generate`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_uri: str | None = None  # None: models:/<registry.model_name>@champion
+    num_samples: int = Field(default=64, ge=1)
+    seed: int = 0
+    temperature: float = Field(default=1.0, gt=0.0)
+
+
+def load_generator(generate: dict[str, Any], registry: dict[str, Any]) -> LoadedBundle:
+    """Load the VAE named by ``generate.model_uri`` and tag the run ``generated_by_*``.
+
+    Raises:
+        ModelNotFoundError: if the URI names no loadable aeops bundle.
+    """
+    config = parse_params(GenerateConfig, generate, "generate")
+    return load_model_for(config.model_uri, registry, role="generated_by")
+
+
+def generate_synthetic_data(
+    bundle: LoadedBundle, generate: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Figure], dict[str, float]]:
+    """Sample ``num_samples`` from the VAE's prior, in the training data's units.
+
+    Returns:
+        The samples as a table shaped like the training data (see
+        :func:`~aeops.scoring.generative.samples_frame`), a figure of them (an image
+        grid, the generated windows, or each feature's distribution), and metrics.
+
+    Raises:
+        GenerationError: if the model is not a VAE.
+    """
+    config = parse_params(GenerateConfig, generate, "generate")
+    predictor = bundle.predictor
+    samples = generate_samples(predictor, config.num_samples, config.seed, config.temperature)
+    inputs = predictor.inputs
+    if isinstance(inputs, ImageInputs):
+        figure = plots.sample_grid(samples)
+    elif isinstance(inputs, WindowInputs):
+        figure = plots.generated_windows(samples, list(inputs.columns))
+    elif isinstance(inputs, TabularInputs):
+        figure = plots.feature_distributions(samples, list(inputs.columns))
+    else:
+        raise GenerationError(f"no figure for generated {inputs.kind} samples")
+    logger.info("Generated %d %s samples", config.num_samples, inputs.kind)
+    metrics = {"generated_samples": float(config.num_samples)}
+    return samples_frame(predictor, samples), {"generated_samples.png": figure}, metrics

@@ -1,0 +1,151 @@
+"""Nodes of the ``impute`` pipeline."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from aeops.data import DataConfig, ingest
+from aeops.pipelines._params import parse_params
+from aeops.pipelines._registered import load_model_for
+from aeops.scoring import Predictor
+from aeops.scoring.generative import impute_values, imputed_frame
+from aeops.serving import LoadedBundle
+from aeops.validation import (
+    suite_for_imputation,
+    suite_from_dict,
+    validate_frame,
+    validation_view,
+)
+
+logger = logging.getLogger(__name__)
+
+# Mixed into the seed, so held-out values never follow the draws of a plain
+# default_rng(seed) that may have made the gaps.
+_HOLDOUT_STREAM = 0x1A7E
+
+
+class ImputeConfig(BaseModel):
+    """The ``impute`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_uri: str | None = None  # None: models:/<registry.model_name>@champion
+    max_iterations: int = Field(default=50, ge=1)
+    tolerance: float = Field(default=1e-3, gt=0.0)
+    holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+def load_imputer(impute: dict[str, Any], registry: dict[str, Any]) -> LoadedBundle:
+    """Load the model named by ``impute.model_uri`` and tag the run ``imputed_by_*``.
+
+    Raises:
+        ModelNotFoundError: if the URI names no loadable aeops bundle.
+    """
+    config = parse_params(ImputeConfig, impute, "impute")
+    bundle = load_model_for(config.model_uri, registry, role="imputed_by")
+    if bundle.predictor.model.config.kind != "vae":
+        logger.warning(
+            "Imputing with a %r autoencoder; a VAE (model.kind=vae) usually imputes better",
+            bundle.predictor.model.config.kind,
+        )
+    return bundle
+
+
+def holdout_rmse(
+    predictor: Predictor, frame: pd.DataFrame, config: ImputeConfig
+) -> dict[str, float]:
+    """How well the model imputes this data: hide a share of the observed values,
+    impute them, and compare with the truth and with column-mean imputation.
+
+    Errors are root mean squares in scaler units (standard deviations for standard
+    scaling), so features of any scale weigh alike. Empty when nothing can be held out.
+    """
+    observed = predictor.inputs.raw_values(frame, allow_missing=True)
+    known = ~np.isnan(observed)
+    rng = np.random.default_rng([config.seed, _HOLDOUT_STREAM])
+    hidden = known & (rng.random(observed.shape) < config.holdout_fraction)
+    if not hidden.any():
+        return {}
+    masked = observed.copy()
+    masked[hidden] = np.nan
+    trial = frame.copy()
+    names = _value_columns(predictor)
+    if names is None:
+        return {}
+    for index, name in enumerate(names):
+        trial[name] = masked[:, index]
+    imputation = impute_values(predictor, trial, config.max_iterations, config.tolerance)
+    scale = np.broadcast_to(predictor.scaler.scale, observed.shape)[hidden]
+    counts = np.maximum((~np.isnan(masked)).sum(axis=0), 1)
+    column_means = np.broadcast_to(np.nansum(masked, axis=0) / counts, observed.shape)
+    truth = observed[hidden]
+
+    def rmse(guess: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(((guess - truth) / scale) ** 2)))
+
+    return {
+        "impute_holdout_values": float(hidden.sum()),
+        "impute_holdout_rmse": rmse(imputation.values[hidden]),
+        "impute_holdout_rmse_column_mean": rmse(column_means[hidden]),
+    }
+
+
+def _value_columns(predictor: Predictor) -> list[str] | None:
+    columns = getattr(predictor.inputs, "columns", None)
+    return list(columns) if columns is not None else None
+
+
+def impute_missing_values(
+    bundle: LoadedBundle, impute_input: pd.DataFrame, impute: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Fill the missing feature values of ``impute_input``; other cells are untouched.
+
+    The data is first checked with the model's own Great Expectations suite, less its
+    not-null checks of the features (see
+    :func:`~aeops.validation.suite_for_imputation`). With ``holdout_fraction`` > 0 the
+    run also measures how well the model imputes this data (:func:`holdout_rmse`).
+
+    Raises:
+        DataValidationError: naming every failed expectation.
+        InputSchemaError: if the data lacks the model's inputs or holds inf.
+    """
+    config = parse_params(ImputeConfig, impute, "impute")
+    data = DataConfig(**bundle.spec.data) if bundle.spec.data else DataConfig()
+    frame = ingest(impute_input, data)
+    source = impute_input.attrs.get("source", "impute_input")
+    if bundle.spec.validation_suite:
+        view = validation_view(frame, data)
+        suite = suite_from_dict(suite_for_imputation(bundle.spec.validation_suite))
+        validate_frame(
+            view.frame, suite, source=source, id_column=data.id_column
+        ).raise_for_failures()
+    predictor = bundle.predictor
+    imputation = impute_values(predictor, frame, config.max_iterations, config.tolerance)
+    metrics = {
+        "impute_missing_values": float(imputation.missing.sum()),
+        "impute_rows_with_missing": float(imputation.missing.any(axis=1).sum()),
+        "impute_iterations": float(imputation.iterations),
+        "impute_last_change": imputation.last_change,
+    }
+    if config.holdout_fraction > 0:
+        metrics.update(holdout_rmse(predictor, frame, config))
+    logger.info(
+        "Filled %d missing value(s) in %d row(s) of %s in %d pass(es)",
+        int(metrics["impute_missing_values"]),
+        int(metrics["impute_rows_with_missing"]),
+        source,
+        imputation.iterations,
+    )
+    if "impute_holdout_rmse" in metrics:
+        logger.info(
+            "Held-out check: RMSE %.4f (column means: %.4f), in scaler units",
+            metrics["impute_holdout_rmse"],
+            metrics["impute_holdout_rmse_column_mean"],
+        )
+    return imputed_frame(predictor, frame, imputation), metrics
