@@ -19,6 +19,8 @@ from aeops.serving._registry import (
 from aeops.serving._runs import (
     TrackingServerUnreachableError,
     log_dataset_input,
+    log_run_params,
+    nested_run,
     prepare_tracking_store,
     require_tracking_server,
     tag_evaluated_model,
@@ -40,6 +42,8 @@ __all__ = [
     "load_registered_bundle",
     "log_bundle",
     "log_dataset_input",
+    "log_run_params",
+    "nested_run",
     "predict_frame",
     "prepare_tracking_store",
     "provenance_metadata",

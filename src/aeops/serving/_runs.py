@@ -1,11 +1,15 @@
-"""What the active MLflow run records about its data: inputs and their digests."""
+"""What the active MLflow run records: its data inputs and their digests, the model it
+uses, and child runs (sweep trials)."""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.data.pandas_dataset
@@ -129,3 +133,31 @@ def prepare_tracking_store(
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+
+
+@contextmanager
+def nested_run(
+    name: str, params: dict[str, Any], tags: dict[str, str] | None = None
+) -> Iterator[Callable[[dict[str, float]], None]]:
+    """A child run of the active run (a sweep trial), with ``params`` logged.
+
+    Yields a function that logs metrics to the child. The child ends FAILED when the
+    block raises, and the parent is active again afterwards.
+    """
+    if mlflow.active_run() is None:
+        raise RuntimeError("nested_run needs an active MLflow run to nest under")
+    with mlflow.start_run(run_name=name, nested=True):
+        mlflow.log_params({key: str(value) for key, value in params.items()})
+        mlflow.set_tags(tags or {})
+
+        def log(metrics: dict[str, float]) -> None:
+            mlflow.log_metrics(metrics)
+
+        yield log
+
+
+def log_run_params(params: dict[str, Any]) -> None:
+    """Log ``params`` (stringified) to the active run."""
+    if mlflow.active_run() is None:
+        raise RuntimeError("log_run_params needs an active MLflow run")
+    mlflow.log_params({key: str(value) for key, value in params.items()})

@@ -129,14 +129,40 @@ def train_autoencoder(
         The trained model, its metric history (per-epoch lists and final scalars) for
         MLflow, and the training-curves figure.
     """
+    autoencoder, history = fit_autoencoder(
+        input_spec.samples(train_frame, scaler),
+        input_spec.samples(validation_frame, scaler),
+        input_spec,
+        model,
+        training,
+        data,
+    )
+    return autoencoder, history, training_curves(history)
+
+
+def fit_autoencoder(
+    train_x: np.ndarray,
+    validation_x: np.ndarray,
+    input_spec: InputSpec,
+    model: dict[str, Any],
+    training: dict[str, Any],
+    data: dict[str, Any],
+) -> tuple[Autoencoder, dict[str, Any]]:
+    """Build the autoencoder the ``model`` block asks for and fit it on scaled samples.
+
+    Returns:
+        The trained model and its metric history (per-epoch lists and final scalars).
+
+    Raises:
+        ParameterError: naming each invalid key of ``model`` or ``training``.
+        TrainingDivergedError: if the loss became NaN or inf.
+    """
     data_config = parse_params(DataConfig, data, "data")
     model_config = parse_params(ModelConfig, model, "model")
     model_config = model_config.model_copy(
         update={"architecture": resolve_architecture(model_config, data_config.kind)}
     )
     training_config = parse_params(TrainingConfig, training, "training")
-    train_x = input_spec.samples(train_frame, scaler)
-    validation_x = input_spec.samples(validation_frame, scaler)
     seed_everything(training_config.seed)  # weight initialisation follows the seed too
     autoencoder = build_model(model_config, input_shape=input_spec.sample_shape)
     result = fit(autoencoder, train_x, validation_x, training_config)
@@ -146,7 +172,7 @@ def train_autoencoder(
         best_validation_loss=result.best_validation_loss,
         epochs_trained=len(result.history),
     )
-    return autoencoder, history, training_curves(history)
+    return autoencoder, history
 
 
 def choose_anomaly_threshold(

@@ -1,0 +1,129 @@
+"""The node that replaces one fit with a hyperparameter sweep."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score
+
+from aeops.data import DataConfig, FittedScaler, InputSpec
+from aeops.models import Autoencoder
+from aeops.pipelines._params import ParameterError, parse_params
+from aeops.pipelines.train.nodes import fit_autoencoder
+from aeops.scoring import Predictor
+from aeops.scoring.plots import training_curves
+from aeops.serving import log_run_params, nested_run
+from aeops.training.sweep import SweepConfig, apply_overrides, run_sweep
+
+logger = logging.getLogger(__name__)
+
+
+def _labels(validation_frame: pd.DataFrame, config: SweepConfig, data: DataConfig) -> Any:
+    """Validation labels for the AUROC objective; a clear error when it cannot work."""
+    if config.objective != "validation_auroc":
+        return None
+    label = data.label_column
+    if label is None or label not in validation_frame:
+        raise ParameterError(
+            "sweep.objective=validation_auroc needs labels in the validation split "
+            f"(data.label_column={label!r}); use sweep.objective=validation_error"
+        )
+    labels = validation_frame[label].to_numpy().astype(int)
+    if len(np.unique(labels)) < 2:
+        raise ParameterError(
+            "sweep.objective=validation_auroc needs both normal and anomalous rows in the "
+            "validation split; use sweep.objective=validation_error"
+        )
+    return labels
+
+
+def sweep_hyperparameters(
+    train_frame: pd.DataFrame,
+    validation_frame: pd.DataFrame,
+    input_spec: InputSpec,
+    scaler: FittedScaler,
+    model: dict[str, Any],
+    training: dict[str, Any],
+    data: dict[str, Any],
+    sweep: dict[str, Any],
+) -> tuple[Autoencoder, dict[str, Any], Figure, pd.DataFrame]:
+    """Train one model per sampled configuration and keep the best on validation.
+
+    Each trial is a nested MLflow run holding its configuration and objective; the
+    parent run (this pipeline's) gets ``sweep.best.<key>`` params and goes on to
+    threshold, evaluate on test and register the best model like ``train``. Test
+    data never enters the choice.
+
+    Returns:
+        The best trial's model, its metric history (with the sweep's summary), its
+        training curves, and a table of every finished trial.
+
+    Raises:
+        ParameterError: for an invalid ``sweep`` block or a sampled value the model or
+            training block rejects, or an objective the data cannot support.
+    """
+    config = parse_params(SweepConfig, sweep, "sweep")
+    data_config = parse_params(DataConfig, data, "data")
+    labels = _labels(validation_frame, config, data_config)
+    train_x = input_spec.samples(train_frame, scaler)
+    validation_x = input_spec.samples(validation_frame, scaler)
+    best: dict[str, Any] = {}
+
+    def evaluate(number: int, params: dict[str, Any]) -> float:
+        model_params = apply_overrides(model, "model", params)
+        training_params = apply_overrides(training, "training", params)
+        # Trials never resume each other's checkpoints: each gets its own folder.
+        folder = training_params.get("checkpoint_dir", "data/06_models/checkpoints")
+        training_params.update(
+            progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}"
+        )
+        with nested_run(f"trial-{number}", params, {"sweep_trial": str(number)}) as log:
+            autoencoder, history = fit_autoencoder(
+                train_x, validation_x, input_spec, model_params, training_params, data
+            )
+            predictor = Predictor(model=autoencoder, inputs=input_spec, scaler=scaler)
+            errors = predictor.reconstruction_errors(validation_frame)
+            value = float(np.mean(errors) if labels is None else roc_auc_score(labels, errors))
+            log(
+                {
+                    config.objective: value,
+                    "best_validation_loss": history["best_validation_loss"],
+                    "epochs_trained": history["epochs_trained"],
+                }
+            )
+        better = (
+            not best
+            or (config.direction == "maximize" and value > best["value"])
+            or (config.direction == "minimize" and value < best["value"])
+        )
+        if better:
+            best.update(value=value, model=autoencoder, history=history, number=number)
+        return value
+
+    outcome = run_sweep(config, evaluate)
+    logger.info(
+        "Best of %d trial(s): trial %d, %s = %.6g, %s",
+        len(outcome.trials),
+        outcome.best.number,
+        config.objective,
+        outcome.best.value,
+        outcome.best.params,
+    )
+    log_run_params({f"sweep.best.{key}": value for key, value in outcome.best.params.items()})
+    history = dict(best["history"])
+    history.update(
+        {
+            f"sweep_best_{config.objective}": outcome.best.value,
+            "sweep_best_trial": outcome.best.number,
+            "sweep_trials_finished": len(outcome.trials),
+            "sweep_trials_failed": outcome.failed,
+        }
+    )
+    table = pd.DataFrame(
+        [{"trial": t.number, **t.params, config.objective: t.value} for t in outcome.trials]
+    )
+    return best["model"], history, training_curves(history), table

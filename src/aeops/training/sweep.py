@@ -1,0 +1,203 @@
+"""Hyperparameter sweeps with Optuna over the ``model`` and ``training`` blocks.
+
+A search space maps dotted parameter keys (``model.latent_dim``, ``training.lr``,
+``model.noise.level``) to a list of choices or a numeric range. The caller supplies
+one function that trains and measures a trial's configuration; this module only
+samples configurations and keeps score. Optuna is an optional dependency (the
+``sweep`` extra) and is imported when a sweep starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aeops.training._records import TrainingDivergedError
+
+logger = logging.getLogger(__name__)
+
+#: the parameter blocks a sweep may change.
+SWEEPABLE_AREAS = ("model", "training")
+
+
+class RangeSpec(BaseModel):
+    """A numeric range: ints when both ends are ints (or ``type: int``), else floats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0.0)
+    type: Literal["int", "float"] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpec:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("a range cannot be both log and stepped")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """Whether the range samples ints."""
+        if self.type is not None:
+            return self.type == "int"
+        return float(self.low).is_integer() and float(self.high).is_integer()
+
+
+class SweepConfig(BaseModel):
+    """The ``sweep`` block.
+
+    Attributes:
+        n_trials: how many configurations to train.
+        timeout_minutes: stop starting trials after this long (None: no limit).
+        seed: of the sampler (TPE), so the same sweep picks the same trials.
+        objective: ``validation_auroc`` (higher is better; needs labels in the
+            validation split) or ``validation_error`` (the mean anomaly score of
+            validation rows, lower is better; no labels needed).
+        space: ``{"model.latent_dim": {"low": 2, "high": 16}, "model.kind": [...]}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_trials: int = Field(default=12, ge=1)
+    timeout_minutes: float | None = Field(default=None, gt=0.0)
+    seed: int = 0
+    objective: Literal["validation_auroc", "validation_error"] = "validation_auroc"
+    space: dict[str, list[Any] | RangeSpec] = Field(default_factory=dict)
+
+    @field_validator("space")
+    @classmethod
+    def _known_keys(cls, space: dict[str, list[Any] | RangeSpec]) -> dict[str, Any]:
+        if not space:
+            raise ValueError("the search space is empty; add keys such as model.latent_dim")
+        for key, spec in space.items():
+            area, _, rest = key.partition(".")
+            if area not in SWEEPABLE_AREAS or not rest:
+                raise ValueError(
+                    f"{key!r} is not a sweepable key; use model.<key> or training.<key>"
+                )
+            if isinstance(spec, list) and not spec:
+                raise ValueError(f"{key!r} lists no choices")
+        return space
+
+    @property
+    def direction(self) -> Literal["maximize", "minimize"]:
+        """Which way the objective improves."""
+        return "maximize" if self.objective == "validation_auroc" else "minimize"
+
+
+def apply_overrides(block: dict[str, Any], area: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of the ``area`` block with the overrides under ``area.`` set."""
+    updated = copy.deepcopy(block)
+    for key, value in overrides.items():
+        prefix, _, path = key.partition(".")
+        if prefix != area:
+            continue
+        *parents, leaf = path.split(".")
+        target = updated
+        for parent in parents:
+            child = target.get(parent)
+            target[parent] = child = dict(child) if isinstance(child, dict) else {}
+            target = child
+        target[leaf] = value
+    return updated
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """One finished trial: its number, configuration and objective value."""
+
+    number: int
+    params: dict[str, Any]
+    value: float
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """Every trial, and which was best."""
+
+    trials: list[TrialOutcome]
+    failed: int
+    best: TrialOutcome
+
+
+def run_sweep(
+    config: SweepConfig, evaluate: Callable[[int, dict[str, Any]], float]
+) -> SweepOutcome:
+    """Sample ``n_trials`` configurations and call ``evaluate(number, params)`` on each.
+
+    A trial whose training diverges (NaN loss) counts as failed and the sweep goes on;
+    any other error stops it.
+
+    Raises:
+        ImportError: naming the ``sweep`` extra when Optuna is not installed.
+        RuntimeError: if no trial finished.
+    """
+    try:
+        import optuna
+    except ImportError as error:  # pragma: no cover - the dev install has it
+        raise ImportError(
+            "sweeps need Optuna: pip install 'aeops[sweep]' (or -e '.[sweep]')"
+        ) from error
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction=config.direction, sampler=optuna.samplers.TPESampler(seed=config.seed)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {key: _suggest(trial, key, spec) for key, spec in config.space.items()}
+        value = evaluate(trial.number, params)
+        logger.info("Trial %d: %s = %.6g with %s", trial.number, config.objective, value, params)
+        return value
+
+    timeout = None if config.timeout_minutes is None else config.timeout_minutes * 60
+    study.optimize(
+        objective, n_trials=config.n_trials, timeout=timeout, catch=(TrainingDivergedError,)
+    )
+    finished = [
+        TrialOutcome(trial.number, _trial_params(trial.params, config), float(trial.value))
+        for trial in study.trials
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None
+    ]
+    if not finished:
+        raise RuntimeError(f"none of the {len(study.trials)} sweep trials finished")
+    pick = max if config.direction == "maximize" else min
+    best = pick(finished, key=lambda outcome: outcome.value)
+    return SweepOutcome(trials=finished, failed=len(study.trials) - len(finished), best=best)
+
+
+def _suggest(trial: Any, key: str, spec: list[Any] | RangeSpec) -> Any:
+    if isinstance(spec, list):
+        # Optuna stores choices by value; lists (hidden_dims) travel as their index.
+        if _plain(spec):
+            return trial.suggest_categorical(key, spec)
+        return spec[trial.suggest_categorical(key, list(range(len(spec))))]
+    if spec.integer:
+        step = int(spec.step) if spec.step is not None else 1
+        return trial.suggest_int(key, int(spec.low), int(spec.high), step=step, log=spec.log)
+    return trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
+
+
+def _trial_params(raw: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
+    """Optuna's stored values, with list choices mapped back from their index."""
+    params = {}
+    for key, value in raw.items():
+        spec = config.space[key]
+        indexed = isinstance(spec, list) and not _plain(spec)
+        params[key] = spec[value] if isinstance(spec, list) and indexed else value
+    return params
+
+
+def _plain(choices: list[Any]) -> bool:
+    """Whether Optuna can store the choices as they are (else by index)."""
+    return all(isinstance(choice, str | int | float | bool) for choice in choices)

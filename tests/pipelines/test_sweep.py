@@ -1,0 +1,58 @@
+"""`kedro run --pipeline=sweep`: trials as nested runs, the best one registered."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from support import KedroProject, output_of
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
+    project: KedroProject,
+) -> None:
+    result = project.run("--params=sweep.n_trials=4,training.epochs=25", pipeline="sweep")
+    assert result.returncode == 0, output_of(result)
+
+    runs = project.runs()
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    trials = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(trials) == 4
+    assert {run.info.status for run in [parent, *trials]} == {"FINISHED"}
+    assert sorted(run.data.tags["sweep_trial"] for run in trials) == ["0", "1", "2", "3"]
+    for run in trials:
+        assert {"model.kind", "model.latent_dim", "training.lr"} <= set(run.data.params)
+        assert 0.0 <= run.data.metrics["validation_auroc"] <= 1.0
+
+    # The parent holds the best trial's parameters and value, and went on like `train`.
+    best = max(trials, key=lambda run: run.data.metrics["validation_auroc"])
+    for key in ("model.kind", "model.latent_dim", "training.lr"):
+        assert parent.data.params[f"sweep.best.{key}"] == best.data.params[key]
+    metrics = parent.data.metrics
+    assert metrics["sweep_best_validation_auroc"] == best.data.metrics["validation_auroc"]
+    assert metrics["sweep_trials_finished"] == 4
+    assert metrics["epochs_trained"] == best.data.metrics["epochs_trained"]
+    assert 0.5 < metrics["test_auroc"] <= 1.0
+
+    client = project.client()
+    version = client.get_model_version("aeops-demo", "1")
+    assert version.run_id == parent.info.run_id
+    assert version.tags["model_kind"] == best.data.params["model.kind"]
+    assert client.get_registered_model("aeops-demo").aliases == {"champion": 1}
+
+    table = pd.read_csv(project.root / "data" / "08_reporting" / "sweep_trials.csv")
+    assert sorted(table["trial"]) == [0, 1, 2, 3]
+    assert table["validation_auroc"].max() == pytest.approx(metrics["sweep_best_validation_auroc"])
+
+
+def test_sweep_refuses_a_key_outside_model_and_training(project: KedroProject) -> None:
+    (project.root / "conf" / "local" / "parameters.yml").write_text(
+        "sweep:\n  n_trials: 2\n  space:\n    threshold.quantile: [0.9, 0.99]\n"
+    )
+    result = project.run(pipeline="sweep")
+    assert result.returncode != 0
+    assert "'threshold.quantile' is not a sweepable key" in output_of(result)
+    assert not any("sweep_trial" in run.data.tags for run in project.runs()), "no trial may start"
+    assert project.client().search_registered_models() == []

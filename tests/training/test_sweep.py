@@ -1,0 +1,104 @@
+"""The sweep's search space, sampling and scorekeeping (no training)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from aeops.training import TrainingDivergedError
+from aeops.training.sweep import RangeSpec, SweepConfig, apply_overrides, run_sweep
+
+SPACE: dict[str, Any] = {
+    "model.kind": ["vanilla", "vae"],
+    "model.latent_dim": {"low": 2, "high": 16, "log": True},
+    "model.hidden_dims": [[32, 16], [64]],
+    "model.noise.level": {"low": 0.05, "high": 0.3},
+    "training.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+}
+
+
+def test_overrides_reach_nested_keys_of_their_own_block_only() -> None:
+    model = {"kind": "vanilla", "noise": {"kind": "gaussian", "level": 0.1}}
+    params = {"model.kind": "vae", "model.noise.level": 0.3, "training.lr": 0.5}
+    updated = apply_overrides(model, "model", params)
+    assert updated == {"kind": "vae", "noise": {"kind": "gaussian", "level": 0.3}}
+    assert model["noise"]["level"] == 0.1  # the input is not changed
+    assert apply_overrides({"lr": 1.0}, "training", params) == {"lr": 0.5}
+
+
+def test_ranges_sample_ints_or_floats_and_refuse_bad_bounds() -> None:
+    assert RangeSpec(low=2, high=16).integer
+    assert not RangeSpec(low=0.1, high=1).integer
+    assert not RangeSpec(low=2, high=16, type="float").integer
+    with pytest.raises(ValidationError, match=r"low 5\.0 is above high 1\.0"):
+        RangeSpec(low=5, high=1)
+    with pytest.raises(ValidationError, match="log range needs low > 0"):
+        RangeSpec(low=0, high=1, log=True)
+
+
+def test_space_keys_must_name_model_or_training_parameters() -> None:
+    with pytest.raises(ValidationError, match=r"'data\.split' is not a sweepable key"):
+        SweepConfig(space={"data.split": [0.1, 0.2]})
+    with pytest.raises(ValidationError, match="search space is empty"):
+        SweepConfig(space={})
+    with pytest.raises(ValidationError, match=r"'model\.kind' lists no choices"):
+        SweepConfig(space={"model.kind": []})
+
+
+def _toy_objective(params: dict[str, Any]) -> float:
+    """Best at latent_dim 8 and the vae, whatever else was sampled."""
+    return -abs(params["model.latent_dim"] - 8) + (1.0 if params["model.kind"] == "vae" else 0.0)
+
+
+def test_a_sweep_samples_the_space_keeps_the_best_and_repeats_with_its_seed() -> None:
+    config = SweepConfig(n_trials=15, seed=3, space=SPACE)
+    seen: list[dict[str, Any]] = []
+
+    def evaluate(number: int, params: dict[str, Any]) -> float:
+        assert number == len(seen)
+        seen.append(params)
+        return _toy_objective(params)
+
+    outcome = run_sweep(config, evaluate)
+    assert len(outcome.trials) == 15 and outcome.failed == 0
+    for params in seen:
+        assert params["model.kind"] in ("vanilla", "vae")
+        assert isinstance(params["model.latent_dim"], int) and 2 <= params["model.latent_dim"] <= 16
+        assert params["model.hidden_dims"] in ([32, 16], [64])
+        assert 0.05 <= params["model.noise.level"] <= 0.3
+        assert 1e-4 <= params["training.lr"] <= 1e-2
+    assert outcome.best.value == max(_toy_objective(p) for p in seen)
+    assert outcome.best.params == seen[outcome.best.number]
+    again = run_sweep(config, lambda number, params: _toy_objective(params))
+    assert [t.params for t in again.trials] == seen
+
+
+def test_minimising_objectives_pick_the_lowest() -> None:
+    config = SweepConfig(n_trials=6, objective="validation_error", space=SPACE)
+    outcome = run_sweep(config, lambda number, params: params["training.lr"])
+    assert outcome.best.value == min(t.value for t in outcome.trials)
+
+
+def test_diverged_trials_fail_alone_and_other_errors_stop_the_sweep() -> None:
+    def diverge_every_other(number: int, params: dict[str, Any]) -> float:
+        if number % 2:
+            raise TrainingDivergedError("loss is nan at epoch 3")
+        return float(number)
+
+    outcome = run_sweep(SweepConfig(n_trials=4, space=SPACE), diverge_every_other)
+    assert outcome.failed == 2
+    assert [t.number for t in outcome.trials] == [0, 2]
+
+    def broken(number: int, params: dict[str, Any]) -> float:
+        raise ValueError("model.latent_dim=64 is larger than the input")
+
+    with pytest.raises(ValueError, match="larger than the input"):
+        run_sweep(SweepConfig(n_trials=3, space=SPACE), broken)
+
+    def always_diverge(number: int, params: dict[str, Any]) -> float:
+        raise TrainingDivergedError("nan")
+
+    with pytest.raises(RuntimeError, match="none of the 2 sweep trials finished"):
+        run_sweep(SweepConfig(n_trials=2, space=SPACE), always_diverge)
