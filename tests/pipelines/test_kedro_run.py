@@ -23,7 +23,6 @@ import pytest
 
 from support import KedroProject, output_of
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO = Path("data/01_raw/breast_cancer_anomalies.csv")
 MODEL_NAME = "aeops-demo"
 
@@ -249,15 +248,6 @@ def _post_when_ready(url: str, body: bytes, server: subprocess.Popen[str]) -> An
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def test_notebook_runs_top_to_bottom_against_the_catalog(trained: KedroProject) -> None:
-    notebook = json.loads((PROJECT_ROOT / "notebooks" / "explore_demo.ipynb").read_text())
-    source = "\n\n".join(
-        "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"
-    )
-    (trained.root / "notebooks").mkdir(exist_ok=True)
-    trained.python(source, cwd=trained.root / "notebooks")
 
 
 @pytest.mark.parametrize(

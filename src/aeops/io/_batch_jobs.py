@@ -2,7 +2,8 @@
 
 Like Kedro's Spark datasets, the node builds a lazy plan (an
 :class:`~aeops.embedding.EmbedJob`) and saving it to the output dataset executes it,
-streaming from the input to the output without holding the table in memory.
+streaming from the input to the output without holding the table in memory. Loading
+the output (in a notebook, or a downstream node) reads the finished Parquet back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 from kedro.io import AbstractDataset, DatasetError
 from rich.progress import (
     BarColumn,
@@ -19,7 +22,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aeops.embedding import EmbedJob, TableSource
+from aeops.embedding import SUCCESS_MARKER, EmbedJob, TableSource
+
+# Rows that failed validation (``invalid_rows: quarantine``), written next to a part: not
+# answers, so not part of the loaded output.
+QUARANTINE_SUFFIX = ".quarantine.parquet"
 
 
 class TableSourceDataset(AbstractDataset[None, TableSource]):
@@ -51,11 +58,12 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
         return self._filepath.exists()
 
 
-class BatchJobOutputDataset(AbstractDataset[EmbedJob, None]):
+class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
     """Parquet output of an embedding or scoring job; saving a job runs it.
 
     ``filepath`` is a file for a single input file, or a folder (one output part per
     input part, and a ``_SUCCESS`` marker when all are done) for a folder of parts.
+    Loading reads the finished output into one DataFrame.
     """
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -92,9 +100,45 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, None]):
 
             data.run(self._filepath, progress=advance)
 
-    def load(self) -> None:
-        """Outputs are read with pandas or pyarrow directly (they are plain Parquet)."""
-        raise DatasetError(f"{type(self).__name__} is write-only; read {self._filepath}")
+    def load(self) -> pd.DataFrame:
+        """The job's answers as one DataFrame (``id`` and the output columns).
+
+        The whole output is read into memory: fine for exploring a run in a notebook;
+        stream the Parquet parts with pyarrow for outputs larger than memory.
+
+        Raises:
+            DatasetError: if the output does not exist, if a folder of parts has no
+                ``_SUCCESS`` marker (the job was interrupted; rerunning it completes the
+                missing parts), or if a part is not readable Parquet.
+        """
+        path = self._filepath
+        if not path.exists():
+            raise DatasetError(f"{path} does not exist: run the pipeline that writes it first")
+        if path.is_file():
+            return self._read(path)
+        if not (path / SUCCESS_MARKER).exists():
+            raise DatasetError(
+                f"{path} is incomplete (no {SUCCESS_MARKER} marker): the job was interrupted; "
+                "run it again to complete the missing parts"
+            )
+        parts = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file()
+            and p.suffix == ".parquet"
+            and not p.name.startswith(".")  # a part still being written
+            and not p.name.endswith(QUARANTINE_SUFFIX)
+        )
+        if not parts:
+            raise DatasetError(f"{path} holds no .parquet parts")
+        return pd.concat([self._read(p) for p in parts], ignore_index=True)
+
+    @staticmethod
+    def _read(part: Path) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(part)
+        except (pa.ArrowException, OSError) as error:
+            raise DatasetError(f"{part} is not a readable Parquet file: {error}") from error
 
     def _exists(self) -> bool:
         return self._filepath.exists()
