@@ -16,7 +16,10 @@ import pytest
 
 from aeops.demo_data import make_timeseries_demo
 from aeops.embedding import SUCCESS_MARKER, BatchValidationError, EmbedJob, TableSource
+from aeops.embedding._arrow_tabular import ArrowTabularPath
+from aeops.embedding._checks import CompiledSuite
 from aeops.serving import ModelNotFoundError, load_registered_bundle
+from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
 
 from .conftest import image_rows, tabular_rows
 
@@ -196,3 +199,58 @@ def test_a_killed_job_resumes_without_duplicating_or_losing_rows(
     result = pd.read_parquet(out)
     assert len(result) == len(ids) == result["id"].nunique()
     assert set(result["id"]) == ids
+
+
+@pytest.mark.parametrize("output", ["embeddings", "scores"])
+def test_clean_tabular_batches_skip_pandas_and_match_the_general_path(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    rows = tabular_rows(700, seed=3)
+    rows["f2"] = rows["f2"].astype(np.float32)  # mixed widths, as real files have
+    rows.to_parquet(tmp_path / "in.parquet")
+    fast = tmp_path / "fast.parquet"
+    general = tmp_path / "general.parquet"
+    with monkeypatch.context() as patch:  # a clean input never needs the general path
+        patch.setattr(EmbedJob, "_checked", _refuse)
+        _job(store, "tabular", tmp_path / "in.parquet", output=output, batch_rows=128).run(fast)
+    with monkeypatch.context() as patch:
+        patch.setattr(ArrowTabularPath, "for_bundle", classmethod(lambda *args: None))
+        _job(store, "tabular", tmp_path / "in.parquet", output=output, batch_rows=128).run(general)
+    assert pq.read_table(fast).equals(pq.read_table(general))
+    assert pq.read_schema(fast).metadata == pq.read_schema(general).metadata
+
+
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a clean batch went through pandas")
+
+
+def test_batches_the_arrow_path_declines_get_the_general_paths_message(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(300)
+    rows.loc[250, "f4"] = 1e39  # beyond float32: refused, and named, by the general path
+    rows.to_parquet(tmp_path / "in.parquet")
+    job = _job(store, "tabular", tmp_path / "in.parquet", output="embeddings", batch_rows=100)
+    with pytest.raises(BatchValidationError, match=r"(?s)rows 200-299 .*column 'f4'.*1e\+39"):
+        job.run(tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_the_matrix_plan_mirrors_the_suites_bounds_types_and_id_checks() -> None:
+    frame = tabular_rows(50)
+    suite = suite_to_dict(
+        build_suite(
+            frame,
+            id_column="id",
+            feature_columns=["f0", "f1"],
+            bounds={"f1": (-3.0, None)},
+        )
+    )
+    plan = CompiledSuite(suite, {"id"}).matrix_plan(("f0", "f1"), "id")
+    assert plan is not None
+    assert plan.low.tolist() == [-FINITE_LIMIT, -3.0]
+    assert plan.high.tolist() == [FINITE_LIMIT, FINITE_LIMIT]
+    assert plan.allowed_types == [set(NUMERIC_DTYPE_NAMES)] * 2
+    assert plan.id_unique
+    # A check on a column the matrix does not hold: only the general path can run it.
+    assert CompiledSuite(suite, {"id"}).matrix_plan(("f0",), "id") is None

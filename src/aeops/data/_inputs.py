@@ -59,6 +59,10 @@ class InputSpec(Protocol):
         """Per-row embeddings (N, L) and anomaly scores (N,) from per-sample answers."""
         ...
 
+    def row_embeddings(self, n_rows: int, embeddings: np.ndarray) -> np.ndarray:
+        """Per-row embeddings (N, L) from per-sample embeddings (S, L)."""
+        ...
+
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
     ) -> np.ndarray:
@@ -167,6 +171,10 @@ class TabularInputs:
         """Samples are rows: the score is the mean over the sample's values."""
         return _rows_are_samples(embeddings, elementwise)
 
+    def row_embeddings(self, n_rows: int, embeddings: np.ndarray) -> np.ndarray:
+        """Samples are rows."""
+        return embeddings
+
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
     ) -> np.ndarray:
@@ -228,6 +236,10 @@ class ImageInputs:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Samples are rows: the score is the mean over the sample's values."""
         return _rows_are_samples(embeddings, elementwise)
+
+    def row_embeddings(self, n_rows: int, embeddings: np.ndarray) -> np.ndarray:
+        """Samples are rows."""
+        return embeddings
 
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
@@ -317,9 +329,13 @@ class WindowInputs:
         scores = trailing_mean(
             self._spread(n_rows, elementwise.mean(axis=2, dtype=np.float64)), self.smoothing
         )
+        return self.row_embeddings(n_rows, embeddings), scores
+
+    def row_embeddings(self, n_rows: int, embeddings: np.ndarray) -> np.ndarray:
+        """A time step's embedding is that of the covering window whose centre is nearest."""
         centres = window_starts(n_rows, self.length, self.stride) + (self.length - 1) / 2
         nearest = np.abs(np.arange(n_rows)[:, None] - centres[None, :]).argmin(axis=1)
-        return embeddings[nearest], scores
+        return embeddings[nearest]
 
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler

@@ -28,13 +28,32 @@ class FittedScaler:
 
         The arithmetic is float64 whatever the input, then one cast, so every caller
         gets identical values. ``in_place=True`` lets a caller that owns a float64
-        array skip the copy.
+        array skip the copy. A column-major input (one column per feature, as tables
+        are read) goes column by column, see :meth:`transform_columns`.
         """
+        if values.ndim == 2 and values.flags.f_contiguous and not values.flags.c_contiguous:
+            return self.transform_columns([values[:, j] for j in range(values.shape[1])])
         owned = in_place and values.dtype == np.float64
         scaled = values if owned else np.array(values, dtype=np.float64)
         scaled -= self.center
         scaled /= self.scale
         return scaled.astype(np.float32)  # keeps the memory layout: no transposing copy
+
+    def transform_columns(self, columns: list[np.ndarray]) -> np.ndarray:
+        """Scale F columns of N values (any numeric dtype) into a column-major (N, F)
+        float32 array: the same float64 arithmetic as :meth:`transform`, one column
+        at a time, so each column's work stays in the CPU cache."""
+        rows = len(columns[0]) if columns else 0
+        scaled = np.empty((rows, len(columns)), dtype=np.float32, order="F")
+        work = np.empty(rows, dtype=np.float64)
+        per_column = self.center.shape[0] > 1
+        for index, column in enumerate(columns):
+            source = index if per_column else 0
+            np.copyto(work, column)
+            work -= self.center[source]
+            work /= self.scale[source]
+            scaled[:, index] = work
+        return scaled
 
     def inverse_transform(self, values: np.ndarray) -> np.ndarray:
         """Map scaled values (N, F) back to original units, as float64."""

@@ -82,6 +82,22 @@ class _Check:
     kwargs: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class MatrixPlan:
+    """A suite as whole-matrix bounds over the feature columns (see ``matrix_plan``).
+
+    Attributes:
+        low, high: per feature, the tightest of its between-checks (±inf when none).
+        allowed_types: per feature, the dtype names its type check allows (None: any).
+        id_unique: whether ids must be unique within a batch.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    allowed_types: list[set[str] | None]
+    id_unique: bool
+
+
 class CompiledSuite:
     """Vectorised checks equivalent to a suite built by :func:`aeops.validation.build_suite`."""
 
@@ -107,6 +123,48 @@ class CompiledSuite:
                 )
             self._checks.append(_Check(kind, str(column), kwargs))
 
+    def matrix_plan(self, features: tuple[str, ...], id_column: str) -> MatrixPlan | None:
+        """The suite as bounds on a float matrix of ``features``, or None when it holds a
+        check that is not a feature's existence, type, not-null or range check, or the
+        id's existence, not-null or uniqueness (such a suite needs :meth:`evaluate`).
+
+        A row passes every check of the plan exactly when each value v of feature j is
+        not NaN and ``low[j] <= v <= high[j]``, and the id column holds no null.
+        """
+        where = {column: index for index, column in enumerate(features)}
+        low = np.full(len(features), -np.inf)
+        high = np.full(len(features), np.inf)
+        allowed: list[set[str] | None] = [None] * len(features)
+        id_unique = False
+        for check in self._checks:
+            if check.column == id_column:
+                if check.expectation == "expect_column_values_to_be_unique":
+                    id_unique = True
+                elif check.expectation not in (
+                    "expect_column_to_exist",
+                    "expect_column_values_to_not_be_null",
+                ):
+                    return None
+                continue
+            index = where.get(check.column)
+            if index is None:
+                return None
+            if check.expectation == "expect_column_values_to_be_between":
+                if check.kwargs.get("min_value") is not None:
+                    low[index] = max(low[index], float(check.kwargs["min_value"]))
+                if check.kwargs.get("max_value") is not None:
+                    high[index] = min(high[index], float(check.kwargs["max_value"]))
+                if check.kwargs.get("strict_min") or check.kwargs.get("strict_max"):
+                    return None
+            elif check.expectation == "expect_column_values_to_be_in_type_list":
+                allowed[index] = set(check.kwargs.get("type_list", []))
+            elif check.expectation not in (
+                "expect_column_to_exist",
+                "expect_column_values_to_not_be_null",
+            ):
+                return None
+        return MatrixPlan(low, high, allowed, id_unique)
+
     def evaluate(self, frame: pd.DataFrame, row_offset: int = 0) -> BatchResult:
         """Check ``frame`` (one batch); row numbers in failures count from ``row_offset``.
 
@@ -115,8 +173,9 @@ class CompiledSuite:
         """
         column_failures: list[BatchFailure] = []
         row_checks: list[_Check] = []
+        dtypes = frame.dtypes.to_dict()  # one lookup, not a column access per check
         for check in self._checks:
-            if check.column not in frame.columns:
+            if check.column not in dtypes:
                 if check.expectation == "expect_column_to_exist" and (
                     check.column not in self._optional
                 ):
@@ -128,12 +187,14 @@ class CompiledSuite:
                         )
                     )
             elif check.expectation == "expect_column_values_to_be_in_type_list":
+                if _numeric_type_allowed(dtypes[check.column], check):
+                    continue
                 failure = _type_failure(frame[check.column], check, row_offset)
                 if failure is not None:
                     column_failures.append(failure)
             elif check.expectation in _ROW_CHECKS:
                 row_checks.append(check)
-        masks = _row_masks(frame, row_checks)
+        masks = _row_masks(frame, row_checks, dtypes)
         row_failures: list[BatchFailure] = []
         bad = np.zeros(len(frame), dtype=bool)
         for check, mask in zip(row_checks, masks, strict=True):
@@ -155,10 +216,14 @@ class CompiledSuite:
         return BatchResult(column_failures, row_failures, bad)
 
 
+def _numeric_type_allowed(dtype: Any, check: _Check) -> bool:
+    allowed = check.kwargs.get("type_list", [])
+    return str(dtype) in allowed or type(dtype).__name__ in allowed
+
+
 def _type_failure(values: pd.Series, check: _Check, row_offset: int) -> BatchFailure | None:
     """A non-numeric column, with the rows and values that are not numbers."""
-    allowed = set(check.kwargs.get("type_list", []))
-    if {str(values.dtype), type(values.dtype).__name__} & allowed:
+    if _numeric_type_allowed(values.dtype, check):
         return None
     not_numbers = (
         pd.to_numeric(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy()
@@ -173,20 +238,18 @@ def _type_failure(values: pd.Series, check: _Check, row_offset: int) -> BatchFai
     )
 
 
-def _is_numeric(values: pd.Series) -> bool:
-    return values.dtype.kind in "iuf"
-
-
-def _row_masks(frame: pd.DataFrame, checks: list[_Check]) -> list[np.ndarray | None]:
+def _row_masks(
+    frame: pd.DataFrame, checks: list[_Check], dtypes: dict[Any, Any]
+) -> list[np.ndarray | None]:
     """The failing rows of each row check; numeric columns share one matrix."""
-    numeric = sorted({c.column for c in checks if _is_numeric(frame[c.column])})
+    numeric = sorted({c.column for c in checks if getattr(dtypes[c.column], "kind", "") in "iuf"})
     where = {column: index for index, column in enumerate(numeric)}
     matrix = float_matrix(frame, numeric)  # (N, C)
     missing = np.isnan(matrix)
     masks: list[np.ndarray | None] = []
     for check in checks:
-        values = frame[check.column]
         if check.column not in where or check.expectation == "expect_column_values_to_be_unique":
+            values = frame[check.column]
             masks.append(_ROW_PREDICATES[check.expectation](values, check.kwargs))
             continue
         index = where[check.column]

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.data import DataConfig, WindowInputs
+from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._source import TableSource
 from aeops.validation import validation_view
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 Output = Literal["embeddings", "scores"]
 _DONE = object()
 SUCCESS_MARKER = "_SUCCESS"
+
+#: how answers are written. Embeddings, errors and ids are (nearly) all distinct
+#: values, so dictionary encoding only costs: without it the writer is about twice as
+#: fast and the file about 15% smaller (snappy compression stays on).
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {"use_dictionary": False}
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class _AtomicParquetWriter:
         self.target = target
         self.temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         self.schema = schema
-        self._writer = pq.ParquetWriter(self.temp, schema)
+        self._writer = pq.ParquetWriter(self.temp, schema, **PARQUET_WRITE_OPTIONS)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, daemon=True, name="aeops-writer")
@@ -192,17 +198,20 @@ class EmbedJob:
     def _answers(self, prepared: _Prepared, schema: pa.Schema) -> pa.RecordBatch:
         """Score prepared samples and map them back to the batch's rows."""
         predictor = self.bundle.predictor
-        embeddings, elementwise = predictor.encode_samples(prepared.samples)
-        embedding, errors = predictor.inputs.row_scores(prepared.n_rows, embeddings, elementwise)
-        if self.output == "embeddings":
+        ids = prepared.ids
+        if ids.type != schema.field(0).type:  # the first batch's id type fixed the schema
+            ids = ids.cast(schema.field(0).type)
+        if self.output == "embeddings":  # the encoder alone
+            samples = predictor.embed_samples(prepared.samples)
+            embedding = predictor.inputs.row_embeddings(prepared.n_rows, samples)
             flat = pa.array(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1))
             column = pa.FixedSizeListArray.from_arrays(flat, embedding.shape[1])
-            return pa.RecordBatch.from_arrays([prepared.ids, column], schema=schema)
+            return pa.RecordBatch.from_arrays([ids, column], schema=schema)
+        embeddings, elementwise = predictor.encode_samples(prepared.samples)
+        _, errors = predictor.inputs.row_scores(prepared.n_rows, embeddings, elementwise)
         assert predictor.threshold is not None, "a registered bundle always has a threshold"
         flags = errors > predictor.threshold.value
-        return pa.RecordBatch.from_arrays(
-            [prepared.ids, pa.array(errors), pa.array(flags)], schema=schema
-        )
+        return pa.RecordBatch.from_arrays([ids, pa.array(errors), pa.array(flags)], schema=schema)
 
     def _frames(self, part: Path) -> Iterator[tuple[pa.RecordBatch, int]]:
         """Input batches with their first row's number; a series part comes whole,
@@ -225,7 +234,8 @@ class EmbedJob:
         """The rows to score, and the rows quarantined (or an error when failing)."""
         if suite is None:
             return frame, None
-        view = validation_view(frame, self._data_config).frame
+        config = self._data_config
+        view = frame if config.kind == "tabular" else validation_view(frame, config).frame
         result = suite.evaluate(view, row_offset=offset)
         if result.success:
             return frame, None
@@ -243,8 +253,18 @@ class EmbedJob:
     def _prepare(
         self, batches: Iterator[tuple[pa.RecordBatch, int]], part: Path, suite: CompiledSuite | None
     ) -> Iterator[_Prepared]:
-        """Convert, check and scale each batch; runs ahead of the model in a thread."""
+        """Convert, check and scale each batch; runs ahead of the model in a thread.
+
+        Clean batches of a tabular bundle take the Arrow path (no pandas); any other
+        batch, and any batch that path declines, is checked through pandas, which names
+        every failure.
+        """
+        fast = ArrowTabularPath.for_bundle(self.bundle.predictor, suite, self._id_column)
         for batch, offset in batches:
+            ready = fast.prepare(batch, offset) if fast is not None else None
+            if ready is not None:
+                yield _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None)
+                continue
             frame = batch.to_pandas()
             keep, rejected = self._checked(frame, offset, part, suite)
             if self._id_column in keep.columns:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aeops.embedding._engine import SUCCESS_MARKER, EmbedJob, JobReport
+from aeops.embedding._engine import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER, EmbedJob, JobReport
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -139,7 +139,7 @@ class _PartitionWriter:
         target = Path(self.folder) / name
         temp = Path(self.folder) / f".{name}.tmp"
         rows = 0
-        with pq.ParquetWriter(temp, self.schema) as writer:
+        with pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS) as writer:
             for batch in batches:
                 writer.write_batch(self._conform(batch))
                 rows += batch.num_rows

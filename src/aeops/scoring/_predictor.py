@@ -74,6 +74,24 @@ class Predictor:
             return np.empty((0, latent), np.float32), np.empty((0, *samples.shape[1:]), np.float32)
         return np.concatenate(embeddings), np.concatenate(elementwise)
 
+    def embed_samples(self, samples: np.ndarray) -> np.ndarray:
+        """Embeddings (S, latent_dim) float32 of scaled samples: the encoder alone.
+
+        The same numbers as :meth:`encode_samples` gives, at the encoder's cost only.
+        """
+        self.model.eval()
+        embeddings = []
+        with torch.inference_mode():
+            for batch in self._batches(samples):
+                embeddings.append(self.model.encode(batch).float().cpu().numpy())
+        if not embeddings:
+            return np.empty((0, self.model.config.latent_dim), np.float32)
+        return np.concatenate(embeddings)
+
+    def embeddings(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per-row embeddings (N, latent_dim) float32 of raw rows."""
+        return self.inputs.row_embeddings(len(frame), self.embed_samples(self.samples(frame)))
+
     def embed_and_score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Per-row embeddings (N, latent_dim) and anomaly scores (N,) of raw rows."""
         embeddings, elementwise = self.encode_samples(self.samples(frame))

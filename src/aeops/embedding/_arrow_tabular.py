@@ -1,0 +1,145 @@
+"""The fast path for tabular bundles: Arrow columns straight to one float matrix.
+
+A clean batch (the common case) needs no pandas: its feature columns are copied once
+into a float64 matrix, the suite's checks run on that matrix as whole-array bound
+comparisons, and the same matrix is scaled into the model's samples. A batch that
+fails anything here is handed back to the general path, which names every failure
+(or quarantines the bad rows) exactly as before; so this path only ever accepts
+batches the general path would accept, with identical samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from aeops.data import TabularInputs
+from aeops.embedding._checks import CompiledSuite
+from aeops.scoring import Predictor
+
+# Inputs the model computes in float32, so the general path refuses anything beyond.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class ArrowBatch:
+    """A batch made ready for the model without pandas."""
+
+    n_rows: int
+    ids: pa.Array
+    samples: np.ndarray
+
+
+class ArrowTabularPath:
+    """Checks and scales clean record batches for a tabular bundle.
+
+    Build it with :meth:`for_bundle`, which returns None when the suite holds a check
+    this path cannot mirror (the general path then handles every batch).
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        columns: tuple[str, ...],
+        low: np.ndarray,
+        high: np.ndarray,
+        allowed_types: list[set[str] | None],
+        id_column: str,
+        id_unique: bool,
+    ) -> None:
+        """Use :meth:`for_bundle`."""
+        self._predictor = predictor
+        self._columns = columns
+        self._low = low
+        self._high = high
+        self._allowed_types = allowed_types
+        self._id_column = id_column
+        self._id_unique = id_unique
+
+    @classmethod
+    def for_bundle(
+        cls, predictor: Predictor, suite: CompiledSuite | None, id_column: str
+    ) -> ArrowTabularPath | None:
+        """The fast path for ``predictor``'s inputs under ``suite``, when it can mirror it."""
+        if not isinstance(predictor.inputs, TabularInputs):
+            return None
+        columns = predictor.inputs.columns
+        low = np.full(len(columns), -_FLOAT32_MAX)
+        high = np.full(len(columns), _FLOAT32_MAX)
+        allowed: list[set[str] | None] = [None] * len(columns)
+        id_unique = False
+        if suite is not None:
+            plan = suite.matrix_plan(columns, id_column)
+            if plan is None:
+                return None
+            low = np.maximum(low, plan.low)
+            high = np.minimum(high, plan.high)
+            allowed = plan.allowed_types
+            id_unique = plan.id_unique
+        return cls(predictor, columns, low, high, allowed, id_column, id_unique)
+
+    def prepare(self, batch: pa.RecordBatch, offset: int) -> ArrowBatch | None:
+        """Samples and ids of a clean ``batch``; None sends it to the general path.
+
+        Each feature column is checked and scaled on its own, where it lies in memory
+        (the scaler's own column-wise arithmetic, so the samples are bit for bit those
+        of the general path).
+        """
+        columns = self._numeric_columns(batch)
+        ids = None if columns is None else self._ids(batch, offset)
+        if columns is None or ids is None:
+            return None
+        for index, column in enumerate(columns):
+            if not self._within_bounds(index, column):
+                return None
+        samples = self._predictor.scaler.transform_columns(columns)
+        return ArrowBatch(batch.num_rows, ids, samples)
+
+    def _within_bounds(self, index: int, column: np.ndarray) -> bool:
+        """No NaN, and every value within the feature's bounds."""
+        low, high = self._low[index], self._high[index]
+        if column.size == 0:
+            return True
+        if column.dtype.kind in "iu":  # no NaN; only explicit bounds can fail
+            if low <= -_FLOAT32_MAX and high >= _FLOAT32_MAX:
+                return True
+            return bool(column.min() >= low and column.max() <= high)
+        if column.dtype == np.float32 and low <= -_FLOAT32_MAX and high >= _FLOAT32_MAX:
+            return bool(np.isfinite(column).all())  # a finite float32 is within its range
+        # NaN fails both comparisons: one pass covers not-null, finite and bounds.
+        return bool(((column >= low) & (column <= high)).all())
+
+    def _numeric_columns(self, batch: pa.RecordBatch) -> list[np.ndarray] | None:
+        """The feature columns as numpy views, or None if any is absent, non-numeric,
+        of a type the suite does not allow, or holds a null."""
+        schema = batch.schema
+        columns = []
+        for index, name in enumerate(self._columns):
+            position = schema.get_field_index(name)
+            if position < 0:
+                return None
+            column = batch.column(position)
+            kind = column.type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                return None
+            allowed = self._allowed_types[index]
+            if allowed is not None and np.dtype(kind.to_pandas_dtype()).name not in allowed:
+                return None
+            if column.null_count:
+                return None
+            columns.append(column.to_numpy(zero_copy_only=False))
+        return columns
+
+    def _ids(self, batch: pa.RecordBatch, offset: int) -> pa.Array | None:
+        position = batch.schema.get_field_index(self._id_column)
+        if position < 0:
+            return pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
+        ids = batch.column(position)
+        if ids.null_count:
+            return None
+        if self._id_unique and not pd.Index(ids.to_numpy(zero_copy_only=False)).is_unique:
+            return None
+        return ids
