@@ -5,6 +5,17 @@ from aeops.io._images import ImageDataset
 from aeops.io._metrics import MlflowMetricHistoryBatchDataset
 from aeops.io._tabular import TabularDataset
 
+# Catalog entries name these as aeops.io.<Class>; say so wherever a class shows its
+# module (kedro-viz, reprs), rather than the private module that defines it.
+for _dataset in (
+    BatchJobOutputDataset,
+    ImageDataset,
+    MlflowMetricHistoryBatchDataset,
+    TableSourceDataset,
+    TabularDataset,
+):
+    _dataset.__module__ = __name__
+
 __all__ = [
     "BatchJobOutputDataset",
     "ImageDataset",

@@ -17,7 +17,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 func=plan_embeddings,
                 inputs=["embed_input", "params:embed", "params:registry"],
                 outputs="embeddings",
-                name="plan_embeddings_node",
+                name="embed_dataset_node",
             )
         ]
     )

@@ -13,7 +13,7 @@ from aeops.data import DataConfig, ingest
 from aeops.pipelines._params import parse_params
 from aeops.pipelines._registered import load_model_for
 from aeops.scoring import Predictor
-from aeops.scoring.generative import impute_values, imputed_frame
+from aeops.scoring.generative import Imputation, impute_values, imputed_frame
 from aeops.serving import LoadedBundle
 from aeops.validation import (
     suite_for_imputation,
@@ -74,12 +74,8 @@ def holdout_rmse(
         return {}
     masked = observed.copy()
     masked[hidden] = np.nan
-    trial = frame.copy()
-    names = _value_columns(predictor)
-    if names is None:
-        return {}
-    for index, name in enumerate(names):
-        trial[name] = masked[:, index]
+    # The frame with the held-out values blanked (written like filled values are).
+    trial = imputed_frame(predictor, frame, Imputation(masked, hidden, 0, 0.0))
     imputation = impute_values(predictor, trial, config.max_iterations, config.tolerance)
     scale = np.broadcast_to(predictor.scaler.scale, observed.shape)[hidden]
     counts = np.maximum((~np.isnan(masked)).sum(axis=0), 1)
@@ -94,11 +90,6 @@ def holdout_rmse(
         "impute_holdout_rmse": rmse(imputation.values[hidden]),
         "impute_holdout_rmse_column_mean": rmse(column_means[hidden]),
     }
-
-
-def _value_columns(predictor: Predictor) -> list[str] | None:
-    columns = getattr(predictor.inputs, "columns", None)
-    return list(columns) if columns is not None else None
 
 
 def impute_missing_values(

@@ -17,7 +17,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
                 func=plan_scores,
                 inputs=["score_input", "params:score", "params:registry"],
                 outputs="scores",
-                name="plan_scores_node",
+                name="score_dataset_node",
             )
         ]
     )

@@ -49,7 +49,7 @@ def ingest_raw_data(raw_data: pd.DataFrame, data: dict[str, Any]) -> pd.DataFram
 
 
 def validate_raw_data(
-    raw_frame: pd.DataFrame, data: dict[str, Any]
+    ingested_data: pd.DataFrame, data: dict[str, Any]
 ) -> tuple[ValidationReport, dict[str, Any], dict[str, Any]]:
     """Validate the raw frame with a Great Expectations suite built from config and schema.
 
@@ -61,7 +61,7 @@ def validate_raw_data(
         passed) and the suite's JSON form (shipped in the bundle).
     """
     config = parse_params(DataConfig, data, "data")
-    view = validation_view(raw_frame, config)
+    view = validation_view(ingested_data, config)
     label = config.label_column
     suite = build_suite(
         view.frame,
@@ -71,19 +71,19 @@ def validate_raw_data(
         bounds=view.bounds,
         min_rows=view.min_rows,
     )
-    source = raw_frame.attrs.get("source", "raw_data")
+    source = ingested_data.attrs.get("source", "raw_data")
     report = validate_frame(view.frame, suite, source=source, id_column=config.id_column)
     return report, report.to_dict(), suite_to_dict(suite)
 
 
-def enforce_validation(raw_frame: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
+def enforce_validation(ingested_data: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
     """Pass the frame on only if it validated; stop the pipeline otherwise.
 
     Raises:
         DataValidationError: listing every failed expectation.
     """
     report.raise_for_failures()
-    return raw_frame
+    return ingested_data
 
 
 def log_training_data(validated_data: pd.DataFrame, data: dict[str, Any]) -> str:

@@ -27,18 +27,18 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             Node(
                 func=ingest_raw_data,
                 inputs=["raw_data", "params:data"],
-                outputs="raw_frame",
+                outputs="ingested_data",
                 name="ingest_raw_data_node",
             ),
             Node(
                 func=validate_raw_data,
-                inputs=["raw_frame", "params:data"],
-                outputs=["raw_validation", "validation_report", "validation_suite"],
+                inputs=["ingested_data", "params:data"],
+                outputs=["expectation_results", "validation_report", "validation_suite"],
                 name="validate_raw_data_node",
             ),
             Node(
                 func=enforce_validation,
-                inputs=["raw_frame", "raw_validation"],
+                inputs=["ingested_data", "expectation_results"],
                 outputs="validated_data",
                 name="enforce_validation_node",
             ),
