@@ -52,13 +52,16 @@ class Predictor:
 
     def _batches(self, samples: np.ndarray) -> list[torch.Tensor]:
         device = self._device()
-        # One contiguous copy per batch: cache-sized, and cheaper than strided matmuls.
-        return [
-            torch.from_numpy(np.ascontiguousarray(samples[start : start + self.batch_size])).to(
-                device
-            )
-            for start in range(0, samples.shape[0], self.batch_size)
-        ]
+        batches = []
+        for start in range(0, samples.shape[0], self.batch_size):
+            part = samples[start : start + self.batch_size]
+            # On the CPU a column-major table's rows go to the first matmul as they lie
+            # (BLAS reads a transposed operand in place; a transposing copy cost as much
+            # as the encoder). A device gets one contiguous block per transfer.
+            if device.type != "cpu":
+                part = np.ascontiguousarray(part)
+            batches.append(torch.from_numpy(part).to(device))
+        return batches
 
     def encode_samples(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings (S, latent_dim) float32 and per-element scores (S, *shape) float32."""
