@@ -254,3 +254,24 @@ def test_the_matrix_plan_mirrors_the_suites_bounds_types_and_id_checks() -> None
     assert plan.id_unique
     # A check on a column the matrix does not hold: only the general path can run it.
     assert CompiledSuite(suite, {"id"}).matrix_plan(("f0",), "id") is None
+
+
+def test_ids_keep_their_input_type_when_batches_take_different_paths(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(400)
+    ids = pa.array([None if i == 5 else int(v) for i, v in enumerate(rows["id"])], pa.int64())
+    table = pa.Table.from_pandas(rows.drop(columns=["id"]), preserve_index=False)
+    pq.write_table(table.add_column(0, "id", ids), tmp_path / "in.parquet")
+    job = _job(
+        store,
+        "tabular",
+        tmp_path / "in.parquet",
+        output="embeddings",
+        invalid_rows="quarantine",
+        batch_rows=100,  # the first batch (a null id) goes through pandas, the rest do not
+    )
+    assert job.run(tmp_path / "out.parquet").quarantined_rows == 1
+    written = pq.read_table(tmp_path / "out.parquet")
+    assert written.schema.field("id").type == pa.int64()
+    assert written.column("id").to_pylist() == [v for i, v in enumerate(ids.to_pylist()) if i != 5]

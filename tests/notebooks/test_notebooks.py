@@ -21,6 +21,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from nbclient.util import run_sync
 
 from support import KedroProject, output_of
 
@@ -70,14 +71,19 @@ def execute(project: KedroProject, name: str, kernels: KernelSpecManager) -> nbf
     """Run every cell of ``notebooks/<name>`` in a fresh kernel; raise on a failing cell."""
     folder = project.root / "notebooks"
     notebook = nbformat.read(folder / name, as_version=4)
+    manager = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=kernels)
     client = NotebookClient(
         notebook,
-        km=AsyncKernelManager(kernel_name="python3", kernel_spec_manager=kernels),
+        km=manager,
         timeout=300,
         kernel_name="python3",
         resources={"metadata": {"path": str(folder)}},
     )
-    client.execute(env=KedroProject.env())
+    try:
+        client.execute(env=KedroProject.env())
+    finally:  # nbclient leaves a kernel it did not create running
+        if run_sync(manager.is_alive)():
+            run_sync(manager.shutdown_kernel)(now=True)
     return notebook
 
 

@@ -270,6 +270,29 @@ def test_other_data_kinds_train_from_their_conf_envs(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     extra = {"timeseries": "plots/series_scores.png", "images": "plots/image_reconstructions.png"}
     assert extra[env] in artifacts
+    if model_kind == "vae":  # an image VAE generates digits, and logs their grid
+        _generates_images(project, env)
+
+
+def _generates_images(project: KedroProject, env: str) -> None:
+    result = project.run(f"--env={env}", "--params=generate.num_samples=16", pipeline="generate")
+    assert result.returncode == 0, output_of(result)
+    generated = pd.read_parquet(project.root / "data" / "07_model_output" / "generated.parquet")
+    assert list(generated.columns) == ["sample", "image"]
+    images = np.stack(generated["image"].to_list())
+    assert images.shape == (16, 64)  # 8 x 8 digits, flattened
+    assert images.max() > 2.0  # in the demo's pixel units (0 to 16), not the scaled 0 to 1
+    (run,) = [r for r in project.runs() if "generated_by_model_uri" in r.data.tags]
+    artifacts = {a.path for a in project.client().list_artifacts(run.info.run_id, "generation")}
+    assert "generation/generated_samples.png" in artifacts
+
+
+def test_generate_refuses_a_model_that_is_not_a_vae(trained: KedroProject) -> None:
+    result = trained.run(pipeline="generate")
+    assert result.returncode != 0
+    assert "model.kind='vanilla'" in output_of(result)
+    assert "--params=model.kind=vae" in output_of(result)
+    assert not (trained.root / "data" / "07_model_output" / "generated.parquet").exists()
 
 
 def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(

@@ -89,3 +89,36 @@ def test_predictor_refuses_nan_and_inf_naming_the_column() -> None:
 def test_score_frame_needs_a_threshold() -> None:
     with pytest.raises(ValueError, match="no anomaly threshold"):
         _predictor().score_frame(pd.DataFrame({"a": [1.0], "b": [1.0], "c": [1.0]}))
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "sparse", "denoising", "vae"])
+def test_embeddings_alone_are_the_bits_of_embeddings_with_scores(kind: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, architecture="mlp", latent_dim=2), (3,))
+    values = np.random.default_rng(0).normal(size=(300, 3))
+    predictor = Predictor(
+        model=model,
+        inputs=TabularInputs(("a", "b", "c")),
+        scaler=fit_scaler(values, ["a", "b", "c"], "standard"),
+        batch_size=128,
+    )
+    samples = predictor.samples(pd.DataFrame(values, columns=["a", "b", "c"]))
+    np.testing.assert_array_equal(
+        predictor.embed_samples(samples), predictor.encode_samples(samples)[0]
+    )
+
+
+def test_a_row_gets_the_same_bits_in_a_small_batch_and_in_a_large_one() -> None:
+    torch.manual_seed(0)
+    columns = [f"x{i}" for i in range(16)]
+    model = build_model(ModelConfig(architecture="mlp", latent_dim=4), (16,))
+    values = np.random.default_rng(2).normal(size=(5000, 16))
+    predictor = Predictor(
+        model=model,
+        inputs=TabularInputs(tuple(columns)),
+        scaler=fit_scaler(values, columns, "robust"),
+    )
+    frame = pd.DataFrame(values, columns=columns)
+    whole = predictor.embeddings(frame)
+    for rows in (slice(0, 4), slice(100, 112), slice(4000, 4600)):
+        np.testing.assert_array_equal(predictor.embeddings(frame.iloc[rows]), whole[rows])

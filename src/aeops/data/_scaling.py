@@ -41,12 +41,21 @@ class FittedScaler:
 
     def transform_columns(self, columns: list[np.ndarray]) -> np.ndarray:
         """Scale F columns of N values (any numeric dtype) into a column-major (N, F)
-        float32 array: the same float64 arithmetic as :meth:`transform`, one column
-        at a time, so each column's work stays in the CPU cache."""
+        float32 array: the same float64 arithmetic as :meth:`transform`, one column at
+        a time, so each column's work stays in the CPU cache.
+
+        Raises:
+            ValueError: if the number of columns is not the scaler's.
+        """
+        per_column = self.center.shape[0] > 1
+        if per_column and len(columns) != self.center.shape[0]:
+            raise ValueError(
+                f"the scaler was fit on {self.center.shape[0]} columns "
+                f"{list(self.columns)}; got {len(columns)}"
+            )
         rows = len(columns[0]) if columns else 0
         scaled = np.empty((rows, len(columns)), dtype=np.float32, order="F")
         work = np.empty(rows, dtype=np.float64)
-        per_column = self.center.shape[0] > 1
         for index, column in enumerate(columns):
             source = index if per_column else 0
             np.copyto(work, column)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aeops.data import TabularInputs
 from aeops.embedding._checks import CompiledSuite
 from aeops.scoring import Predictor
 
-# Inputs the model computes in float32, so the general path refuses anything beyond.
+# The model computes in float32: this path takes no value beyond its range (the
+# suite's FINITE_LIMIT bounds refuse them on the general path too).
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -109,8 +111,10 @@ class ArrowTabularPath:
             return bool(column.min() >= low and column.max() <= high)
         if column.dtype == np.float32 and low <= -_FLOAT32_MAX and high >= _FLOAT32_MAX:
             return bool(np.isfinite(column).all())  # a finite float32 is within its range
-        # NaN fails both comparisons: one pass covers not-null, finite and bounds.
-        return bool(((column >= low) & (column <= high)).all())
+        # In float64, as the general path compares; NaN fails both comparisons, so one
+        # pass covers not-null, finite and bounds.
+        values = column.astype(np.float64, copy=False)
+        return bool(((values >= low) & (values <= high)).all())
 
     def _numeric_columns(self, batch: pa.RecordBatch) -> list[np.ndarray] | None:
         """The feature columns as numpy views, or None if any is absent, non-numeric,
@@ -140,6 +144,15 @@ class ArrowTabularPath:
         ids = batch.column(position)
         if ids.null_count:
             return None
-        if self._id_unique and not pd.Index(ids.to_numpy(zero_copy_only=False)).is_unique:
+        if pa.types.is_floating(ids.type) and pc.any(pc.is_nan(ids)).as_py():
+            return None  # NaN is not an Arrow null, but the suite's not-null check fails it
+        if self._id_unique and not _unique(ids.to_numpy(zero_copy_only=False)):
             return None
         return ids
+
+
+def _unique(values: np.ndarray) -> bool:
+    """Whether no value repeats; increasing ids (the usual case) need no hash table."""
+    if values.dtype.kind in "iu" and values.size > 1 and bool((np.diff(values) > 0).all()):
+        return True
+    return bool(pd.Index(values).is_unique)

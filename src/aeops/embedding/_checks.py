@@ -187,7 +187,7 @@ class CompiledSuite:
                         )
                     )
             elif check.expectation == "expect_column_values_to_be_in_type_list":
-                if _numeric_type_allowed(dtypes[check.column], check):
+                if _type_allowed(dtypes[check.column], check):
                     continue
                 failure = _type_failure(frame[check.column], check, row_offset)
                 if failure is not None:
@@ -216,14 +216,14 @@ class CompiledSuite:
         return BatchResult(column_failures, row_failures, bad)
 
 
-def _numeric_type_allowed(dtype: Any, check: _Check) -> bool:
+def _type_allowed(dtype: Any, check: _Check) -> bool:
     allowed = check.kwargs.get("type_list", [])
     return str(dtype) in allowed or type(dtype).__name__ in allowed
 
 
 def _type_failure(values: pd.Series, check: _Check, row_offset: int) -> BatchFailure | None:
     """A non-numeric column, with the rows and values that are not numbers."""
-    if _numeric_type_allowed(values.dtype, check):
+    if _type_allowed(values.dtype, check):
         return None
     not_numbers = (
         pd.to_numeric(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy()
@@ -242,7 +242,9 @@ def _row_masks(
     frame: pd.DataFrame, checks: list[_Check], dtypes: dict[Any, Any]
 ) -> list[np.ndarray | None]:
     """The failing rows of each row check; numeric columns share one matrix."""
-    numeric = sorted({c.column for c in checks if getattr(dtypes[c.column], "kind", "") in "iuf"})
+    numeric = sorted(
+        {c.column for c in checks if getattr(dtypes[c.column], "kind", "O") in ("i", "u", "f")}
+    )
     where = {column: index for index, column in enumerate(numeric)}
     matrix = float_matrix(frame, numeric)  # (N, C)
     missing = np.isnan(matrix)

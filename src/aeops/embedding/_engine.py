@@ -62,26 +62,57 @@ class JobReport:
 
 
 def _background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``items`` in a thread, ``depth`` ahead; exceptions surface to the caller."""
+    """Iterate ``items`` in a thread, ``depth`` ahead; exceptions surface to the caller.
+
+    When the caller stops early (an error in the model or the writer), the thread is
+    told to stop and the queue drained, so it never blocks on a full queue holding the
+    input file open.
+    """
     channel: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
 
     def produce() -> None:
         try:
             for item in items:
+                if stop.is_set():
+                    break
                 channel.put(item)
         except BaseException as error:  # handed to the consumer, re-raised there
             channel.put(error)
             return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
         channel.put(_DONE)
 
-    threading.Thread(target=produce, daemon=True, name="aeops-reader").start()
-    while True:
-        item = channel.get()
-        if item is _DONE:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=produce, daemon=True, name="aeops-reader")
+    thread.start()
+    try:
+        while True:
+            item = channel.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                channel.get(timeout=0.05)
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"jobs": 0, "previous": 0}
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (affinity and cpusets), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -90,18 +121,26 @@ def _cpu_share_for_the_model(model: torch.nn.Module) -> Iterator[None]:
 
     Torch's intra-op pool otherwise takes every core and spins for work while the
     reader decodes and the writer encodes Parquet: on two cores that halved the job's
-    rows/s. The model gets half the cores (at least one) while a part runs, and the
-    previous setting comes back afterwards. A model on a GPU is left alone.
+    rows/s. While jobs run, the model gets half the usable CPUs (at least one, never
+    more than the setting it had), and the setting comes back when the last job in
+    the process ends, also on error. A model on a GPU is left alone.
     """
     if next(model.parameters()).device.type != "cpu":
         yield
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    with _THREADS_LOCK:
+        if _THREADS_STATE["jobs"] == 0:
+            _THREADS_STATE["previous"] = torch.get_num_threads()
+            share = max(1, _usable_cpus() // 2)
+            torch.set_num_threads(min(_THREADS_STATE["previous"], share))
+        _THREADS_STATE["jobs"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        with _THREADS_LOCK:
+            _THREADS_STATE["jobs"] -= 1
+            if _THREADS_STATE["jobs"] == 0:
+                torch.set_num_threads(_THREADS_STATE["previous"])
 
 
 class _AtomicParquetWriter:
@@ -290,7 +329,11 @@ class EmbedJob:
             frame = batch.to_pandas()
             keep, rejected = self._checked(frame, offset, part, suite)
             if self._id_column in keep.columns:
-                ids = pa.array(keep[self._id_column].to_numpy())
+                # The input's own id type, whichever path a batch takes: pandas would
+                # turn int ids with a (quarantined) null into floats.
+                id_type = batch.schema.field(self._id_column).type
+                ids = pa.array(keep[self._id_column].to_numpy(), from_pandas=True)
+                ids = ids.cast(id_type)
             else:
                 ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
             keep = keep.reset_index(drop=True)

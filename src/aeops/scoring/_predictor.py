@@ -12,6 +12,9 @@ from aeops.data import FittedScaler, InputSpec
 from aeops.models import Autoencoder
 from aeops.scoring._threshold import Threshold
 
+# Batches with fewer rows go to the model row-major (see Predictor._batches).
+_MIN_STRIDED_ROWS = 64
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -55,10 +58,13 @@ class Predictor:
         batches = []
         for start in range(0, samples.shape[0], self.batch_size):
             part = samples[start : start + self.batch_size]
-            # On the CPU a column-major table's rows go to the first matmul as they lie
-            # (BLAS reads a transposed operand in place; a transposing copy cost as much
-            # as the encoder). A device gets one contiguous block per transfer.
-            if device.type != "cpu":
+            # A column-major table's rows go to the first matmul as they lie: BLAS reads
+            # a transposed operand in place, where a transposing copy cost as much as
+            # the encoder. Below _MIN_STRIDED_ROWS rows its small-matrix kernels give
+            # other bits than for row-major rows, so small batches are copied: a row
+            # gets the same bits in a batch of any size (tested). A device gets one
+            # contiguous block per transfer.
+            if device.type != "cpu" or part.shape[0] < _MIN_STRIDED_ROWS:
                 part = np.ascontiguousarray(part)
             batches.append(torch.from_numpy(part).to(device))
         return batches

@@ -31,8 +31,9 @@ def generate_samples(
 ) -> np.ndarray:
     """``n`` samples decoded from the VAE's prior, in original units, (n, *sample_shape).
 
-    Rows for tables (n, F), images (n, C, H, W) and windows (n, T, F). The same seed
-    gives the same samples on any device.
+    Rows for tables (n, F), images (n, C, H, W) and windows (n, T, F). The prior's
+    draws come from a CPU generator, so the same seed decodes the same codes on any
+    device (the decoded values then match to the device's float precision).
 
     Raises:
         GenerationError: if the model is not a VAE, or ``n`` or ``temperature`` is not
@@ -146,7 +147,6 @@ def impute_values(
         values[missing] = filled
         if change < tolerance:
             break
-    values[~missing] = observed[~missing]
     return Imputation(values=values, missing=missing, iterations=iteration, last_change=change)
 
 
@@ -155,7 +155,8 @@ def imputed_frame(
 ) -> pd.DataFrame:
     """``frame`` with its missing inputs filled; every other cell is untouched.
 
-    Images come back flattened (C x H x W) in the image column.
+    Images are the exception: the image column is rewritten whole, each image a
+    flattened (C x H x W) float array whose observed pixels keep their values.
     """
     inputs = predictor.inputs
     if isinstance(inputs, ImageInputs):

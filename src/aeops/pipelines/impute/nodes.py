@@ -78,8 +78,11 @@ def holdout_rmse(
     trial = imputed_frame(predictor, frame, Imputation(masked, hidden, 0, 0.0))
     imputation = impute_values(predictor, trial, config.max_iterations, config.tolerance)
     scale = np.broadcast_to(predictor.scaler.scale, observed.shape)[hidden]
-    counts = np.maximum((~np.isnan(masked)).sum(axis=0), 1)
-    column_means = np.broadcast_to(np.nansum(masked, axis=0) / counts, observed.shape)
+    counts = (~np.isnan(masked)).sum(axis=0)
+    means = np.nansum(masked, axis=0) / np.maximum(counts, 1)
+    # As imputation starts: the training centre where a column has nothing observed.
+    means = np.where(counts > 0, means, np.broadcast_to(predictor.scaler.center, means.shape))
+    column_means = np.broadcast_to(means, observed.shape)
     truth = observed[hidden]
 
     def rmse(guess: np.ndarray) -> float:

@@ -17,6 +17,7 @@ from aeops.pipelines.train.nodes import fit_autoencoder
 from aeops.scoring import Predictor
 from aeops.scoring.plots import training_curves
 from aeops.serving import log_run_params, nested_run
+from aeops.training import TrainingConfig, TrainingDivergedError
 from aeops.training.sweep import SweepConfig, apply_overrides, run_sweep
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def sweep_hyperparameters(
         model_params = apply_overrides(model, "model", params)
         training_params = apply_overrides(training, "training", params)
         # Trials never resume each other's checkpoints: each gets its own folder.
-        folder = training_params.get("checkpoint_dir", "data/06_models/checkpoints")
+        folder = parse_params(TrainingConfig, training, "training").checkpoint_dir
         training_params.update(
             progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}"
         )
@@ -87,6 +88,11 @@ def sweep_hyperparameters(
             )
             predictor = Predictor(model=autoencoder, inputs=input_spec, scaler=scaler)
             errors = predictor.reconstruction_errors(validation_frame)
+            if not np.isfinite(errors).all():
+                raise TrainingDivergedError(
+                    f"trial {number}: the model's validation errors are not finite "
+                    f"(parameters {params}); the trial counts as failed"
+                )
             value = float(np.mean(errors) if labels is None else roc_auc_score(labels, errors))
             log(
                 {
@@ -105,6 +111,10 @@ def sweep_hyperparameters(
         return value
 
     outcome = run_sweep(config, evaluate)
+    if best.get("number") != outcome.best.number:  # one rule must pick one trial
+        raise RuntimeError(
+            f"the sweep chose trial {outcome.best.number} but kept trial {best.get('number')}"
+        )
     logger.info(
         "Best of %d trial(s): trial %d, %s = %.6g, %s",
         len(outcome.trials),

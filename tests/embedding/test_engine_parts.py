@@ -1,0 +1,92 @@
+"""The local engine's parts on their own: the Arrow fast path, torch's thread share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+from aeops.data import TabularInputs, fit_scaler
+from aeops.embedding._arrow_tabular import ArrowTabularPath
+from aeops.embedding._checks import CompiledSuite
+from aeops.embedding._engine import _cpu_share_for_the_model
+from aeops.models import ModelConfig, build_model
+from aeops.scoring import Predictor
+from aeops.validation import build_suite, suite_to_dict
+
+COLUMNS = ("a", "b", "c")
+
+
+def _predictor() -> Predictor:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(8,)), (3,))
+    values = np.random.default_rng(0).normal(size=(50, 3))
+    return Predictor(model, TabularInputs(COLUMNS), fit_scaler(values, list(COLUMNS), "robust"))
+
+
+def _fast_path(frame: pd.DataFrame) -> ArrowTabularPath:
+    suite = suite_to_dict(build_suite(frame, id_column="id", feature_columns=list(COLUMNS)))
+    path = ArrowTabularPath.for_bundle(_predictor(), CompiledSuite(suite, {"id"}), "id")
+    assert path is not None
+    return path
+
+
+def _frame(n: int = 20) -> pd.DataFrame:
+    values = np.random.default_rng(1).normal(size=(n, 3))
+    frame = pd.DataFrame(values, columns=list(COLUMNS))
+    frame.insert(0, "id", np.arange(n, dtype=np.int64))
+    return frame
+
+
+def test_the_fast_path_gives_the_general_paths_samples_bit_for_bit() -> None:
+    frame = _frame(5000)
+    frame["b"] = frame["b"].astype(np.float32)
+    frame["c"] = (frame["c"] * 100).round().astype(np.int32)
+    path = _fast_path(frame)
+    ready = path.prepare(pa.RecordBatch.from_pandas(frame, preserve_index=False), 0)
+    assert ready is not None
+    general = _predictor().samples(frame)
+    np.testing.assert_array_equal(ready.samples, general)
+    assert ready.ids.to_pylist() == frame["id"].tolist()
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda f: f.assign(a=f["a"].where(f.index != 3)),  # a missing value
+        lambda f: f.assign(b=f["b"].where(f.index != 3, np.inf)),
+        lambda f: f.assign(id=f["id"].astype(float).where(f.index != 3)),  # NaN id
+        lambda f: f.assign(id=f["id"].where(f.index != 3, 0)),  # duplicated id
+        lambda f: f.assign(c=f["c"].astype(str)),  # text where numbers belong
+        lambda f: f.drop(columns=["c"]),
+        lambda f: f.assign(a=f["a"] > 0),  # booleans are not numbers to the suite
+    ],
+)
+def test_the_fast_path_declines_what_the_general_path_must_name(spoil: object) -> None:
+    frame = _frame()
+    path = _fast_path(frame)
+    spoiled = spoil(frame)  # type: ignore[operator]
+    assert path.prepare(pa.RecordBatch.from_pandas(spoiled, preserve_index=False), 0) is None
+
+
+def test_nan_ids_are_declined_even_in_arrow_where_nan_is_not_null() -> None:
+    frame = _frame()
+    path = _fast_path(frame)
+    ids = pa.array([0.0, float("nan")] + [float(i) for i in range(2, 20)])
+    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False).set_column(0, "id", ids)
+    assert ids.null_count == 0
+    assert path.prepare(batch, 0) is None
+
+
+def test_the_model_gets_half_the_cpus_during_a_job_and_the_setting_comes_back() -> None:
+    model = _predictor().model
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="boom"), _cpu_share_for_the_model(model):
+        assert torch.get_num_threads() <= max(1, before)
+        with _cpu_share_for_the_model(model):  # a second job in the same process
+            pass
+        assert torch.get_num_threads() <= max(1, before)
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
