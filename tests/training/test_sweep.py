@@ -10,6 +10,10 @@ from pydantic import ValidationError
 from aeops.training import TrainingDivergedError
 from aeops.training.sweep import RangeSpec, SweepConfig, apply_overrides, run_sweep
 
+# The dev install has Optuna (the `sweep` extra); bench/gpu_check.sh runs tests/training
+# on a bare GPU image without it.
+pytest.importorskip("optuna")
+
 SPACE: dict[str, Any] = {
     "model.kind": ["vanilla", "vae"],
     "model.latent_dim": {"low": 2, "high": 16, "log": True},
