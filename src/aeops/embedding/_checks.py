@@ -187,11 +187,8 @@ class CompiledSuite:
                         )
                     )
             elif check.expectation == "expect_column_values_to_be_in_type_list":
-                if _type_allowed(dtypes[check.column], check):
-                    continue
-                failure = _type_failure(frame[check.column], check, row_offset)
-                if failure is not None:
-                    column_failures.append(failure)
+                if not _type_allowed(dtypes[check.column], check):
+                    column_failures.append(_type_failure(frame[check.column], check, row_offset))
             elif check.expectation in _ROW_CHECKS:
                 row_checks.append(check)
         masks = _row_masks(frame, row_checks, dtypes)
@@ -221,10 +218,8 @@ def _type_allowed(dtype: Any, check: _Check) -> bool:
     return str(dtype) in allowed or type(dtype).__name__ in allowed
 
 
-def _type_failure(values: pd.Series, check: _Check, row_offset: int) -> BatchFailure | None:
+def _type_failure(values: pd.Series, check: _Check, row_offset: int) -> BatchFailure:
     """A non-numeric column, with the rows and values that are not numbers."""
-    if _type_allowed(values.dtype, check):
-        return None
     not_numbers = (
         pd.to_numeric(values, errors="coerce").isna().to_numpy() & values.notna().to_numpy()
     )

@@ -260,8 +260,6 @@ class EmbedJob:
         """Score prepared samples and map them back to the batch's rows."""
         predictor = self.bundle.predictor
         ids = prepared.ids
-        if ids.type != schema.field(0).type:  # the first batch's id type fixed the schema
-            ids = ids.cast(schema.field(0).type)
         if self.output == "embeddings":  # the encoder alone
             samples = predictor.embed_samples(prepared.samples)
             embedding = predictor.inputs.row_embeddings(prepared.n_rows, samples)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aeops.data import ImageInputs, TabularInputs, WindowInputs
+from aeops.data import FittedScaler, ImageInputs, TabularInputs, WindowInputs
 from aeops.models.objectives.vae import VariationalAutoencoder
 from aeops.scoring._predictor import Predictor
 
@@ -103,6 +103,14 @@ class Imputation:
     last_change: float
 
 
+def column_means(values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
+    """Each column's mean over its observed (non-NaN) values, (values per row,); the
+    scaler's training centre for a column with none: where imputation starts."""
+    observed = (~np.isnan(values)).sum(axis=0)
+    means = np.nansum(values, axis=0) / np.maximum(observed, 1)
+    return np.where(observed > 0, means, np.broadcast_to(scaler.center, means.shape))
+
+
 def impute_values(
     predictor: Predictor, frame: pd.DataFrame, max_iterations: int = 50, tolerance: float = 1e-3
 ) -> Imputation:
@@ -129,12 +137,7 @@ def impute_values(
     if not missing.any():
         return Imputation(values=values, missing=missing, iterations=0, last_change=0.0)
     scale = np.broadcast_to(scaler.scale, values.shape)
-    with np.errstate(invalid="ignore"):  # all-missing columns: the warning, not the NaN
-        counts = (~missing).sum(axis=0)
-        means = np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
-    centre = np.broadcast_to(scaler.center, means.shape)
-    means = np.where(np.isnan(means), centre, means)
-    values[missing] = np.broadcast_to(means, values.shape)[missing]
+    values[missing] = np.broadcast_to(column_means(values, scaler), values.shape)[missing]
 
     change, iteration = np.inf, 0
     for iteration in range(1, max_iterations + 1):  # noqa: B007 (reported in the result)

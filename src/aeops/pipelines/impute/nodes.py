@@ -13,7 +13,7 @@ from aeops.data import DataConfig, ingest
 from aeops.pipelines._params import parse_params
 from aeops.pipelines._registered import load_model_for
 from aeops.scoring import Predictor
-from aeops.scoring.generative import Imputation, impute_values, imputed_frame
+from aeops.scoring.generative import Imputation, column_means, impute_values, imputed_frame
 from aeops.serving import LoadedBundle
 from aeops.validation import (
     suite_for_imputation,
@@ -78,11 +78,7 @@ def holdout_rmse(
     trial = imputed_frame(predictor, frame, Imputation(masked, hidden, 0, 0.0))
     imputation = impute_values(predictor, trial, config.max_iterations, config.tolerance)
     scale = np.broadcast_to(predictor.scaler.scale, observed.shape)[hidden]
-    counts = (~np.isnan(masked)).sum(axis=0)
-    means = np.nansum(masked, axis=0) / np.maximum(counts, 1)
-    # As imputation starts: the training centre where a column has nothing observed.
-    means = np.where(counts > 0, means, np.broadcast_to(predictor.scaler.center, means.shape))
-    column_means = np.broadcast_to(means, observed.shape)
+    baseline = np.broadcast_to(column_means(masked, predictor.scaler), observed.shape)
     truth = observed[hidden]
 
     def rmse(guess: np.ndarray) -> float:
@@ -91,7 +87,7 @@ def holdout_rmse(
     return {
         "impute_holdout_values": float(hidden.sum()),
         "impute_holdout_rmse": rmse(imputation.values[hidden]),
-        "impute_holdout_rmse_column_mean": rmse(column_means[hidden]),
+        "impute_holdout_rmse_column_mean": rmse(baseline[hidden]),
     }
 
 

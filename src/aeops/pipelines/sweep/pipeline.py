@@ -20,20 +20,11 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
     registration run unchanged on the best trial's model.
     """
     train = create_train_pipeline()
-    kept = [node for node in train.nodes if node.name != _REPLACED]
+    (fit,) = [node for node in train.nodes if node.name == _REPLACED]
     sweep = Node(
         func=sweep_hyperparameters,
-        inputs=[
-            "train_frame",
-            "validation_frame",
-            "input_spec",
-            "scaler",
-            "params:model",
-            "params:training",
-            "params:data",
-            "params:sweep",
-        ],
-        outputs=["trained_model", "training_history", "training_curves_plot", "sweep_trials"],
+        inputs=[*fit.inputs, "params:sweep"],
+        outputs=[*fit.outputs, "sweep_trials"],
         name="sweep_hyperparameters_node",
     )
-    return Pipeline([*kept, sweep])
+    return Pipeline([*(node for node in train.nodes if node is not fit), sweep])
