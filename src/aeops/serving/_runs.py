@@ -52,9 +52,36 @@ def log_dataset_input(
             targets=targets,
             digest=digest,
         )
-        mlflow.log_input(dataset, context=context)
+        _log_input_once(dataset, context)
     mlflow.set_tag(f"{context}_data_digest", digest)
     return digest
+
+
+def _log_input_once(dataset: Any, context: str, attempts: int = 3) -> None:
+    """``mlflow.log_input``, safe when runs start at the same moment.
+
+    MLflow's stores look a dataset up and insert it if absent in one transaction, so
+    two runs logging the same (name, digest) at once can both miss it and one insert
+    fails on the unique key. On a SQLite store the section is serialised with the
+    store's lock; behind a server (any backend) the losing run retries, and its retry
+    finds the dataset the other run wrote.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with store_lock(mlflow.get_tracking_uri()):
+                mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as error:
+            if attempt == attempts or not _is_unique_key_race(error):
+                raise
+
+
+def _is_unique_key_race(error: MlflowException) -> bool:
+    message = str(error)
+    return any(
+        marker in message
+        for marker in ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+    )
 
 
 def tag_evaluated_model(provenance: dict[str, str], role: str = "evaluated") -> None:

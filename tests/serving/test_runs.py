@@ -1,0 +1,88 @@
+"""What a run records about its inputs, including runs that start at the same moment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from aeops.serving._runs import log_dataset_input
+
+WRITERS = 6
+
+# One process: open a run, say it is ready, wait for the go file, log the same dataset.
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import mlflow, pandas as pd
+    from aeops.serving._runs import log_dataset_input
+
+    folder, uri, index = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("race")
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
+    with mlflow.start_run(run_name=f"writer-{index}"):
+        (folder / f"ready-{index}").touch()
+        while not (folder / "go").exists():
+            time.sleep(0.001)
+        log_dataset_input(frame, "raw_data", "training")
+    """
+)
+
+
+def test_log_dataset_input_records_source_schema_and_digest(tracking_uri: str) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1]})
+    frame.attrs["source"] = "data/01_raw/table.csv"
+    with mlflow.start_run() as run:
+        digest = log_dataset_input(frame, "raw_data", "training", label_column="label")
+    stored = MlflowClient().get_run(run.info.run_id)
+    (dataset_input,) = stored.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == digest
+    assert "table.csv" in dataset_input.dataset.source
+    assert dataset_input.tags[0].value == "training"
+    assert stored.data.tags["training_data_digest"] == digest
+
+
+def test_log_dataset_input_needs_an_active_run(tracking_uri: str) -> None:
+    with pytest.raises(RuntimeError, match="active MLflow run"):
+        log_dataset_input(pd.DataFrame({"a": [1.0]}), "raw_data", "training")
+
+
+def test_runs_logging_the_same_dataset_at_once_all_succeed(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    """MLflow looks the dataset up, then inserts it: two runs at once can both miss it,
+    and the second insert fails on the unique key. Every writer must still land."""
+    mlflow.set_experiment("race")  # created once here, so only the dataset races
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), tracking_uri, str(index)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(WRITERS)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < WRITERS:
+        failed = [w for w in writers if w.poll() not in (None, 0)]
+        assert not failed, failed[0].communicate()[0]
+        assert time.monotonic() < deadline, "writers did not start"
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    outputs = [writer.communicate(timeout=120)[0] for writer in writers]
+    for writer, output in zip(writers, outputs, strict=True):
+        assert writer.returncode == 0, output[-3000:]
+
+    runs = MlflowClient().search_runs([mlflow.get_experiment_by_name("race").experiment_id])
+    assert len(runs) == WRITERS
+    digests = {run.inputs.dataset_inputs[0].dataset.digest for run in runs}
+    assert len(digests) == 1
