@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,12 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+# pytest-xdist runs tests in workers whose ``__main__`` (execnet's) has no ``__file__``.
+# pyspark's connect module takes that for a doctest run and exits the process, and GX
+# imports it whenever pyspark is installed (the spark extra): name the worker's main.
+if not hasattr(sys.modules["__main__"], "__file__"):
+    sys.modules["__main__"].__file__ = "<pytest-xdist worker>"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = PROJECT_ROOT / "data" / "01_raw" / "breast_cancer_anomalies.csv"

@@ -25,11 +25,10 @@ WRITER = textwrap.dedent(
     import mlflow, pandas as pd
     from aeops.serving._runs import log_dataset_input
 
-    folder, uri, index = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    folder, uri, experiment, index = Path(sys.argv[1]), *sys.argv[2:5]
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("race")
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]})
-    with mlflow.start_run(run_name=f"writer-{index}"):
+    with mlflow.start_run(experiment_id=experiment, run_name=f"writer-{index}"):
         (folder / f"ready-{index}").touch()
         while not (folder / "go").exists():
             time.sleep(0.001)
@@ -61,10 +60,11 @@ def test_runs_logging_the_same_dataset_at_once_all_succeed(
 ) -> None:
     """MLflow looks the dataset up, then inserts it: two runs at once can both miss it,
     and the second insert fails on the unique key. Every writer must still land."""
-    mlflow.set_experiment("race")  # created once here, so only the dataset races
+    # Created once here, so only the dataset races (and no active experiment leaks).
+    experiment = MlflowClient().create_experiment("race")
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path), tracking_uri, str(index)],
+            [sys.executable, "-c", WRITER, str(tmp_path), tracking_uri, experiment, str(index)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -82,7 +82,7 @@ def test_runs_logging_the_same_dataset_at_once_all_succeed(
     for writer, output in zip(writers, outputs, strict=True):
         assert writer.returncode == 0, output[-3000:]
 
-    runs = MlflowClient().search_runs([mlflow.get_experiment_by_name("race").experiment_id])
+    runs = MlflowClient().search_runs([experiment])
     assert len(runs) == WRITERS
     digests = {run.inputs.dataset_inputs[0].dataset.digest for run in runs}
     assert len(digests) == 1
