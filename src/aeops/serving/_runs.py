@@ -52,12 +52,12 @@ def log_dataset_input(
             targets=targets,
             digest=digest,
         )
-        _log_input_once(dataset, context)
+        _log_input_tolerating_races(dataset, context)
     mlflow.set_tag(f"{context}_data_digest", digest)
     return digest
 
 
-def _log_input_once(dataset: Any, context: str, attempts: int = 3) -> None:
+def _log_input_tolerating_races(dataset: Any, context: str, attempts: int = 3) -> None:
     """``mlflow.log_input``, safe when runs start at the same moment.
 
     MLflow's stores look a dataset up and insert it if absent in one transaction, so
