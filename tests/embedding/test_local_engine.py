@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -14,10 +15,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from aeops.bundle import LoadedBundle
 from aeops.demo_data import make_timeseries_demo
-from aeops.embedding import SUCCESS_MARKER, BatchValidationError, EmbedJob, TableSource
+from aeops.embedding import (
+    SUCCESS_MARKER,
+    BatchValidationError,
+    EmbedJob,
+    SourceError,
+    TableSource,
+)
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import CompiledSuite
+from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
 
@@ -275,3 +284,105 @@ def test_ids_keep_their_input_type_when_batches_take_different_paths(
     written = pq.read_table(tmp_path / "out.parquet")
     assert written.schema.field("id").type == pa.int64()
     assert written.column("id").to_pylist() == [v for i, v in enumerate(ids.to_pylist()) if i != 5]
+
+
+def _another_model(bundle: LoadedBundle) -> LoadedBundle:
+    """The same network under another registered version, flagging every row."""
+    predictor = dataclasses.replace(bundle.predictor, threshold=Threshold(-1.0, "quantile"))
+    provenance = {**bundle.provenance, "model_version": "99", "threshold": "-1.0"}
+    return dataclasses.replace(bundle, predictor=predictor, provenance=provenance)
+
+
+def test_a_rerun_writes_again_the_parts_a_new_model_or_a_changed_input_outdated(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    _parts(tmp_path / "in", 2, 150)
+    out = tmp_path / "out"
+    champion = load_registered_bundle(store["models"]["tabular"])
+    first = EmbedJob(TableSource(tmp_path / "in"), champion, output="scores").run(out)
+    assert (first.parts_written, first.parts_skipped) == (2, 0)
+
+    # A new champion: every part is scored again, by it, and says so in its metadata.
+    newer = _another_model(champion)
+    second = EmbedJob(TableSource(tmp_path / "in"), newer, output="scores").run(out)
+    assert (second.parts_written, second.parts_skipped) == (2, 0)
+    assert pd.read_parquet(out)["is_anomaly"].all()
+    assert pq.read_schema(out / "part-000.parquet").metadata[b"aeops.model_version"] == b"99"
+
+    # One input part replaced by other rows: only that part is scored again.
+    replacement = tabular_rows(80, seed=7)
+    replacement.to_parquet(tmp_path / "in" / "part-001.parquet")
+    third = EmbedJob(TableSource(tmp_path / "in"), newer, output="scores").run(out)
+    assert (third.parts_written, third.parts_skipped) == (1, 1)
+    assert pd.read_parquet(out / "part-001.parquet")["id"].tolist() == replacement["id"].tolist()
+
+
+def test_a_folders_quarantine_stays_out_of_its_output_and_goes_when_fixed(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    rows = tabular_rows(200)
+    spoiled = rows.copy()
+    spoiled.loc[[3, 150], "f1"] = np.nan
+    spoiled.to_parquet(tmp_path / "in" / "part-000.parquet")
+    out = tmp_path / "out"
+    job = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine")
+    assert job.run(out).quarantined_rows == 2
+    set_aside = out / "_quarantine" / "part-000.parquet"
+    assert pd.read_parquet(set_aside)["id"].tolist() == rows["id"].iloc[[3, 150]].tolist()
+    assert len(pd.read_parquet(out)) == 198  # readers of the folder skip _quarantine/
+
+    rows.to_parquet(tmp_path / "in" / "part-000.parquet")  # the input, mended
+    report = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
+    assert (report.parts_written, report.quarantined_rows) == (1, 0)
+    assert not set_aside.exists()
+    assert len(pd.read_parquet(out)) == 200
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"invalid_rows": "quarantine"}, r"invalid_rows='quarantine' cannot be used with a time"),
+        ({"engine": "spark"}, r"engine='spark' cannot score a time-series model"),
+    ],
+)
+def test_a_series_is_never_cut_into_pieces(
+    store: dict[str, Any], tmp_path: Path, options: dict[str, str], message: str
+) -> None:
+    make_timeseries_demo(n_steps=200).to_parquet(tmp_path / "series.parquet")
+    job = _job(store, "timeseries", tmp_path / "series.parquet", **options)
+    with pytest.raises(ValueError, match=message):
+        job.run(tmp_path / "out.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series.parquet"]
+
+
+def test_a_csv_feature_of_whole_numbers_may_hold_a_fraction_later(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    # Longer than pyarrow's first block (1 MB), which would fix f1's type as int64.
+    rows = tabular_rows(60_000)
+    rows["f1"] = rows["f1"].round()
+    rows.loc[59_000, "f1"] = 2.5
+    csv_path = tmp_path / "in.csv"
+    # Written as "3", not "3.0", except the one fraction near the end.
+    rows.astype({"f1": object}).assign(f1=[f"{v:g}" for v in rows["f1"]]).to_csv(
+        csv_path, index=False
+    )
+    assert pd.read_csv(csv_path, nrows=50_000)["f1"].dtype == np.int64  # whole numbers
+    _job(store, "tabular", csv_path, output="scores").run(tmp_path / "csv.parquet")
+    rows.to_parquet(tmp_path / "in.parquet")
+    _job(store, "tabular", tmp_path / "in.parquet", output="scores").run(tmp_path / "pq.parquet")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "csv.parquet"), pd.read_parquet(tmp_path / "pq.parquet")
+    )
+
+
+def test_a_csv_value_that_is_no_number_is_named_with_its_row(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(50).astype({"f4": object})
+    rows.loc[17, "f4"] = "n/a?"
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(SourceError, match=r"column 'f4' holds 'n/a\?' in row 17; expected a num"):
+        _job(store, "tabular", tmp_path / "in.csv").run(tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from aeops.bundle import LoadedBundle, provenance_metadata
-from aeops.data import DataConfig, WindowInputs
+from aeops.data import DataConfig, TabularInputs, WindowInputs
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._source import TableSource
@@ -238,12 +238,37 @@ class EmbedJob:
         return provenance["model_uri"]
 
     @functools.cached_property
+    def _csv_types(self) -> dict[str, pa.DataType]:
+        """A CSV's numeric features are read as float64, whatever their first rows look
+        like (pandas reads them so in ``train``); other columns keep pyarrow's types."""
+        inputs = self.bundle.predictor.inputs
+        if isinstance(inputs, TabularInputs | WindowInputs):
+            return dict.fromkeys(inputs.columns, pa.float64())
+        return {}
+
+    @functools.cached_property
     def _data_config(self) -> DataConfig:
         """The bundle's ``data`` block, parsed once per job rather than per batch."""
         return DataConfig(**self.bundle.spec.data) if self.bundle.spec.data else DataConfig()
 
-    def output_schema(self, id_type: pa.DataType) -> pa.Schema:
-        """The output's Arrow schema, with provenance as key-value metadata."""
+    def part_metadata(self, part: Path | None = None) -> dict[str, str]:
+        """Parquet key-value metadata: the model's provenance and the output kind, and
+        for the local engine the input file it came from (name, size, modification time),
+        so a rerun can tell a finished part from one an input or model change outdated."""
+        metadata = {k: str(v) for k, v in provenance_metadata(self.bundle, self.output).items()}
+        if part is not None:
+            stat = part.stat()
+            metadata.update(
+                {
+                    "aeops.source_part": part.name,
+                    "aeops.source_bytes": str(stat.st_size),
+                    "aeops.source_mtime_ns": str(stat.st_mtime_ns),
+                }
+            )
+        return metadata
+
+    def output_schema(self, id_type: pa.DataType, part: Path | None = None) -> pa.Schema:
+        """The output's Arrow schema, with :meth:`part_metadata` as key-value metadata."""
         fields = [pa.field(self._id_column, id_type)]
         if self.output == "embeddings":
             latent = self.bundle.predictor.model.config.latent_dim
@@ -253,8 +278,7 @@ class EmbedJob:
                 pa.field("reconstruction_error", pa.float64()),
                 pa.field("is_anomaly", pa.bool_()),
             ]
-        metadata = provenance_metadata(self.bundle, self.output)
-        return pa.schema(fields, metadata={k: str(v) for k, v in metadata.items()})
+        return pa.schema(fields, metadata=self.part_metadata(part))
 
     def _answers(self, prepared: _Prepared, schema: pa.Schema) -> pa.RecordBatch:
         """Score prepared samples and map them back to the batch's rows."""
@@ -278,12 +302,12 @@ class EmbedJob:
         batch_rows = self.batch_rows
         if isinstance(self.bundle.predictor.inputs, WindowInputs):
             batch_rows = sys.maxsize
-            batches = list(self.source.batches(part, self.batch_rows))
+            batches = list(self.source.batches(part, self.batch_rows, self._csv_types))
             table = pa.Table.from_batches(batches).combine_chunks()
             yield from ((b, 0) for b in table.to_batches(max_chunksize=batch_rows))
             return
         offset = 0
-        for batch in self.source.batches(part, batch_rows):
+        for batch in self.source.batches(part, batch_rows, self._csv_types):
             yield batch, offset
             offset += batch.num_rows
 
@@ -338,6 +362,48 @@ class EmbedJob:
             samples = self.bundle.predictor.samples(keep)
             yield _Prepared(len(keep), len(frame), ids, samples, rejected)
 
+    def _refuse_what_would_cut_series(self) -> None:
+        """A series bundle scores windows of consecutive steps, so it needs each part
+        whole and in order: setting rows aside, or Spark's batches, would cut it."""
+        if not isinstance(self.bundle.predictor.inputs, WindowInputs):
+            return
+        if self.invalid_rows == "quarantine":
+            raise ValueError(
+                "invalid_rows='quarantine' cannot be used with a time-series model: "
+                "windows around a set-aside row would join steps that are not neighbours. "
+                "Use invalid_rows='fail', which names the bad rows, then fix or drop them."
+            )
+        if self.engine == "spark":
+            raise ValueError(
+                "engine='spark' cannot score a time-series model: Spark hands the model "
+                "rows in independent batches, which would cut windows at every batch edge. "
+                "Use engine='local', which reads each part as one series."
+            )
+
+    def _stale_reason(self, target: Path, part: Path) -> str | None:
+        """Why an existing output part must be written again, or None when it is this
+        job's answer for this input part (written by the same model, from the same file).
+        """
+        try:
+            raw = pq.read_schema(target).metadata or {}
+        except (pa.ArrowInvalid, OSError) as error:
+            return f"it cannot be read ({error})"
+        found = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"aeops.")}
+        expected = self.part_metadata(part)
+        changed = [
+            f"{key} {found.get(key, '(none)')} -> {value}"
+            for key, value in expected.items()
+            if found.get(key) != value
+        ]
+        return "; ".join(changed) or None
+
+    def _quarantine_target(self, target: Path) -> Path:
+        """Where a part's set-aside rows go: beside a file output, or in the folder
+        output's ``_quarantine/``, which readers of the folder (pyarrow, Spark) skip."""
+        if self.source.is_folder:
+            return target.parent / "_quarantine" / target.name
+        return target.with_name(f"{target.stem}.quarantine.parquet")
+
     def _target(self, destination: Path, part: Path) -> Path:
         return destination / f"{part.stem}.parquet" if self.source.is_folder else destination
 
@@ -350,6 +416,7 @@ class EmbedJob:
             SourceError: for an unreadable input.
         """
         started = time.perf_counter()
+        self._refuse_what_would_cut_series()
         if self.engine == "spark":
             from aeops.embedding._spark import run_spark
 
@@ -367,9 +434,12 @@ class EmbedJob:
         for part in parts:
             target = self._target(destination, part)
             if self.source.is_folder and target.exists():
-                skipped += 1
-                logger.info("Skipping %s: %s is already complete", part.name, target)
-                continue
+                stale = self._stale_reason(target, part)
+                if stale is None:
+                    skipped += 1
+                    logger.info("Skipping %s: %s is already complete", part.name, target)
+                    continue
+                logger.warning("Writing %s again: %s", target, stale)
             with _cpu_share_for_the_model(self.bundle.predictor.model):
                 part_rows, part_quarantined = self._run_part(part, target, suite, progress)
             rows += part_rows
@@ -388,6 +458,7 @@ class EmbedJob:
     ) -> tuple[int, int]:
         writer: _AtomicParquetWriter | None = None
         quarantine: _AtomicParquetWriter | None = None
+        quarantine_target = self._quarantine_target(target)
         rows = bad_rows = 0
         try:
             for prepared in _background(self._prepare(self._frames(part), part, suite)):
@@ -395,23 +466,27 @@ class EmbedJob:
                 if rejected is not None and len(rejected):
                     if quarantine is None:
                         quarantine = _AtomicParquetWriter(
-                            target.with_name(f"{target.stem}.quarantine.parquet"),
+                            quarantine_target,
                             pa.Schema.from_pandas(rejected, preserve_index=False),
                         )
                     quarantine.write(pa.RecordBatch.from_pandas(rejected, preserve_index=False))
                     bad_rows += len(rejected)
                 if writer is None:
-                    writer = _AtomicParquetWriter(target, self.output_schema(prepared.ids.type))
+                    schema = self.output_schema(prepared.ids.type, part)
+                    writer = _AtomicParquetWriter(target, schema)
                 if prepared.n_rows:
                     writer.write(self._answers(prepared, writer.schema))
                 rows += prepared.n_rows
                 if progress is not None:
                     progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
-                writer = _AtomicParquetWriter(target, self.output_schema(pa.int64()))
-            writer.commit()
+                writer = _AtomicParquetWriter(target, self.output_schema(pa.int64(), part))
+            # The set-aside rows first: a part counts as done once its output exists.
             if quarantine is not None:
                 quarantine.commit()
+            else:  # none this time: an earlier run's file would be wrong
+                quarantine_target.unlink(missing_ok=True)
+            writer.commit()
         except BaseException:
             for open_writer in (writer, quarantine):
                 if open_writer is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +69,24 @@ class TableSource:
             return int(open_parquet(part).metadata.num_rows)
         return None
 
-    def batches(self, part: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self,
+        part: Path,
+        batch_rows: int,
+        csv_types: Mapping[str, pa.DataType] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
         """Record batches of at most ``batch_rows`` rows from ``part``.
 
+        Args:
+            part: one of :meth:`parts`.
+            batch_rows: the most rows a batch has.
+            csv_types: column types a CSV is read with (the model's numeric features).
+                Without them, pyarrow fixes each column's type from the first block, and
+                a column of whole numbers that later holds ``2.5`` fails mid-file.
+
         Raises:
-            SourceError: naming the part when it is empty or unreadable.
+            SourceError: naming the part when it is empty or unreadable, and the column,
+                row and value when a CSV value does not convert to ``csv_types``.
         """
         suffix = part.suffix.lower()
         if part.stat().st_size == 0:
@@ -81,10 +96,39 @@ class TableSource:
                 yield from open_parquet(part).iter_batches(batch_size=batch_rows)
             elif suffix in CSV_SUFFIXES:
                 options = pacsv.ReadOptions(block_size=max(1 << 20, batch_rows * 64))
-                for batch in pacsv.open_csv(part, read_options=options):
+                convert = pacsv.ConvertOptions(column_types=dict(csv_types or {}))
+                reader = pacsv.open_csv(part, read_options=options, convert_options=convert)
+                for batch in reader:
                     for start in range(0, batch.num_rows, batch_rows):
                         yield batch.slice(start, batch_rows)
             else:
                 raise SourceError(f"{part} is neither .csv nor .parquet")
         except (pa.ArrowInvalid, OSError) as error:
-            raise SourceError(f"{part} could not be read as a table: {error}") from error
+            raise SourceError(_unreadable(part, error)) from error
+
+
+_CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")
+
+
+def _unreadable(part: Path, error: Exception) -> str:
+    """The message for an unreadable part; a failed CSV conversion names the column,
+    the first row (0-based, after the header) that holds no number, and its value."""
+    match = _CONVERSION.search(str(error))
+    if match is None:
+        return f"{part} could not be read as a table: {error}"
+    index = int(match["index"])
+    with part.open(newline="", encoding="utf-8", errors="replace") as file:
+        rows = csv.reader(file)
+        header = next(rows, [])
+        for row_number, row in enumerate(rows):
+            value = row[index] if index < len(row) else ""
+            try:
+                float(value)
+            except ValueError:
+                if value.strip() != "":  # an empty field is a null, not a conversion error
+                    column = header[index] if index < len(header) else f"#{index}"
+                    return (
+                        f"{part}: column {column!r} holds {value!r} in row {row_number}; "
+                        f"expected a numeric dtype ({match['type']}), a number in every row"
+                    )
+    return f"{part} could not be read as a table: {error}"

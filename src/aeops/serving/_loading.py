@@ -25,6 +25,7 @@ def default_model_uri(model_name: str) -> str:
 
 
 def _provenance(model_uri: str) -> dict[str, str]:
+    """Where ``model_uri`` points now; an alias is resolved to its version number."""
     match = _REGISTERED.match(model_uri)
     if match is None:
         return {"model_uri": model_uri}
@@ -54,7 +55,15 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
     """
     try:
         provenance = _provenance(model_uri)
-        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+        # Download the version the alias named a moment ago, not the alias again: were
+        # it moved in between, the output would name one version and hold another's
+        # answers.
+        pinned = (
+            f"models:/{provenance['model_name']}/{provenance['model_version']}"
+            if "model_version" in provenance
+            else model_uri
+        )
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
     except (MlflowException, OSError) as error:
         raise ModelNotFoundError(
             f"model URI {model_uri!r} does not exist or cannot be read "
