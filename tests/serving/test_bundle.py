@@ -19,6 +19,8 @@ from aeops.serving import (
     CHAMPION,
     BundleSpec,
     RegistryConfig,
+    _loading,
+    load_registered_bundle,
     read_bundle,
     register_bundle,
     write_bundle,
@@ -167,3 +169,25 @@ def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
     assert newer["alias"] == CHAMPION
     tags = MlflowClient().get_model_version("unit-model", str(newer["version"])).tags
     assert tags["compared_with_champion"] == "incomparable"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_loaded_alias_is_the_version_its_provenance_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _register({"test_auroc": 0.80}, seed=0)
+    _register({"test_auroc": 0.90}, seed=1)  # version 2 becomes the champion
+    resolve = _loading._provenance
+
+    def resolve_then_move_the_alias(model_uri: str) -> dict[str, str]:
+        provenance = resolve(model_uri)
+        # Another process moves the alias between resolving it and downloading.
+        MlflowClient().set_registered_model_alias("unit-model", CHAMPION, "1")
+        return provenance
+
+    monkeypatch.setattr(_loading, "_provenance", resolve_then_move_the_alias)
+    bundle = load_registered_bundle("models:/unit-model@champion")
+    assert bundle.provenance["model_version"] == "2"
+    answers = bundle.predictor.score_frame(_rows())
+    expected = _predictor(seed=1).score_frame(_rows())
+    np.testing.assert_array_equal(answers.reconstruction_error, expected.reconstruction_error)
