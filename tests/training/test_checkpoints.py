@@ -187,6 +187,14 @@ def test_resume_refuses_a_checkpoint_of_another_run(
         fit(make_model(), plane(), plane(seed=1), other_lr)
     with pytest.raises(CheckpointMismatchError, match="train_shape"):
         fit(make_model(), plane(n=128), plane(seed=1), changed(config, {"resume": True}))
+    # Other rows of the same shape, or another stopping rule, are another run too.
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)train_data: '[0-9a-f]{32}'.*now"):
+        fit(make_model(), plane(seed=5), plane(seed=1), changed(config, {"resume": True}))
+    other_patience = changed(config, {"resume": True, "early_stopping": {"patience": 2}})
+    with pytest.raises(CheckpointMismatchError, match=r"training\.early_stopping"):
+        fit(make_model(), plane(), plane(seed=1), other_patience)
+    resumed = fit(make_model(), plane(), plane(seed=1), changed(config, {"resume": True}))
+    assert resumed.resumed_from_epoch == config.epochs  # the same run still resumes
 
 
 def test_checkpoints_load_with_weights_only_and_leave_no_temporary_files(

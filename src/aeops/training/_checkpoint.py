@@ -8,6 +8,7 @@ code. It holds everything the loop needs to continue as if it had never stopped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import uuid
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,6 +44,7 @@ _TRAJECTORY_KEYS = (
     "grad_clip_norm",
     "precision",
     "seed",
+    "early_stopping",
 )
 
 
@@ -59,11 +62,25 @@ def diverged_path(config: TrainingConfig, epoch: int) -> Path:
     return Path(config.checkpoint_dir) / f"diverged-epoch-{epoch}.pt"
 
 
+def data_digest(data: np.ndarray | Tensor) -> str:
+    """A digest of an array's shape, dtype and values: resuming on other data of the
+    same shape would silently continue one run on another's rows."""
+    if isinstance(data, Tensor):
+        tensor = data.detach().cpu()
+        values = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+    else:
+        values = np.asarray(data)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{values.dtype.str}{list(values.shape)}".encode())
+    digest.update(np.ascontiguousarray(values).data)
+    return digest.hexdigest()
+
+
 def run_fingerprint(
     model: Autoencoder,
     config: TrainingConfig,
-    train_shape: tuple[int, ...],
-    validation_shape: tuple[int, ...],
+    train: np.ndarray | Tensor,
+    validation: np.ndarray | Tensor,
 ) -> dict[str, str]:
     """What must match for a checkpoint to belong to this run, as comparable strings."""
     settings = config.model_dump(include=set(_TRAJECTORY_KEYS))
@@ -75,8 +92,10 @@ def run_fingerprint(
     return {
         "model": f"{type(model).__qualname__} {model.config.model_dump_json()}",
         "parameters": parameters,
-        "train_shape": str(list(train_shape)),
-        "validation_shape": str(list(validation_shape)),
+        "train_shape": str(list(train.shape)),
+        "validation_shape": str(list(validation.shape)),
+        "train_data": data_digest(train),
+        "validation_data": data_digest(validation),
         **{f"training.{key}": str(value) for key, value in sorted(settings.items())},
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -182,9 +183,8 @@ class _FitRun:
         self.config = config
         self.device = device
         self.dtype = dtype
-        self.fingerprint = run_fingerprint(
-            model, config, tuple(train.shape), tuple(validation.shape)
-        )
+        # Digesting the data costs a pass over it: only runs that checkpoint pay it.
+        self._fingerprint_inputs = (train, validation)
         self.batch_order = seed_everything(config.seed)
         model.to(device)
         n_bytes = 4 * (_n_values(train) + _n_values(validation))
@@ -210,6 +210,12 @@ class _FitRun:
         self.resumed_from: int | None = None
 
     # Checkpoints ------------------------------------------------------------------
+
+    @functools.cached_property
+    def fingerprint(self) -> dict[str, str]:
+        """What a checkpoint of this run records, and a resumed run must match."""
+        train, validation = self._fingerprint_inputs
+        return run_fingerprint(self.model, self.config, train, validation)
 
     def checkpoint_state(self, epoch: int) -> dict[str, Any]:
         """Everything needed to continue after ``epoch`` as if the run had not stopped."""
