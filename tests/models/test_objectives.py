@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aeops.models import ModelConfig, NoiseConfig, build_model
+from aeops.models import MODEL_REGISTRY, ModelConfig, NoiseConfig, build_model
 from aeops.models._losses import elementwise_reconstruction_error
 from aeops.models.objectives.denoising import corrupt
 from aeops.models.objectives.sparse import kl_sparsity, l1_activity
@@ -115,3 +115,38 @@ def test_vae_generates_samples_in_input_space() -> None:
     samples = model.generate(5, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 6)
     assert ((samples >= 0) & (samples <= 1)).all()
+
+
+def _with_an_outlier(n: int = 10) -> torch.Tensor:
+    x = torch.randn(n, 6, generator=torch.Generator().manual_seed(3))
+    x[4] *= 100.0  # one sample no model of the others reconstructs
+    return x
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_REGISTRY))
+def test_trimming_leaves_the_worst_fitting_samples_out_of_the_training_loss_only(
+    kind: str,
+) -> None:
+    x = _with_an_outlier()
+    losses = {}
+    for trim in (0.0, 0.1):
+        model = _model(kind, dropout=0.0, trim_fraction=trim)
+        model.train()
+        torch.manual_seed(1)  # the same VAE draws and denoising noise for both
+        training = model.loss(x)
+        model.eval()
+        losses[trim] = (training.total.item(), model.loss(x).total.item())
+    (untrimmed, eval_untrimmed), (trimmed, eval_trimmed) = losses[0.0], losses[0.1]
+    assert trimmed < untrimmed / 20  # the outlier (1 of 10) dominated the untrimmed mean
+    assert eval_trimmed == eval_untrimmed  # validation and scores see every sample
+
+
+def test_the_trimmed_loss_is_the_mean_over_the_best_fitting_samples() -> None:
+    model = _model("vanilla", dropout=0.0, trim_fraction=0.25)  # drops 2 of 10
+    x = _with_an_outlier()
+    per_sample = model.reconstruction_loss(x).detach()
+    model.train()
+    expected = per_sample.sort().values[:8].mean()
+    assert model.loss(x).total.item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="trim_fraction"):
+        ModelConfig(trim_fraction=0.5)

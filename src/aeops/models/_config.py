@@ -51,6 +51,10 @@ class ModelConfig(BaseModel):
     reconstruction_loss: Literal["mse", "l1", "bce"] = "mse"
     activation: Literal["relu", "gelu", "silu", "tanh"] = "relu"
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # Share of each training batch left out of the loss: the samples that fit worst.
+    # Unlabelled training data holds anomalies; fitting them teaches the model to
+    # reconstruct them. Validation and scoring always use every sample.
+    trim_fraction: float = Field(default=0.0, ge=0.0, lt=0.5)
     # recurrent networks
     cell: Literal["lstm", "gru"] = "lstm"
     # sparse

@@ -76,9 +76,24 @@ class Autoencoder(nn.Module):
         )
         return per_element.flatten(start_dim=1).mean(dim=1)
 
+    def kept_in_loss(self, per_sample: Tensor) -> Tensor | None:
+        """Indices of the samples a training loss averages over, given each sample's
+        loss (B,): all but the ``trim_fraction`` share that fit worst. None (all of
+        them) in eval mode or without trimming, so validation sees every sample."""
+        n_dropped = int(per_sample.shape[0] * self.config.trim_fraction) if self.training else 0
+        if n_dropped == 0:
+            return None
+        n_kept = per_sample.shape[0] - n_dropped
+        return torch.topk(per_sample.detach(), n_kept, largest=False, sorted=False).indices
+
+    def trimmed_mean(self, per_sample: Tensor) -> Tensor:
+        """The mean of per-sample losses (B,) over the samples :meth:`kept_in_loss` keeps."""
+        kept = self.kept_in_loss(per_sample)
+        return per_sample.mean() if kept is None else per_sample[kept].mean()
+
     def loss(self, x: Tensor) -> LossOutput:
         """Training objective on a batch; subclasses add their own terms."""
-        reconstruction = self.reconstruction_loss(x).mean()
+        reconstruction = self.trimmed_mean(self.reconstruction_loss(x))
         return LossOutput(total=reconstruction, terms={"reconstruction": reconstruction})
 
     def elementwise_scores(self, x: Tensor) -> tuple[Tensor, Tensor]:

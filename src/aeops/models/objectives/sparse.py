@@ -51,7 +51,12 @@ class SparseAutoencoder(Autoencoder):
         code = self.encode(x)
         logits = self.decode_logits(code)
         per_element = elementwise_reconstruction_loss(logits, x, self.config.reconstruction_loss)
-        reconstruction = per_element.mean()
+        per_sample = per_element.flatten(start_dim=1).mean(dim=1)
+        kept = self.kept_in_loss(per_sample)
+        if kept is None:
+            reconstruction = per_element.mean()
+        else:  # the penalty's rates are the code's on the kept samples too
+            reconstruction, code = per_sample[kept].mean(), code[kept]
         if self.sparsity.kind == "kl":
             penalty = kl_sparsity(code, self.sparsity.target)
             name = "sparsity_kl"

@@ -64,9 +64,16 @@ class VariationalAutoencoder(Autoencoder):
         per_element = elementwise_reconstruction_loss(
             self.decode_logits(z), x, self.config.reconstruction_loss
         )
-        reconstruction = per_element.flatten(start_dim=1).sum(dim=1).mean()
-        kl = gaussian_kl(mu, logvar).mean()
+        per_sample_reconstruction = per_element.flatten(start_dim=1).sum(dim=1)
+        per_sample_kl = gaussian_kl(mu, logvar)
         beta = self._beta_now if self.training else self.config.beta
+        # Trimming ranks samples by their whole negative ELBO.
+        kept = self.kept_in_loss(per_sample_reconstruction + beta * per_sample_kl)
+        if kept is None:
+            reconstruction, kl = per_sample_reconstruction.mean(), per_sample_kl.mean()
+        else:
+            reconstruction = per_sample_reconstruction[kept].mean()
+            kl = per_sample_kl[kept].mean()
         return LossOutput(
             total=reconstruction + beta * kl, terms={"reconstruction": reconstruction, "kl": kl}
         )
