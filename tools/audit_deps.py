@@ -103,21 +103,20 @@ def _active(vulns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [v for v in vulns if not v.get("withdrawn")]
 
 
+def _judged(dist: Distribution, page: dict[str, Any], source: str, latest: str | None) -> Finding:
+    """A finding from a PyPI page whose ``vulnerabilities`` speak for ``dist``'s version."""
+    vulns = _active(page.get("vulnerabilities", []))
+    status = "vulnerable" if vulns else "ok"
+    return Finding(dist.name, dist.version, status, source, latest, _summarise(vulns))
+
+
 def audit_one(dist: Distribution, base_url: str = PYPI, timeout: float = 30.0) -> Finding:
     """Ask PyPI what is known against one installed distribution (see the module doc)."""
     base = base_url.rstrip("/")
     try:
         release = _get_json(f"{base}/pypi/{dist.name}/{dist.public_version}/json", timeout)
         if release is not None:
-            vulns = _active(release.get("vulnerabilities", []))
-            return Finding(
-                dist.name,
-                dist.version,
-                "vulnerable" if vulns else "ok",
-                "release",
-                latest=release.get("info", {}).get("version"),
-                vulnerabilities=_summarise(vulns),
-            )
+            return _judged(dist, release, "release", latest=None)
         project = _get_json(f"{base}/pypi/{dist.name}/json", timeout)
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
         return Finding(dist.name, dist.version, "not checked", f"PyPI unreachable: {exc}")
@@ -132,15 +131,7 @@ def audit_one(dist: Distribution, base_url: str = PYPI, timeout: float = 30.0) -
             f"only the latest release's data is served, and {latest} is newer",
             latest=latest,
         )
-    vulns = _active(project.get("vulnerabilities", []))
-    return Finding(
-        dist.name,
-        dist.version,
-        "vulnerable" if vulns else "ok",
-        "project (installed is the latest)",
-        latest=latest,
-        vulnerabilities=_summarise(vulns),
-    )
+    return _judged(dist, project, "project (installed is the latest)", latest)
 
 
 def audit(dists: Sequence[Distribution], base_url: str = PYPI, workers: int = 16) -> list[Finding]:
