@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from aeops.data import DataConfig, ingest, split_by_kind
@@ -136,3 +137,34 @@ def test_denoising_reconstructions_of_noisy_rows_are_closer_to_the_clean_rows(
     noise_left = np.linalg.norm(denoised - rows.to_numpy(), axis=1).mean()
     noise_in = np.linalg.norm(noisy.to_numpy() - rows.to_numpy(), axis=1).mean()
     assert noise_left < 0.5 * noise_in
+
+
+@pytest.mark.parametrize(
+    ("compare_metric", "greater_is_better"),
+    [("test_error_mean", False), ("test_alert_rate", False), ("test_auprc", True)],
+)
+def test_a_champion_reevaluated_on_new_data_has_every_metric_to_compare(
+    tabular_frame: pd.DataFrame, tracking_uri: str, compare_metric: str, greater_is_better: bool
+) -> None:
+    registry = {
+        "model_name": "compare-any-metric",
+        "compare_metric": compare_metric,
+        "greater_is_better": greater_is_better,
+    }
+    registrations = []
+    for rows in (tabular_frame, tabular_frame.iloc[: len(tabular_frame) * 3 // 4]):
+        catalog = _catalog("tabular", "vanilla", rows)
+        catalog["params:registry"] = registry
+        with mlflow.start_run():
+            SequentialRunner().run(create_pipeline(), catalog)
+        registrations.append(catalog.load("registration"))
+    first, second = registrations
+    assert (first["version"], first["alias"]) == ("1", "champion")
+    tags = MlflowClient().get_model_version("compare-any-metric", second["version"]).tags
+    assert tags["compared_with_champion"] == "reevaluated"  # other rows: another test split
+    champion_value = second["champion_metric_before"]
+    assert champion_value is not None, "the champion was not measured on the new data"
+    assert tags[f"champion_{compare_metric}"] == f"{champion_value:.6g}"
+    new_value = second["metric_value"]
+    better = new_value > champion_value if greater_is_better else new_value < champion_value
+    assert second["alias"] == ("champion" if better else "challenger")

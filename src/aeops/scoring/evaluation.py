@@ -17,6 +17,7 @@ from aeops.data import ImageInputs, WindowInputs
 from aeops.scoring import plots
 from aeops.scoring._metrics import detection_metrics
 from aeops.scoring._predictor import Predictor
+from aeops.scoring._threshold import Threshold
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,48 @@ def _value_names(predictor: Predictor) -> list[str]:
     return list(inputs.columns)  # type: ignore[attr-defined]
 
 
+def _threshold_of(predictor: Predictor) -> Threshold:
+    if predictor.threshold is None:
+        raise ValueError("this predictor has no anomaly threshold; choose one first")
+    return predictor.threshold
+
+
+def _labels(frame: pd.DataFrame, label_column: str | None) -> np.ndarray | None:
+    if label_column is None or label_column not in frame.columns:
+        return None
+    return frame[label_column].to_numpy().astype(int)
+
+
+def _metrics(
+    threshold: Threshold, errors: np.ndarray, labels: np.ndarray | None, prefix: str
+) -> dict[str, float]:
+    flagged = errors > threshold.value
+    metrics: dict[str, float] = {
+        "threshold": threshold.value,
+        **{f"threshold_{k}": v for k, v in threshold.diagnostics.items()},
+        f"{prefix}_error_mean": float(errors.mean()) if errors.size else float("nan"),
+        f"{prefix}_alert_rate": float(flagged.mean()) if errors.size else float("nan"),
+    }
+    if labels is not None:
+        metrics.update(detection_metrics(labels, errors, threshold.value, prefix=prefix))
+    return metrics
+
+
+def score_metrics(
+    predictor: Predictor, frame: pd.DataFrame, label_column: str | None, prefix: str = "test"
+) -> dict[str, float]:
+    """The metrics :func:`evaluate_frame` gives, without its scores table and figures:
+    what a champion is compared on, whichever ``compare_metric`` is chosen.
+
+    Raises:
+        InputSchemaError: if ``frame`` does not have the model's inputs.
+        ValueError: if the predictor has no threshold.
+    """
+    threshold = _threshold_of(predictor)
+    errors = predictor.reconstruction_errors(frame)
+    return _metrics(threshold, errors, _labels(frame, label_column), prefix)
+
+
 def evaluate_frame(
     predictor: Predictor,
     frame: pd.DataFrame,
@@ -97,17 +140,11 @@ def evaluate_frame(
         InputSchemaError: if ``frame`` does not have the model's inputs.
         ValueError: if the predictor has no threshold.
     """
-    threshold = predictor.threshold
-    if threshold is None:
-        raise ValueError("this predictor has no anomaly threshold; choose one first")
+    threshold = _threshold_of(predictor)
     embeddings, errors, value_errors = predictor.diagnose(frame)
     flagged = errors > threshold.value
-    metrics: dict[str, float] = {
-        "threshold": threshold.value,
-        **{f"threshold_{k}": v for k, v in threshold.diagnostics.items()},
-        f"{prefix}_error_mean": float(errors.mean()) if errors.size else float("nan"),
-        f"{prefix}_alert_rate": float(flagged.mean()) if errors.size else float("nan"),
-    }
+    labels = _labels(frame, label_column)
+    metrics = _metrics(threshold, errors, labels, prefix)
     scores = pd.DataFrame(
         {
             id_column: frame[id_column].to_numpy(),
@@ -115,11 +152,8 @@ def evaluate_frame(
             "is_anomaly": flagged,
         }
     )
-    labels = None
-    if label_column is not None and label_column in frame.columns:
-        labels = frame[label_column].to_numpy().astype(int)
+    if labels is not None:
         scores["label"] = labels
-        metrics.update(detection_metrics(labels, errors, threshold.value, prefix=prefix))
 
     table = feature_error_table(_value_names(predictor), value_errors, labels)
     one_class = np.zeros(len(errors), dtype=int)
