@@ -191,3 +191,31 @@ def test_a_loaded_alias_is_the_version_its_provenance_names(
     answers = bundle.predictor.score_frame(_rows())
     expected = _predictor(seed=1).score_frame(_rows())
     np.testing.assert_array_equal(answers.reconstruction_error, expected.reconstruction_error)
+
+
+class _StoreFailureError(RuntimeError):
+    """Stands for the registry failing in the middle of the alias decision."""
+
+
+def _fail(*args: object, **kwargs: object) -> None:
+    raise _StoreFailureError
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_failed_alias_decision_leaves_the_registry_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = MlflowClient()
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", _fail)
+    with pytest.raises(_StoreFailureError):
+        _register({"test_auroc": 0.80})
+    assert client.search_registered_models() == []  # the model it created went too
+
+    monkeypatch.undo()
+    _register({"test_auroc": 0.80})
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", _fail)
+    with pytest.raises(_StoreFailureError):
+        _register({"test_auroc": 0.90})
+    versions = client.search_model_versions("name = 'unit-model'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"

@@ -178,43 +178,35 @@ def _champion_metric(
     return metrics.get(config.compare_metric), "reevaluated"
 
 
-def register_bundle(
-    predictor: Predictor,
-    spec: BundleSpec,
-    input_example: pd.DataFrame,
-    metrics: dict[str, float],
+def _unregister(client: MlflowClient, name: str, version: str, whole_model: bool) -> None:
+    """Take back a version (and the model, when this version created it)."""
+    try:
+        client.delete_model_version(name, version)
+        if whole_model:
+            client.delete_registered_model(name)
+    except MlflowException as error:
+        logger.warning(
+            "Could not take back version %s of %s after the failure (%s); delete it by hand",
+            version,
+            name,
+            error,
+        )
+
+
+def _decide_alias(
+    client: MlflowClient,
+    version: Any,
+    new_value: float | None,
+    base_tags: dict[str, str],
     config: RegistryConfig,
-    tags: dict[str, str],
-    optional_columns: set[str] | None = None,
-    evaluation_digest: str | None = None,
-    evaluate: Callable[[Predictor], dict[str, float]] | None = None,
-) -> Registration:
-    """Log the bundle in the active run, register it, and set its alias.
+    evaluation_digest: str | None,
+    evaluate: Callable[[Predictor], dict[str, float]] | None,
+) -> tuple[str, Any | None, float | None]:
+    """Compare ``version`` with the champion, tag it, and give it its alias.
 
-    The first version of a name becomes ``champion``. A later one takes ``champion``
-    only when its ``config.compare_metric`` beats the current champion's **on the same
-    evaluation data**: when the champion was evaluated on other data (its
-    ``evaluation_digest`` tag differs), ``evaluate`` scores the champion's bundle on
-    this version's test split first. Otherwise the new version is the
-    ``challenger``. A version without the metric (no labels) never displaces a
-    champion that has one; a champion that cannot score the new data (another schema)
-    is displaced. How the comparison was made is recorded in the version's tags.
-
-    Raises:
-        RuntimeError: if no MLflow run is active.
+    Returns:
+        The alias given, the champion it was compared with, and that one's metric.
     """
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError("register_bundle needs an active MLflow run")
-    client = MlflowClient()
-    info = log_bundle(predictor, spec, input_example, optional_columns)
-    version = mlflow.register_model(info.model_uri, config.model_name)
-
-    new_value = metrics.get(config.compare_metric)
-    base_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
-    base_tags["compare_metric"] = config.compare_metric
-    if evaluation_digest is not None:
-        base_tags[EVALUATION_DIGEST] = evaluation_digest
     # MLflow has no registry lock. On a SQLite store a file lock serialises the
     # read-compare-write below. On a server, another run may move `champion` while we
     # compare, so the champion is read again just before and just after our write, and
@@ -249,6 +241,56 @@ def register_bundle(
             ):
                 break
             logger.info("Another run took %s of %s; comparing again", CHAMPION, config.model_name)
+    return alias, champion, old_value
+
+
+def register_bundle(
+    predictor: Predictor,
+    spec: BundleSpec,
+    input_example: pd.DataFrame,
+    metrics: dict[str, float],
+    config: RegistryConfig,
+    tags: dict[str, str],
+    optional_columns: set[str] | None = None,
+    evaluation_digest: str | None = None,
+    evaluate: Callable[[Predictor], dict[str, float]] | None = None,
+) -> Registration:
+    """Log the bundle in the active run, register it, and set its alias.
+
+    The first version of a name becomes ``champion``. A later one takes ``champion``
+    only when its ``config.compare_metric`` beats the current champion's **on the same
+    evaluation data**: when the champion was evaluated on other data (its
+    ``evaluation_digest`` tag differs), ``evaluate`` scores the champion's bundle on
+    this version's test split first. Otherwise the new version is the
+    ``challenger``. A version without the metric (no labels) never displaces a
+    champion that has one; a champion that cannot score the new data (another schema)
+    is displaced. How the comparison was made is recorded in the version's tags.
+
+    Raises:
+        RuntimeError: if no MLflow run is active.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("register_bundle needs an active MLflow run")
+    client = MlflowClient()
+    info = log_bundle(predictor, spec, input_example, optional_columns)
+    first_of_its_name = not client.search_registered_models(f"name = '{config.model_name}'")
+    version = mlflow.register_model(info.model_uri, config.model_name)
+
+    new_value = metrics.get(config.compare_metric)
+    base_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+    base_tags["compare_metric"] = config.compare_metric
+    if evaluation_digest is not None:
+        base_tags[EVALUATION_DIGEST] = evaluation_digest
+    try:
+        alias, champion, old_value = _decide_alias(
+            client, version, new_value, base_tags, config, evaluation_digest, evaluate
+        )
+    except BaseException:
+        # A version without its alias and tags would be an orphan in the registry:
+        # the failed run leaves the registry as it found it.
+        _unregister(client, config.model_name, str(version.version), first_of_its_name)
+        raise
     logger.info(
         "Registered %s version %s as %s (%s=%s, champion before: %s=%s)",
         config.model_name,
