@@ -71,6 +71,21 @@ def test_split_is_disjoint_complete_seeded_and_stratified(tabular_frame: pd.Data
     assert set(other[2]["id"]) != set(test["id"])
 
 
+@pytest.mark.parametrize(("n_anomalies", "reason"), [(3, "Cannot stratify"), (2, "fewer than 3")])
+def test_a_class_too_small_to_stratify_splits_at_random_and_says_so(
+    n_anomalies: int, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    labels = np.zeros(100, dtype=int)
+    labels[:n_anomalies] = 1
+    frame = pd.DataFrame({"x": np.arange(100.0), "label": labels})
+    config = SplitConfig(test=0.6, validation=0.1)  # leaves about one anomaly to split again
+    with caplog.at_level("WARNING", logger="aeops.data._split"):
+        parts = split_frame(frame, config, "label")
+    assert sorted(np.concatenate([p["x"].to_numpy() for p in parts])) == list(frame["x"])
+    assert [len(p) for p in parts] == [30, 10, 60]
+    assert reason in caplog.text and "'label'" in caplog.text
+
+
 def test_split_of_too_few_rows_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="cannot be split"):
         split_frame(pd.DataFrame({"x": [1.0, 2.0]}), SplitConfig(), None)

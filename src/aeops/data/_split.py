@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from aeops.data._config import SplitConfig
+
+logger = logging.getLogger(__name__)
 
 
 def split_frame(
@@ -33,17 +37,42 @@ def split_frame(
     from sklearn.model_selection import train_test_split  # only training splits need it
 
     labels = _stratification_labels(frame, config, label_column)
-    positions = np.arange(n_rows)
-    rest, test = train_test_split(
-        positions, test_size=n_test, random_state=config.seed, stratify=labels
-    )
-    rest_labels = None if labels is None else labels[rest]
-    train, validation = train_test_split(
-        rest, test_size=n_validation, random_state=config.seed + 1, stratify=rest_labels
-    )
+
+    def split(stratify: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        rest, test = train_test_split(
+            np.arange(n_rows), test_size=n_test, random_state=config.seed, stratify=stratify
+        )
+        rest_labels = None if stratify is None else stratify[rest]
+        train, validation = train_test_split(
+            rest, test_size=n_validation, random_state=config.seed + 1, stratify=rest_labels
+        )
+        return train, validation, test
+
+    try:
+        parts = split(labels)
+    except ValueError as error:
+        if labels is None:
+            raise
+        # Some class is too small for these fractions (scikit-learn needs two of each
+        # class wherever it stratifies): a random split still keeps every part filled.
+        logger.warning(
+            "Cannot stratify the split by %r (class counts %s) with test=%s and "
+            "validation=%s: %s. Splitting at random; a part may hold no anomalies.",
+            label_column,
+            _class_counts(labels),
+            config.test,
+            config.validation,
+            error,
+        )
+        parts = split(None)
     return tuple(  # type: ignore[return-value]
-        frame.iloc[np.sort(part)].reset_index(drop=True) for part in (train, validation, test)
+        frame.iloc[np.sort(part)].reset_index(drop=True) for part in parts
     )
+
+
+def _class_counts(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
 def _stratification_labels(
@@ -52,6 +81,14 @@ def _stratification_labels(
     if not config.stratify or label_column is None or label_column not in frame.columns:
         return None
     labels = frame[label_column].to_numpy()
-    _, counts = np.unique(labels, return_counts=True)
+    counts = _class_counts(labels)
     # Stratification needs every class in every part; tiny classes fall back to random.
-    return labels if counts.min() >= 3 else None
+    if min(counts.values()) < 3:
+        logger.warning(
+            "Not stratifying the split by %r: a class has fewer than 3 rows (%s); "
+            "splitting at random, so a part may hold no anomalies.",
+            label_column,
+            counts,
+        )
+        return None
+    return labels
