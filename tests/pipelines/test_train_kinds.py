@@ -168,3 +168,31 @@ def test_a_champion_reevaluated_on_new_data_has_every_metric_to_compare(
     new_value = second["metric_value"]
     better = new_value > champion_value if greater_is_better else new_value < champion_value
     assert second["alias"] == ("champion" if better else "challenger")
+
+
+def test_the_served_model_takes_what_the_library_takes(
+    tabular_frame: pd.DataFrame, tracking_uri: str
+) -> None:
+    # An integer feature: served rows may come as int64 (as trained) or as floats.
+    raw = tabular_frame.assign(f0=tabular_frame["f0"].round().astype(np.int64))
+    catalog = _catalog("tabular", "vanilla", raw)
+    with mlflow.start_run():
+        SequentialRunner().run(create_pipeline(), catalog)
+    model = mlflow.pyfunc.load_model(catalog.load("registration")["model_uri"])
+    rows = raw.drop(columns=["label"]).head(20)
+    as_trained = model.predict(rows)["reconstruction_error"]
+    as_floats = model.predict(rows.astype({"f0": "float64"}))["reconstruction_error"]
+    np.testing.assert_array_equal(as_trained, as_floats)
+
+    # A series whose (unused) timestamps arrive as text, as pandas.read_csv gives them.
+    series = make_timeseries_demo(n_steps=600)
+    catalog = _catalog("timeseries", "vanilla", series)
+    with mlflow.start_run():
+        SequentialRunner().run(create_pipeline(), catalog)
+    model = mlflow.pyfunc.load_model(catalog.load("registration")["model_uri"])
+    steps = series.drop(columns=["label"]).head(64)
+    as_text = steps.assign(timestamp=steps["timestamp"].astype(str))
+    np.testing.assert_array_equal(
+        model.predict(as_text)["reconstruction_error"],
+        model.predict(steps)["reconstruction_error"],
+    )

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
-from mlflow.types.schema import ColSpec, Schema, TensorSpec
+from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict
 
 import aeops
@@ -90,11 +90,27 @@ def _requirement(distribution: str) -> str:
 def _signature(
     predictor: Predictor, spec: BundleSpec, example: pd.DataFrame, optional: set[str]
 ) -> ModelSignature:
-    """Input as in ``example`` with ``optional`` columns not required; output: ``all``."""
+    """Input as in ``example`` with ``optional`` columns not required; output: ``all``.
+
+    Integer features, and optional columns the model does not read (a series'
+    timestamp), take any type: MLflow would refuse int64 for a double column ("cannot
+    safely convert") and a timestamp given as text, where the model itself accepts
+    both. The model checks its features' values itself.
+    """
     output = predict_frame(predictor, example, spec.id_column)
     inferred = infer_signature(example, output, params={"output": "all"})
+    lenient = {
+        name
+        for name in example.columns
+        if name != spec.id_column
+        and (name in optional or pd.api.types.is_integer_dtype(example[name]))
+    }
     inputs: list[ColSpec | TensorSpec] = [
-        ColSpec(col.type, col.name, required=col.name not in optional)
+        ColSpec(
+            AnyType() if col.name in lenient else col.type,
+            col.name,
+            required=col.name not in optional,
+        )
         for col in inferred.inputs.inputs
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs, params=inferred.params)

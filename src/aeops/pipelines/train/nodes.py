@@ -229,7 +229,8 @@ def evaluate_on_test(
 
 
 def _input_example(frame: pd.DataFrame, spec: InputSpec, config: DataConfig) -> pd.DataFrame:
-    """A few raw rows as the bundle takes them: ids, features as doubles, flat images.
+    """A few raw rows as the bundle takes them: ids, float features as doubles (so
+    float32 input is accepted too), integer features as they are, flat images.
 
     Series take enough consecutive steps for one window.
     """
@@ -243,7 +244,8 @@ def _input_example(frame: pd.DataFrame, spec: InputSpec, config: DataConfig) -> 
     keep = [config.id_column, *columns]
     if isinstance(spec, WindowInputs) and config.timestamp_column in frame.columns:
         keep.insert(1, config.timestamp_column)
-    return frame[keep].head(n_rows).astype(dict.fromkeys(columns, "float64"))
+    floats = [c for c in columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame[keep].head(n_rows).astype(dict.fromkeys(floats, "float64"))
 
 
 def registration_request(
