@@ -195,10 +195,11 @@ def _champion_metric(
 
 
 def _unregister(client: MlflowClient, name: str, version: str, whole_model: bool) -> None:
-    """Take back a version (and the model, when this version created it)."""
+    """Take back a version, and the model when this version created it and no other
+    run has registered a version of it since."""
     try:
         client.delete_model_version(name, version)
-        if whole_model:
+        if whole_model and not client.search_model_versions(f"name = '{name}'"):
             client.delete_registered_model(name)
     except MlflowException as error:
         logger.warning(
