@@ -16,6 +16,11 @@ from aeops.models._losses import (
 )
 
 
+def mean_over(per_sample: Tensor, kept: Tensor | None) -> Tensor:
+    """The mean of ``per_sample`` (B,) over the indices ``kept`` (None: all of them)."""
+    return per_sample.mean() if kept is None else per_sample[kept].mean()
+
+
 @dataclass(frozen=True)
 class LossOutput:
     """What a model returns from :meth:`Autoencoder.loss`.
@@ -88,8 +93,7 @@ class Autoencoder(nn.Module):
 
     def trimmed_mean(self, per_sample: Tensor) -> Tensor:
         """The mean of per-sample losses (B,) over the samples :meth:`kept_in_loss` keeps."""
-        kept = self.kept_in_loss(per_sample)
-        return per_sample.mean() if kept is None else per_sample[kept].mean()
+        return mean_over(per_sample, self.kept_in_loss(per_sample))
 
     def loss(self, x: Tensor) -> LossOutput:
         """Training objective on a batch; subclasses add their own terms."""

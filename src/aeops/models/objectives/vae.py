@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from aeops.models._config import ModelConfig
-from aeops.models._contract import Autoencoder, LossOutput
+from aeops.models._contract import Autoencoder, LossOutput, mean_over
 from aeops.models._losses import (
     elementwise_reconstruction_error,
     elementwise_reconstruction_loss,
@@ -69,11 +69,8 @@ class VariationalAutoencoder(Autoencoder):
         beta = self._beta_now if self.training else self.config.beta
         # Trimming ranks samples by their whole negative ELBO.
         kept = self.kept_in_loss(per_sample_reconstruction + beta * per_sample_kl)
-        if kept is None:
-            reconstruction, kl = per_sample_reconstruction.mean(), per_sample_kl.mean()
-        else:
-            reconstruction = per_sample_reconstruction[kept].mean()
-            kl = per_sample_kl[kept].mean()
+        reconstruction = mean_over(per_sample_reconstruction, kept)
+        kl = mean_over(per_sample_kl, kept)
         return LossOutput(
             total=reconstruction + beta * kl, terms={"reconstruction": reconstruction, "kl": kl}
         )
