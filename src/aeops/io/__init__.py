@@ -1,5 +1,6 @@
 """Kedro datasets of aeops: the catalog's I/O, so nodes never open files."""
 
+from aeops.io._artifacts import MlflowRunArtifactDataset
 from aeops.io._batch_jobs import BatchJobOutputDataset, TableSourceDataset
 from aeops.io._images import ImageDataset
 from aeops.io._metrics import MlflowMetricHistoryBatchDataset
@@ -11,6 +12,7 @@ for _dataset in (
     BatchJobOutputDataset,
     ImageDataset,
     MlflowMetricHistoryBatchDataset,
+    MlflowRunArtifactDataset,
     TableSourceDataset,
     TabularDataset,
 ):
@@ -20,6 +22,7 @@ __all__ = [
     "BatchJobOutputDataset",
     "ImageDataset",
     "MlflowMetricHistoryBatchDataset",
+    "MlflowRunArtifactDataset",
     "TableSourceDataset",
     "TabularDataset",
 ]
