@@ -13,10 +13,12 @@ from kedro.runner import SequentialRunner
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+from aeops.bundle import hash_ids
 from aeops.data import DataConfig, ingest, split_by_kind
 from aeops.demo_data import make_image_demo, make_timeseries_demo
 from aeops.models import MODEL_REGISTRY
 from aeops.pipelines.train import create_pipeline
+from aeops.serving import load_registered_bundle
 
 TABULAR_DATA = {"kind": "tabular", "label_column": "label"}
 SERIES_DATA = {
@@ -151,21 +153,35 @@ def test_a_champion_reevaluated_on_new_data_has_every_metric_to_compare(
         "compare_metric": compare_metric,
         "greater_is_better": greater_is_better,
     }
-    registrations = []
+    registrations, test_ids = [], []
     for rows in (tabular_frame, tabular_frame.iloc[: len(tabular_frame) * 3 // 4]):
         catalog = _catalog("tabular", "vanilla", rows)
         catalog["params:registry"] = registry
         with mlflow.start_run():
             SequentialRunner().run(create_pipeline(), catalog)
         registrations.append(catalog.load("registration"))
+        test_ids.append(catalog.load("test_scores")["id"])
     first, second = registrations
     assert (first["version"], first["alias"]) == ("1", "champion")
+    # The champion's bundle records the rows it was fitted and tuned on: all but its
+    # test split.
+    champion = load_registered_bundle("models:/compare-any-metric/1")
+    assert champion.spec.training_ids is not None
+    assert not np.isin(hash_ids(test_ids[0]), champion.spec.training_ids).any()
+    assert len(champion.spec.training_ids) == len(tabular_frame) - len(test_ids[0])
+
     tags = MlflowClient().get_model_version("compare-any-metric", second["version"]).tags
     assert tags["compared_with_champion"] == "reevaluated"  # other rows: another test split
+    # The second run's test split is mostly rows the champion trained on; only the
+    # others are compared.
+    unseen = champion.spec.unseen(test_ids[1])
+    assert unseen is not None and 0 < unseen.sum() < len(unseen)
+    assert tags["comparison_rows"] == str(unseen.sum())
+    assert tags["comparison_rows_excluded"] == str((~unseen).sum())
     champion_value = second["champion_metric_before"]
     assert champion_value is not None, "the champion was not measured on the new data"
     assert tags[f"champion_{compare_metric}"] == f"{champion_value:.6g}"
-    new_value = second["metric_value"]
+    new_value = float(tags[f"version_{compare_metric}"])
     better = new_value > champion_value if greater_is_better else new_value < champion_value
     assert second["alias"] == ("champion" if better else "challenger")
 

@@ -11,6 +11,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from aeops.bundle import hash_ids
 from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import InputSchemaError, Predictor, Threshold
@@ -18,6 +19,8 @@ from aeops.serving import (
     CHALLENGER,
     CHAMPION,
     BundleSpec,
+    ChampionComparison,
+    LoadedBundle,
     RegistryConfig,
     _loading,
     load_registered_bundle,
@@ -58,6 +61,23 @@ def test_bundle_files_rebuild_identical_answers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first.embedding, second.embedding)
     assert again.threshold == predictor.threshold
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "state_dict.pt"]
+    assert spec.training_ids is None and spec.unseen(_rows()["key"]) is None
+
+
+@pytest.mark.parametrize("ids", [[100, 102, 7], ["row-a", "row-c", "zz"]], ids=["int", "str"])
+def test_a_bundle_knows_which_rows_it_was_trained_on(tmp_path: Path, ids: list[Any]) -> None:
+    trained_on = pd.Series(ids)
+    spec = BundleSpec(id_column="key", training_ids=hash_ids(trained_on))
+    write_bundle(tmp_path, _predictor(), spec)
+    _, again = read_bundle(tmp_path)
+    assert again.training_ids is not None and again.training_ids.dtype == np.uint64
+    if isinstance(ids[0], int):
+        candidates = pd.Series([100, 101, 102, 103], dtype=np.int64)
+    else:
+        candidates = pd.Series(["row-a", "row-b", "row-c", "row-d"], dtype="str")
+    unseen = again.unseen(candidates)
+    assert unseen is not None
+    assert unseen.tolist() == [False, True, False, True]
 
 
 def _register(metrics: dict[str, float], seed: int = 0) -> dict[str, object]:
@@ -119,56 +139,101 @@ def test_register_needs_an_active_run(tracking_uri: str) -> None:
         register_bundle(_predictor(), SPEC, _rows(2), {}, RegistryConfig(), {})
 
 
-def _register_on(metrics: dict[str, float], digest: str, evaluate: Any) -> dict[str, object]:
+def _register_on(
+    metrics: dict[str, float], digest: str, compare: Any, seed: int = 0
+) -> dict[str, object]:
     config = RegistryConfig(model_name="unit-model", compare_metric="test_auroc")
     with mlflow.start_run():
         mlflow.log_metrics(metrics)
         registration = register_bundle(
-            _predictor(),
+            _predictor(seed),
             SPEC,
             _rows(3),
             metrics,
             config,
             {},
             evaluation_digest=digest,
-            evaluate=evaluate,
+            compare=compare,
         )
     return registration.to_dict()
 
 
+def _scoring(champion: float, version: float, excluded: int | None = 0) -> Any:
+    seen: list[LoadedBundle] = []
+
+    def compare(bundle: LoadedBundle) -> ChampionComparison:
+        seen.append(bundle)
+        return ChampionComparison(
+            champion={"test_auroc": champion},
+            version={"test_auroc": version},
+            rows=40,
+            excluded=excluded,
+        )
+
+    compare.seen = seen  # type: ignore[attr-defined]
+    return compare
+
+
+def _tags(version: object) -> dict[str, str]:
+    return MlflowClient().get_model_version("unit-model", str(version)).tags
+
+
 @pytest.mark.usefixtures("tracking_uri")
 def test_the_champion_is_compared_on_the_new_versions_evaluation_data() -> None:
-    seen: list[Predictor] = []
-
-    def champion_scores_090(champion: Predictor) -> dict[str, float]:
-        seen.append(champion)
-        return {"test_auroc": 0.90}
-
-    _register_on({"test_auroc": 0.80}, "data-A", champion_scores_090)
-    assert seen == []  # no champion to compare yet
-    newer = _register_on({"test_auroc": 0.85}, "data-B", champion_scores_090)
+    compare = _scoring(champion=0.90, version=0.85)
+    _register_on({"test_auroc": 0.80}, "data-A", compare)
+    assert compare.seen == []  # no champion to compare yet
+    newer = _register_on({"test_auroc": 0.85}, "data-B", compare)
     # On data B the champion scores 0.90, so 0.85 does not beat it, though 0.85 > 0.80.
     assert newer["alias"] == CHALLENGER
-    assert len(seen) == 1 and seen[0].threshold is not None  # the champion's own bundle
-    tags = MlflowClient().get_model_version("unit-model", str(newer["version"])).tags
+    (bundle,) = compare.seen  # the champion's own bundle, as registered
+    assert bundle.predictor.threshold is not None and bundle.provenance["model_version"] == "1"
+    tags = _tags(newer["version"])
     assert tags["compared_with_champion"] == "reevaluated"
     assert tags["champion_test_auroc"] == "0.9"
+    assert tags["version_test_auroc"] == "0.85"
+    assert (tags["comparison_rows"], tags["comparison_rows_excluded"]) == ("40", "0")
     assert tags["evaluation_digest"] == "data-B"
-    same = _register_on({"test_auroc": 0.81}, "data-A", champion_scores_090)
+    same = _register_on({"test_auroc": 0.81}, "data-A", compare)
     assert same["alias"] == CHAMPION  # same data as the champion: its logged 0.80 counts
-    assert len(seen) == 1
+    assert len(compare.seen) == 1
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_the_decision_uses_the_new_versions_score_on_the_same_rows() -> None:
+    _register_on({"test_auroc": 0.80}, "data-A", _scoring(0.0, 0.0))
+    # Logged 0.95 on its whole test split, but the champion had trained on some of
+    # those rows; on the other 40 the new version scores 0.70 and the champion 0.75.
+    newer = _register_on({"test_auroc": 0.95}, "data-B", _scoring(0.75, 0.70, excluded=20))
+    assert newer["alias"] == CHALLENGER
+    tags = _tags(newer["version"])
+    assert (tags["champion_test_auroc"], tags["version_test_auroc"]) == ("0.75", "0.7")
+    assert tags["comparison_rows_excluded"] == "20"
+    assert tags["metric.test_auroc"] == "0.95"  # what it logged is still recorded
+    unknown = _register_on({"test_auroc": 0.5}, "data-C", _scoring(0.75, 0.80, excluded=None))
+    assert unknown["alias"] == CHAMPION
+    assert _tags(unknown["version"])["comparison_rows_excluded"] == "unknown"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_champion_trained_on_every_test_row_is_kept() -> None:
+    _register_on({"test_auroc": 0.60}, "data-A", None)
+    newer = _register_on({"test_auroc": 0.99}, "data-B", lambda bundle: None)
+    assert newer["alias"] == CHALLENGER
+    assert _tags(newer["version"])["compared_with_champion"] == "no_unseen_rows"
+    champion = MlflowClient().get_model_version_by_alias("unit-model", CHAMPION)
+    assert str(champion.version) == "1"
 
 
 @pytest.mark.usefixtures("tracking_uri")
 def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
-    def cannot(champion: Predictor) -> dict[str, float]:
+    def cannot(champion: LoadedBundle) -> ChampionComparison:
         raise InputSchemaError("input is missing feature column(s) ['d']")
 
     _register_on({"test_auroc": 0.95}, "old-schema", cannot)
     newer = _register_on({"test_auroc": 0.70}, "new-schema", cannot)
     assert newer["alias"] == CHAMPION
-    tags = MlflowClient().get_model_version("unit-model", str(newer["version"])).tags
-    assert tags["compared_with_champion"] == "incomparable"
+    assert _tags(newer["version"])["compared_with_champion"] == "incomparable"
 
 
 @pytest.mark.usefixtures("tracking_uri")

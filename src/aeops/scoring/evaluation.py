@@ -99,10 +99,18 @@ def _metrics(
 
 
 def score_metrics(
-    predictor: Predictor, frame: pd.DataFrame, label_column: str | None, prefix: str = "test"
+    predictor: Predictor,
+    frame: pd.DataFrame,
+    label_column: str | None,
+    prefix: str = "test",
+    rows: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The metrics :func:`evaluate_frame` gives, without its scores table and figures:
     what a champion is compared on, whichever ``compare_metric`` is chosen.
+
+    Args:
+        rows: a boolean mask of the rows the metrics are taken over; the whole frame
+            is scored all the same (a series window keeps the steps before it).
 
     Raises:
         InputSchemaError: if ``frame`` does not have the model's inputs.
@@ -110,7 +118,11 @@ def score_metrics(
     """
     threshold = _threshold_of(predictor)
     errors = predictor.reconstruction_errors(frame)
-    return _metrics(threshold, errors, _labels(frame, label_column), prefix)
+    labels = _labels(frame, label_column)
+    if rows is not None:
+        errors = errors[rows]
+        labels = None if labels is None else labels[rows]
+    return _metrics(threshold, errors, labels, prefix)
 
 
 def evaluate_frame(

@@ -10,6 +10,7 @@ from aeops.serving._pyfunc import OUTPUTS, AutoencoderBundle, predict_frame, sco
 from aeops.serving._registry import (
     CHALLENGER,
     CHAMPION,
+    ChampionComparison,
     Registration,
     RegistryConfig,
     frame_digest,
@@ -32,6 +33,7 @@ __all__ = [
     "OUTPUTS",
     "AutoencoderBundle",
     "BundleSpec",
+    "ChampionComparison",
     "LoadedBundle",
     "ModelNotFoundError",
     "Registration",

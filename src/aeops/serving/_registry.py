@@ -22,7 +22,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict
 
 import aeops
-from aeops.bundle import BundleSpec, write_bundle
+from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import InputSchemaError, Predictor
 from aeops.serving._loading import ModelNotFoundError, load_registered_bundle
 from aeops.serving._locks import store_lock
@@ -45,6 +45,39 @@ class RegistryConfig(BaseModel):
     model_name: str = "aeops"
     compare_metric: str = "test_auroc"
     greater_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """The champion and the new version scored on the same rows of the new test split.
+
+    Attributes:
+        champion: the champion's metrics on those rows.
+        version: the new version's metrics on the same rows.
+        rows: how many rows they were taken over.
+        excluded: test rows left out because the champion was trained on them; None
+            when the champion's bundle does not record its training rows.
+    """
+
+    champion: dict[str, float]
+    version: dict[str, float]
+    rows: int
+    excluded: int | None
+
+
+# Scores a champion bundle against the new version; None when no test row is left
+# that the champion has not seen.
+Compare = Callable[[LoadedBundle], ChampionComparison | None]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How the new version fared against the champion, and what to tag it with."""
+
+    how: str
+    champion_value: float | None = None
+    version_value: float | None = None
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,28 +203,49 @@ def _beats(new: float | None, old: float | None, greater_is_better: bool) -> boo
     return new > old if greater_is_better else new < old
 
 
-def _champion_metric(
+def _compare_with(
     client: MlflowClient,
     champion: Any,
     config: RegistryConfig,
+    new_value: float | None,
     evaluation_digest: str | None,
-    evaluate: Callable[[Predictor], dict[str, float]] | None,
-) -> tuple[float | None, str]:
-    """The champion's ``compare_metric`` on this version's evaluation data, and how
-    it was obtained: ``same_data`` (its logged metric, when it was evaluated on the
-    same data), ``reevaluated`` (its bundle scored on this version's test split), or
-    ``logged`` / ``incomparable`` when neither is possible."""
+    compare: Compare | None,
+) -> _Outcome:
+    """Both versions' ``compare_metric`` on the same data, and how it was obtained:
+    ``same_data`` (the champion's logged metric, evaluated on the same data),
+    ``reevaluated`` (both scored on the test rows the champion was not trained on),
+    ``logged`` when there is nothing to re-score with, ``incomparable`` when the
+    champion cannot score this data, ``no_unseen_rows`` when it was trained on all of
+    it."""
+    metric = config.compare_metric
     if evaluation_digest is not None and champion.tags.get(EVALUATION_DIGEST) == evaluation_digest:
-        return client.get_run(champion.run_id).data.metrics.get(config.compare_metric), "same_data"
-    if evaluate is None:
-        return client.get_run(champion.run_id).data.metrics.get(config.compare_metric), "logged"
+        logged = client.get_run(champion.run_id).data.metrics.get(metric)
+        return _Outcome("same_data", logged, new_value)
+    if compare is None:
+        logged = client.get_run(champion.run_id).data.metrics.get(metric)
+        return _Outcome("logged", logged, new_value)
     uri = f"models:/{config.model_name}/{champion.version}"
     try:
-        metrics = evaluate(load_registered_bundle(uri).predictor)
+        result = compare(load_registered_bundle(uri))
     except (InputSchemaError, ModelNotFoundError, ValueError) as error:
         logger.warning("Champion %s cannot score this evaluation data (%s)", uri, error)
-        return None, "incomparable"
-    return metrics.get(config.compare_metric), "reevaluated"
+        return _Outcome("incomparable", version_value=new_value)
+    if result is None:
+        logger.warning("Champion %s was trained on every row of this test split; keeping it", uri)
+        return _Outcome("no_unseen_rows", version_value=new_value)
+    excluded = "unknown" if result.excluded is None else str(result.excluded)
+    if result.excluded:
+        logger.info(
+            "Comparing with champion %s on the %d test rows it was not trained on (%d left out)",
+            uri,
+            result.rows,
+            result.excluded,
+        )
+    version_value = result.version.get(metric)
+    tags = {"comparison_rows": str(result.rows), "comparison_rows_excluded": excluded}
+    if version_value is not None:
+        tags[f"version_{metric}"] = f"{version_value:.6g}"
+    return _Outcome("reevaluated", result.champion.get(metric), version_value, tags)
 
 
 def _unregister(client: MlflowClient, name: str, version: str, whole_model: bool) -> None:
@@ -217,7 +271,7 @@ def _decide_alias(
     base_tags: dict[str, str],
     config: RegistryConfig,
     evaluation_digest: str | None,
-    evaluate: Callable[[Predictor], dict[str, float]] | None,
+    compare: Compare | None,
 ) -> tuple[str, Any | None, float | None]:
     """Compare ``version`` with the champion, tag it, and give it its alias.
 
@@ -231,21 +285,26 @@ def _decide_alias(
     with store_lock(mlflow.get_registry_uri()):
         for round_ in range(_MAX_ALIAS_ROUNDS):
             champion = _champion(client, config.model_name)
-            old_value, compared = None, "no_champion"
+            outcome = _Outcome("no_champion", version_value=new_value)
             if champion is not None:
-                old_value, compared = _champion_metric(
-                    client, champion, config, evaluation_digest, evaluate
+                outcome = _compare_with(
+                    client, champion, config, new_value, evaluation_digest, compare
                 )
+            old_value = outcome.champion_value
             promote = (
                 champion is None
-                or compared == "incomparable"
-                or _beats(new_value, old_value, config.greater_is_better)
+                or outcome.how == "incomparable"
+                or (
+                    outcome.how != "no_unseen_rows"
+                    and _beats(outcome.version_value, old_value, config.greater_is_better)
+                )
             )
             alias = CHAMPION if promote else CHALLENGER
             changed = _version_of(_champion(client, config.model_name)) != _version_of(champion)
             if promote and changed and round_ < _MAX_ALIAS_ROUNDS - 1:
                 continue  # the champion changed while we compared
-            version_tags = {**base_tags, "compared_with_champion": compared}
+            version_tags = {**base_tags, **(outcome.tags or {})}
+            version_tags["compared_with_champion"] = outcome.how
             if champion is not None:
                 version_tags["champion_version_before"] = str(champion.version)
                 if old_value is not None:
@@ -270,18 +329,20 @@ def register_bundle(
     tags: dict[str, str],
     optional_columns: set[str] | None = None,
     evaluation_digest: str | None = None,
-    evaluate: Callable[[Predictor], dict[str, float]] | None = None,
+    compare: Compare | None = None,
 ) -> Registration:
     """Log the bundle in the active run, register it, and set its alias.
 
     The first version of a name becomes ``champion``. A later one takes ``champion``
     only when its ``config.compare_metric`` beats the current champion's **on the same
     evaluation data**: when the champion was evaluated on other data (its
-    ``evaluation_digest`` tag differs), ``evaluate`` scores the champion's bundle on
-    this version's test split first. Otherwise the new version is the
-    ``challenger``. A version without the metric (no labels) never displaces a
-    champion that has one; a champion that cannot score the new data (another schema)
-    is displaced. How the comparison was made is recorded in the version's tags.
+    ``evaluation_digest`` tag differs), ``compare`` scores the champion's bundle and
+    this version on the rows of this version's test split that the champion was not
+    trained on. Otherwise the new version is the ``challenger``. A version without
+    the metric (no labels) never displaces a champion that has one; a champion that
+    cannot score the new data (another schema) is displaced; one that was trained on
+    every test row is kept. How the comparison was made is recorded in the version's
+    tags.
 
     Raises:
         RuntimeError: if no MLflow run is active.
@@ -301,7 +362,7 @@ def register_bundle(
         base_tags[EVALUATION_DIGEST] = evaluation_digest
     try:
         alias, champion, old_value = _decide_alias(
-            client, version, new_value, base_tags, config, evaluation_digest, evaluate
+            client, version, new_value, base_tags, config, evaluation_digest, compare
         )
     except BaseException:
         # A version without its alias and tags would be an orphan in the registry:

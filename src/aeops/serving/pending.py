@@ -11,7 +11,6 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pandas as pd
 
 from aeops.bundle import BundleSpec, read_bundle, write_bundle
 from aeops.scoring import Predictor
-from aeops.serving._registry import Registration, RegistryConfig, register_bundle
+from aeops.serving._registry import Compare, Registration, RegistryConfig, register_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +84,9 @@ class PendingRegistration:
             evaluation_digest=request["evaluation_digest"],
         )
 
-    def register(
-        self, evaluate: Callable[[Predictor], dict[str, float]] | None = None
-    ) -> Registration:
+    def register(self, compare: Compare | None = None) -> Registration:
         """Log the bundle in the active run and register it (see :func:`register_bundle`;
-        ``evaluate`` re-scores a champion that was evaluated on other data)."""
+        ``compare`` re-scores a champion that was evaluated on other data)."""
         return register_bundle(
             self.predictor,
             self.spec,
@@ -99,7 +96,7 @@ class PendingRegistration:
             self.tags,
             optional_columns=self.optional_columns,
             evaluation_digest=self.evaluation_digest,
-            evaluate=evaluate,
+            compare=compare,
         )
 
 

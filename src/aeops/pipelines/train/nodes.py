@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from aeops.bundle import LoadedBundle, hash_ids
 from aeops.data import (
     DataConfig,
     FittedScaler,
@@ -26,7 +27,13 @@ from aeops.pipelines._params import parse_params
 from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshold
 from aeops.scoring.evaluation import evaluate_frame, score_metrics
 from aeops.scoring.plots import training_curves
-from aeops.serving import BundleSpec, RegistryConfig, frame_digest, log_dataset_input
+from aeops.serving import (
+    BundleSpec,
+    ChampionComparison,
+    RegistryConfig,
+    frame_digest,
+    log_dataset_input,
+)
 from aeops.serving.pending import PendingRegistration
 from aeops.training import TrainingConfig, fit, seed_everything
 from aeops.validation import (
@@ -274,6 +281,7 @@ def registration_request(
             id_column=data_config.id_column,
             validation_suite=validation_suite,
             data=data_config.model_dump(mode="json"),
+            training_ids=_training_ids(validated_data, test_frame, data_config.id_column),
         ),
         input_example=_input_example(validated_data, input_spec, data_config),
         metrics=evaluation_metrics,
@@ -323,12 +331,27 @@ def register_trained_model(
         registry,
         data,
     )
-    label = parse_params(DataConfig, data, "data").label_column
+    data_config = parse_params(DataConfig, data, "data")
 
-    def evaluate(champion: Predictor) -> dict[str, float]:
-        # Every metric this version logged, so any compare_metric finds its value.
-        if champion.threshold is None:
-            return {}
-        return score_metrics(champion, test_frame, label, prefix="test")
+    def compare(champion: LoadedBundle) -> ChampionComparison | None:
+        # Both models on the test rows the champion was not trained on, with every
+        # metric this version logged, so any compare_metric finds its value.
+        unseen = champion.spec.unseen(test_frame[data_config.id_column])
+        rows = np.ones(len(test_frame), dtype=bool) if unseen is None else unseen
+        if not rows.any():
+            return None
+        label = data_config.label_column
+        return ChampionComparison(
+            champion=score_metrics(champion.predictor, test_frame, label, "test", rows),
+            version=score_metrics(request.predictor, test_frame, label, "test", rows),
+            rows=int(rows.sum()),
+            excluded=None if unseen is None else int((~rows).sum()),
+        )
 
-    return request.register(evaluate).to_dict()
+    return request.register(compare).to_dict()
+
+
+def _training_ids(validated: pd.DataFrame, test_frame: pd.DataFrame, id_column: str) -> np.ndarray:
+    """Hashed ids of the rows the model was fitted and tuned on: all but the test split."""
+    ids = validated[id_column]
+    return np.unique(hash_ids(ids[~ids.isin(test_frame[id_column])]))
