@@ -1,9 +1,7 @@
 """The model bundle: everything between raw rows and answers, as files without pickles.
 
 ``bundle.json`` holds the configs, scaler, threshold, schema and validation suite;
-``state_dict.pt`` holds the weights, loaded with ``weights_only=True``;
-``training_ids.npy``, where written, the hashed ids of the rows the model was fitted
-and tuned on (a champion is later compared only on rows it has not seen). This module
+``state_dict.pt`` holds the weights, loaded with ``weights_only=True``. This module
 imports neither MLflow nor Kedro, so bundles load wherever torch and pandas do (the
 MLflow pyfunc in ``aeops.serving`` and the batch engine both build on it).
 """
@@ -15,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 
 from aeops.data import FittedScaler, input_spec_from_dict
@@ -26,12 +22,6 @@ from aeops.scoring import Predictor, Threshold
 BUNDLE_FORMAT_VERSION = 2
 _MANIFEST = "bundle.json"
 _WEIGHTS = "state_dict.pt"
-_TRAINING_IDS = "training_ids.npy"
-
-
-def hash_ids(ids: pd.Series | np.ndarray) -> np.ndarray:
-    """64-bit hashes of row ids (pandas' stable hash), for telling seen rows apart."""
-    return pd.util.hash_array(np.asarray(ids))
 
 
 @dataclass(frozen=True)
@@ -42,20 +32,11 @@ class BundleSpec:
         id_column: carried through to every answer.
         validation_suite: the Great Expectations suite of the training data (JSON form).
         data: the ``data`` parameters the model was trained with (JSON form).
-        training_ids: sorted unique :func:`hash_ids` of the rows the model was fitted
-            and tuned on (training and validation splits); None where not recorded.
     """
 
     id_column: str
     validation_suite: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
-    training_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    def unseen(self, ids: pd.Series | np.ndarray) -> np.ndarray | None:
-        """Which of ``ids`` the model was not trained on; None when that is unknown."""
-        if self.training_ids is None:
-            return None
-        return ~np.isin(hash_ids(ids), self.training_ids)
 
 
 def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Path:
@@ -76,9 +57,6 @@ def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Pat
     (directory / _MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False))
     state = {k: v.detach().cpu() for k, v in predictor.model.state_dict().items()}
     torch.save(state, directory / _WEIGHTS)
-    if spec.training_ids is not None:
-        ids = np.unique(np.asarray(spec.training_ids, dtype=np.uint64))
-        np.save(directory / _TRAINING_IDS, ids, allow_pickle=False)
     return directory
 
 
@@ -109,12 +87,10 @@ def read_bundle(
         threshold=Threshold.from_dict(manifest["threshold"]),
         device=device,
     )
-    ids_file = directory / _TRAINING_IDS
     spec = BundleSpec(
         id_column=manifest["id_column"],
         validation_suite=manifest["validation_suite"],
         data=manifest["data"],
-        training_ids=np.load(ids_file, allow_pickle=False) if ids_file.exists() else None,
     )
     return predictor, spec
 

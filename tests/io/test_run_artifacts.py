@@ -7,6 +7,7 @@ saving and logging, another run saves to the same path.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,3 +166,38 @@ def test_folders_saved_at_once_from_many_writers_leave_one_whole_folder(tmp_path
     assert sorted(texts) == ["part-0", "part-1", "part-2"]
     assert len(set(texts.values())) == 1  # all three from one save, not a mix
     assert [p.name for p in tmp_path.iterdir()] == ["reports"]  # no staging left over
+
+
+def test_a_folder_swap_that_fails_puts_the_last_save_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "reports"
+    dataset = MlflowRunArtifactDataset(dataset={"type": TextFolderDataset, "filepath": str(folder)})
+    dataset._logging_activated = False
+    dataset.save({"a.txt": "the last good save"})
+
+    rename = Path.rename
+
+    def staged_rename_fails(self: Path, target: Any) -> Path:
+        if self.parent.name.startswith(".reports."):  # the new save, out of its staging
+            raise PermissionError(errno.EACCES, "Permission denied", str(target))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", staged_rename_fails)
+    with pytest.raises(DatasetError, match="Permission denied"):
+        dataset.save({"b.txt": "never lands"})
+    monkeypatch.undo()
+
+    assert TextFolderDataset(str(folder)).load() == {"a.txt": "the last good save"}
+    assert [p.name for p in tmp_path.iterdir()] == ["reports"]
+
+
+def test_a_versioned_dataset_inside_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="versioned dataset inside it would lose"):
+        MlflowRunArtifactDataset(
+            dataset={
+                "type": "text.TextDataset",
+                "filepath": str(tmp_path / "r.txt"),
+                "versioned": True,
+            }
+        )

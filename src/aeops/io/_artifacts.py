@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -34,8 +35,10 @@ class MlflowRunArtifactDataset(AbstractDataset[Any, Any]):
             filepath: data/08_reporting/plots
 
     The run gets exactly what this save wrote, whatever another process does to
-    ``filepath`` meanwhile, and ``filepath`` always holds one whole save: a failed
-    save leaves the previous one there and logs nothing. Loading reads ``filepath``.
+    ``filepath`` meanwhile, and ``filepath`` holds one whole save: a save that fails
+    while writing leaves the previous one there and logs nothing. Loading reads
+    ``filepath``. (A folder is absent for the instant between the two renames of its
+    swap; a process killed there leaves the last save in a hidden ``.<name>.old-*``.)
     """
 
     def __init__(
@@ -61,6 +64,12 @@ class MlflowRunArtifactDataset(AbstractDataset[Any, Any]):
             raise DatasetError(
                 f"MlflowRunArtifactDataset wraps a dataset with a local 'filepath'; "
                 f"got {filepath!r}"
+            )
+        if self._dataset_args.get("version") is not None:  # `versioned: true`, parsed
+            raise DatasetError(
+                "MlflowRunArtifactDataset replaces its 'filepath' whole on each save; "
+                "a versioned dataset inside it would lose its versions (MLflow keeps "
+                "every run's copy)"
             )
         self._filepath = Path(filepath)
         self._artifact_path = artifact_path
@@ -104,19 +113,35 @@ def _move_into_place(staged: Path, target: Path) -> None:
     """Rename ``staged`` to ``target``; a folder there is swapped out first.
 
     A file is replaced in one rename. A folder cannot be renamed over a non-empty one,
-    so whatever is at ``target`` is renamed aside into ``staged``'s parent (deleted
-    with it), and the swap is tried again if another process's folder lands between.
+    so the last save is renamed aside, the new one renamed in, and the old one deleted.
+    If the second rename fails, the last save is put back. When another process's
+    folder lands in between, the swap is tried again.
     """
     if not staged.is_dir():
         staged.replace(target)
         return
     for _ in range(100):
-        with contextlib.suppress(FileNotFoundError):  # absent, or moved aside by another
-            target.rename(staged.parent / f"replaced-{uuid.uuid4().hex}")
+        aside: Path | None = None
+        # Nothing may be there, or another process may have moved it aside first.
+        with contextlib.suppress(FileNotFoundError):
+            aside = target.rename(target.with_name(f".{target.name}.old-{uuid.uuid4().hex}"))
         try:
             staged.rename(target)
-            return
-        except OSError as error:
-            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
+        except BaseException as error:
+            if aside is not None:
+                _put_back(aside, target)
+            if isinstance(error, OSError) and error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                continue  # another process's folder landed first: swap again
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
     raise DatasetError(f"could not move the new {target} into place: it kept being replaced")
+
+
+def _put_back(aside: Path, target: Path) -> None:
+    """Return the last save to ``target``, unless another save has taken its place."""
+    try:
+        aside.rename(target)
+    except OSError:
+        shutil.rmtree(aside, ignore_errors=True)
