@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,11 +14,11 @@ from kedro.runner import SequentialRunner
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from aeops.bundle import hash_ids
 from aeops.data import DataConfig, ingest, split_by_kind
 from aeops.demo_data import make_image_demo, make_timeseries_demo
 from aeops.models import MODEL_REGISTRY
 from aeops.pipelines.train import create_pipeline
+from aeops.scoring.evaluation import row_hashes
 from aeops.serving import load_registered_bundle
 
 TABULAR_DATA = {"kind": "tabular", "label_column": "label"}
@@ -146,42 +147,55 @@ def test_denoising_reconstructions_of_noisy_rows_are_closer_to_the_clean_rows(
     [("test_error_mean", False), ("test_alert_rate", False), ("test_auprc", True)],
 )
 def test_a_champion_reevaluated_on_new_data_has_every_metric_to_compare(
-    tabular_frame: pd.DataFrame, tracking_uri: str, compare_metric: str, greater_is_better: bool
+    tabular_frame: pd.DataFrame,
+    tracking_uri: str,
+    tmp_path: Path,
+    compare_metric: str,
+    greater_is_better: bool,
 ) -> None:
     registry = {
         "model_name": "compare-any-metric",
         "compare_metric": compare_metric,
         "greater_is_better": greater_is_better,
     }
-    registrations, test_ids = [], []
-    for rows in (tabular_frame, tabular_frame.iloc[: len(tabular_frame) * 3 // 4]):
+    # The second run gets three quarters of the same rows under new ids: which rows a
+    # champion has seen is told by their content, not their ids.
+    reidentified = tabular_frame.iloc[: len(tabular_frame) * 3 // 4].assign(
+        id=lambda frame: frame["id"] + 5000
+    )
+    registrations, test_rows = [], []
+    for rows in (tabular_frame, reidentified):
         catalog = _catalog("tabular", "vanilla", rows)
         catalog["params:registry"] = registry
         with mlflow.start_run():
             SequentialRunner().run(create_pipeline(), catalog)
         registrations.append(catalog.load("registration"))
-        test_ids.append(catalog.load("test_scores")["id"])
+        test_rows.append(rows[rows["id"].isin(catalog.load("test_scores")["id"])])
     first, second = registrations
     assert (first["version"], first["alias"]) == ("1", "champion")
-    # The champion's bundle records the rows it was fitted and tuned on: all but its
+    # The champion's run recorded the rows it was fitted and tuned on: all but its
     # test split.
+    client = MlflowClient()
     champion = load_registered_bundle("models:/compare-any-metric/1")
-    assert champion.spec.training_ids is not None
-    assert not np.isin(hash_ids(test_ids[0]), champion.spec.training_ids).any()
-    assert len(champion.spec.training_ids) == len(tabular_frame) - len(test_ids[0])
+    trained_on = np.load(
+        client.download_artifacts(first["run_id"], "registry/training_rows.npy", str(tmp_path))
+    )
+    assert len(trained_on) == len(tabular_frame) - len(test_rows[0])
+    assert not np.isin(row_hashes(champion.predictor, test_rows[0]), trained_on).any()
 
-    tags = MlflowClient().get_model_version("compare-any-metric", second["version"]).tags
+    tags = client.get_model_version("compare-any-metric", second["version"]).tags
     assert tags["compared_with_champion"] == "reevaluated"  # other rows: another test split
     # The second run's test split is mostly rows the champion trained on; only the
     # others are compared.
-    unseen = champion.spec.unseen(test_ids[1])
-    assert unseen is not None and 0 < unseen.sum() < len(unseen)
-    assert tags["comparison_rows"] == str(unseen.sum())
-    assert tags["comparison_rows_excluded"] == str((~unseen).sum())
+    seen = np.isin(row_hashes(champion.predictor, test_rows[1]), trained_on)
+    assert 0 < seen.sum() < len(seen)
+    assert tags["comparison_rows"] == str((~seen).sum())
+    assert tags["comparison_rows_excluded"] == str(seen.sum())
     champion_value = second["champion_metric_before"]
     assert champion_value is not None, "the champion was not measured on the new data"
     assert tags[f"champion_{compare_metric}"] == f"{champion_value:.6g}"
-    new_value = float(tags[f"version_{compare_metric}"])
+    new_value = second["compared_metric_value"]
+    assert tags[f"version_{compare_metric}"] == f"{new_value:.6g}"
     better = new_value > champion_value if greater_is_better else new_value < champion_value
     assert second["alias"] == ("champion" if better else "challenger")
 

@@ -16,8 +16,8 @@ from aeops.data import (
     trailing_mean,
 )
 from aeops.models import ModelConfig, build_model
-from aeops.scoring import Predictor, Threshold
-from aeops.scoring.evaluation import evaluate_frame, feature_error_table
+from aeops.scoring import InputSchemaError, Predictor, Threshold
+from aeops.scoring.evaluation import evaluate_frame, feature_error_table, row_hashes
 
 
 def test_feature_error_table_ranks_the_feature_anomalies_are_off_in() -> None:
@@ -133,3 +133,40 @@ def test_evaluate_frame_draws_the_series_with_its_scores() -> None:
     assert "series_scores.png" in evaluation.figures
     assert evaluation.feature_errors["feature"].tolist() == ["x"]
     assert len(evaluation.scores) == 50
+
+
+def _tabular_predictor(columns: tuple[str, ...]) -> Predictor:
+    # Row hashes read only the inputs; the network is never run here.
+    model = build_model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (4,))
+    scaler = fit_scaler(
+        np.random.default_rng(0).normal(size=(20, len(columns))), list(columns), "none"
+    )
+    return Predictor(model, TabularInputs(columns), scaler, Threshold(1.0, "quantile", {}))
+
+
+def test_row_hashes_tell_rows_by_their_content_not_their_ids_or_dtypes() -> None:
+    predictor = _tabular_predictor(("a", "b"))
+    rows = pd.DataFrame({"id": [1, 2, 3], "a": [1, 2, 0], "b": [0.5, 0.5, 0.0], "extra": "x"})
+    same_content = pd.DataFrame(
+        {"id": ["r7", "r8", "r9"], "b": [0.5, 0.5, -0.0], "a": [1.0, 2.0, 0.0]}
+    )
+    hashes = row_hashes(predictor, rows)
+    assert hashes.dtype == np.uint64 and len(set(hashes.tolist())) == 3
+    np.testing.assert_array_equal(row_hashes(predictor, same_content), hashes)
+    changed = same_content.assign(b=[0.5, 0.5000001, 0.0])
+    assert (row_hashes(predictor, changed) == hashes).tolist() == [True, False, True]
+
+
+def test_row_hashes_of_a_series_step_include_its_time() -> None:
+    predictor = _tabular_predictor(("v",))
+    stamps = pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:05"])
+    steps = pd.DataFrame({"timestamp": stamps, "v": [1.0, 1.0]})  # one reading, twice
+    hashes = row_hashes(predictor, steps, "timestamp")
+    assert hashes[0] != hashes[1]
+    in_microseconds = steps.assign(timestamp=stamps.as_unit("us"))
+    np.testing.assert_array_equal(row_hashes(predictor, in_microseconds, "timestamp"), hashes)
+
+
+def test_row_hashes_need_the_predictors_inputs() -> None:
+    with pytest.raises(InputSchemaError, match="b"):
+        row_hashes(_tabular_predictor(("a", "b")), pd.DataFrame({"a": [1.0]}))

@@ -11,7 +11,6 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from aeops.bundle import hash_ids
 from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import InputSchemaError, Predictor, Threshold
@@ -61,23 +60,6 @@ def test_bundle_files_rebuild_identical_answers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first.embedding, second.embedding)
     assert again.threshold == predictor.threshold
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "state_dict.pt"]
-    assert spec.training_ids is None and spec.unseen(_rows()["key"]) is None
-
-
-@pytest.mark.parametrize("ids", [[100, 102, 7], ["row-a", "row-c", "zz"]], ids=["int", "str"])
-def test_a_bundle_knows_which_rows_it_was_trained_on(tmp_path: Path, ids: list[Any]) -> None:
-    trained_on = pd.Series(ids)
-    spec = BundleSpec(id_column="key", training_ids=hash_ids(trained_on))
-    write_bundle(tmp_path, _predictor(), spec)
-    _, again = read_bundle(tmp_path)
-    assert again.training_ids is not None and again.training_ids.dtype == np.uint64
-    if isinstance(ids[0], int):
-        candidates = pd.Series([100, 101, 102, 103], dtype=np.int64)
-    else:
-        candidates = pd.Series(["row-a", "row-b", "row-c", "row-d"], dtype="str")
-    unseen = again.unseen(candidates)
-    assert unseen is not None
-    assert unseen.tolist() == [False, True, False, True]
 
 
 def _register(metrics: dict[str, float], seed: int = 0) -> dict[str, object]:
@@ -140,7 +122,11 @@ def test_register_needs_an_active_run(tracking_uri: str) -> None:
 
 
 def _register_on(
-    metrics: dict[str, float], digest: str, compare: Any, seed: int = 0
+    metrics: dict[str, float],
+    digest: str,
+    compare: Any,
+    seed: int = 0,
+    training_rows: np.ndarray | None = None,
 ) -> dict[str, object]:
     config = RegistryConfig(model_name="unit-model", compare_metric="test_auroc")
     with mlflow.start_run():
@@ -154,23 +140,27 @@ def _register_on(
             {},
             evaluation_digest=digest,
             compare=compare,
+            training_rows=training_rows,
         )
     return registration.to_dict()
 
 
-def _scoring(champion: float, version: float, excluded: int | None = 0) -> Any:
+def _scoring(champion: float | None, version: float, excluded: int | None = 0) -> Any:
     seen: list[LoadedBundle] = []
+    trained_on: list[np.ndarray | None] = []
 
-    def compare(bundle: LoadedBundle) -> ChampionComparison:
+    def compare(bundle: LoadedBundle, rows: np.ndarray | None) -> ChampionComparison:
         seen.append(bundle)
+        trained_on.append(rows)
         return ChampionComparison(
-            champion={"test_auroc": champion},
+            champion={} if champion is None else {"test_auroc": champion},
             version={"test_auroc": version},
             rows=40,
             excluded=excluded,
         )
 
     compare.seen = seen  # type: ignore[attr-defined]
+    compare.trained_on = trained_on  # type: ignore[attr-defined]
     return compare
 
 
@@ -206,6 +196,7 @@ def test_the_decision_uses_the_new_versions_score_on_the_same_rows() -> None:
     # those rows; on the other 40 the new version scores 0.70 and the champion 0.75.
     newer = _register_on({"test_auroc": 0.95}, "data-B", _scoring(0.75, 0.70, excluded=20))
     assert newer["alias"] == CHALLENGER
+    assert (newer["metric_value"], newer["compared_metric_value"]) == (0.95, 0.70)
     tags = _tags(newer["version"])
     assert (tags["champion_test_auroc"], tags["version_test_auroc"]) == ("0.75", "0.7")
     assert tags["comparison_rows_excluded"] == "20"
@@ -216,9 +207,36 @@ def test_the_decision_uses_the_new_versions_score_on_the_same_rows() -> None:
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_a_versions_training_rows_are_logged_beside_it_and_handed_to_the_comparison() -> None:
+    _register_on({"test_auroc": 0.80}, "data-A", None, training_rows=np.array([9, 3, 3, 7]))
+    compare = _scoring(champion=0.70, version=0.75)
+    second = _register_on({"test_auroc": 0.75}, "data-B", compare)  # records none
+    third = _register_on({"test_auroc": 0.70}, "data-C", compare)
+    (first_rows, second_rows) = compare.trained_on
+    np.testing.assert_array_equal(first_rows, np.array([3, 7, 9], dtype=np.uint64))
+    assert second_rows is None  # a version whose run recorded no rows
+    assert (second["alias"], third["alias"]) == (CHAMPION, CHAMPION)
+    # The rows are a run artifact, not part of the served model.
+    version_1 = MlflowClient().get_model_version("unit-model", "1")
+    artifacts = {a.path for a in MlflowClient().list_artifacts(version_1.run_id, "registry")}
+    assert artifacts == {"registry/training_rows.npy"}
+    in_model = MlflowClient().list_artifacts(version_1.run_id, "model/artifacts/bundle")
+    assert {Path(a.path).name for a in in_model} == {"bundle.json", "state_dict.pt"}
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_metric_undefined_on_the_compared_rows_keeps_the_champion() -> None:
+    _register_on({"test_auroc": 0.60}, "data-A", None)
+    # Only normal rows were left once the champion's training rows were taken out.
+    newer = _register_on({"test_auroc": 0.99}, "data-B", _scoring(None, 0.9, excluded=30))
+    assert newer["alias"] == CHALLENGER
+    assert _tags(newer["version"])["compared_with_champion"] == "undefined_on_compared_rows"
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_champion_trained_on_every_test_row_is_kept() -> None:
     _register_on({"test_auroc": 0.60}, "data-A", None)
-    newer = _register_on({"test_auroc": 0.99}, "data-B", lambda bundle: None)
+    newer = _register_on({"test_auroc": 0.99}, "data-B", lambda bundle, rows: None)
     assert newer["alias"] == CHALLENGER
     assert _tags(newer["version"])["compared_with_champion"] == "no_unseen_rows"
     champion = MlflowClient().get_model_version_by_alias("unit-model", CHAMPION)
@@ -227,7 +245,7 @@ def test_a_champion_trained_on_every_test_row_is_kept() -> None:
 
 @pytest.mark.usefixtures("tracking_uri")
 def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
-    def cannot(champion: LoadedBundle) -> ChampionComparison:
+    def cannot(champion: LoadedBundle, rows: np.ndarray | None) -> ChampionComparison:
         raise InputSchemaError("input is missing feature column(s) ['d']")
 
     _register_on({"test_auroc": 0.95}, "old-schema", cannot)

@@ -125,6 +125,32 @@ def score_metrics(
     return _metrics(threshold, errors, labels, prefix)
 
 
+def row_hashes(
+    predictor: Predictor, frame: pd.DataFrame, timestamp_column: str | None = None
+) -> np.ndarray:
+    """A 64-bit hash of each row's content as ``predictor`` reads it.
+
+    The content is the row's model inputs as float64 (so an id's or a column's dtype
+    does not matter, and int 3 and float 3.0 agree), and for a series the step's
+    timestamp too (in ns; two equal readings at other times are other rows). Ids are
+    left out: files without an id column get row numbers, which name positions, not
+    rows. Which test rows a champion had trained on is decided on these.
+
+    Raises:
+        InputSchemaError: if ``frame`` does not have the predictor's inputs.
+    """
+    values = predictor.inputs.raw_values(frame) + 0.0  # -0.0 and 0.0 hash alike
+    columns: dict[str, np.ndarray] = {str(i): values[:, i] for i in range(values.shape[1])}
+    if timestamp_column is not None and timestamp_column in frame.columns:
+        stamps = frame[timestamp_column]
+        if pd.api.types.is_datetime64_any_dtype(stamps):
+            columns["timestamp"] = pd.DatetimeIndex(stamps).as_unit("ns").asi8
+        else:
+            columns["timestamp"] = stamps.to_numpy(dtype=np.float64) + 0.0
+    content = pd.DataFrame(columns, copy=False)
+    return pd.util.hash_pandas_object(content, index=False).to_numpy(dtype=np.uint64)
+
+
 def evaluate_frame(
     predictor: Predictor,
     frame: pd.DataFrame,

@@ -34,6 +34,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 _MAX_ALIAS_ROUNDS = 4
 EVALUATION_DIGEST = "evaluation_digest"
+# The row hashes (aeops.scoring.evaluation.row_hashes) of what a version was fitted and
+# tuned on: a run artifact beside the model, not in it, so serving never ships them.
+TRAINING_ROWS_ARTIFACT = "registry/training_rows.npy"
 _BUNDLE_REQUIREMENTS = ("torch", "numpy", "pandas", "pyarrow", "pydantic", "scikit-learn")
 
 
@@ -65,9 +68,14 @@ class ChampionComparison:
     excluded: int | None
 
 
-# Scores a champion bundle against the new version; None when no test row is left
-# that the champion has not seen.
-Compare = Callable[[LoadedBundle], ChampionComparison | None]
+# Scores a champion bundle (with the row hashes of what it trained on, when its run
+# recorded them) against the new version; None when the champion trained on every
+# test row.
+Compare = Callable[[LoadedBundle, np.ndarray | None], ChampionComparison | None]
+
+
+# Comparisons that could not be made fairly: the champion stays.
+_KEEPS_THE_CHAMPION = frozenset({"no_unseen_rows", "undefined_on_compared_rows"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,9 @@ class Registration:
     metric_value: float | None
     champion_before: str | None
     champion_metric_before: float | None
+    compared_metric_value: float | None = None
+    """This version's metric on the rows it was compared with the champion on (its
+    own ``metric_value`` unless the champion was re-scored on part of its test split)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -203,6 +214,17 @@ def _beats(new: float | None, old: float | None, greater_is_better: bool) -> boo
     return new > old if greater_is_better else new < old
 
 
+def _training_rows(client: MlflowClient, run_id: str) -> np.ndarray | None:
+    """The row hashes a version's run recorded, or None (an older run, or none kept)."""
+    folder = TRAINING_ROWS_ARTIFACT.rsplit("/", 1)[0]
+    if not any(a.path == TRAINING_ROWS_ARTIFACT for a in client.list_artifacts(run_id, folder)):
+        return None
+    with tempfile.TemporaryDirectory(prefix="aeops-rows-") as temp:
+        path = client.download_artifacts(run_id, TRAINING_ROWS_ARTIFACT, temp)
+        rows: np.ndarray = np.load(path, allow_pickle=False)
+    return rows
+
+
 def _compare_with(
     client: MlflowClient,
     champion: Any,
@@ -216,7 +238,7 @@ def _compare_with(
     ``reevaluated`` (both scored on the test rows the champion was not trained on),
     ``logged`` when there is nothing to re-score with, ``incomparable`` when the
     champion cannot score this data, ``no_unseen_rows`` when it was trained on all of
-    it."""
+    it, ``undefined_on_compared_rows`` when the metric is (one class only, say)."""
     metric = config.compare_metric
     if evaluation_digest is not None and champion.tags.get(EVALUATION_DIGEST) == evaluation_digest:
         logged = client.get_run(champion.run_id).data.metrics.get(metric)
@@ -226,26 +248,49 @@ def _compare_with(
         return _Outcome("logged", logged, new_value)
     uri = f"models:/{config.model_name}/{champion.version}"
     try:
-        result = compare(load_registered_bundle(uri))
-    except (InputSchemaError, ModelNotFoundError, ValueError) as error:
+        bundle = load_registered_bundle(uri)  # another bundle format is a ValueError
+    except (ModelNotFoundError, ValueError) as error:
+        logger.warning("Champion %s cannot be loaded by this aeops (%s)", uri, error)
+        return _Outcome("incomparable", version_value=new_value)
+    try:
+        result = compare(bundle, _training_rows(client, champion.run_id))
+    except InputSchemaError as error:
         logger.warning("Champion %s cannot score this evaluation data (%s)", uri, error)
         return _Outcome("incomparable", version_value=new_value)
     if result is None:
         logger.warning("Champion %s was trained on every row of this test split; keeping it", uri)
         return _Outcome("no_unseen_rows", version_value=new_value)
-    excluded = "unknown" if result.excluded is None else str(result.excluded)
-    if result.excluded:
+    if result.excluded is None:
+        logger.warning(
+            "Champion %s did not record its training rows; comparing on all %d test rows, "
+            "some of which it may have trained on",
+            uri,
+            result.rows,
+        )
+    elif result.excluded:
         logger.info(
             "Comparing with champion %s on the %d test rows it was not trained on (%d left out)",
             uri,
             result.rows,
             result.excluded,
         )
-    version_value = result.version.get(metric)
-    tags = {"comparison_rows": str(result.rows), "comparison_rows_excluded": excluded}
+    champion_value, version_value = result.champion.get(metric), result.version.get(metric)
+    tags = {
+        "comparison_rows": str(result.rows),
+        "comparison_rows_excluded": "unknown" if result.excluded is None else str(result.excluded),
+    }
     if version_value is not None:
         tags[f"version_{metric}"] = f"{version_value:.6g}"
-    return _Outcome("reevaluated", result.champion.get(metric), version_value, tags)
+    if champion_value is None or version_value is None:
+        logger.warning(
+            "%s is undefined on the %d rows compared with champion %s (one class only?); "
+            "keeping the champion",
+            metric,
+            result.rows,
+            uri,
+        )
+        return _Outcome("undefined_on_compared_rows", champion_value, version_value, tags)
+    return _Outcome("reevaluated", champion_value, version_value, tags)
 
 
 def _unregister(client: MlflowClient, name: str, version: str, whole_model: bool) -> None:
@@ -272,11 +317,11 @@ def _decide_alias(
     config: RegistryConfig,
     evaluation_digest: str | None,
     compare: Compare | None,
-) -> tuple[str, Any | None, float | None]:
+) -> tuple[str, Any | None, _Outcome]:
     """Compare ``version`` with the champion, tag it, and give it its alias.
 
     Returns:
-        The alias given, the champion it was compared with, and that one's metric.
+        The alias given, the champion it was compared with, and how they compared.
     """
     # MLflow has no registry lock. On a SQLite store a file lock serialises the
     # read-compare-write below. On a server, another run may move `champion` while we
@@ -295,7 +340,7 @@ def _decide_alias(
                 champion is None
                 or outcome.how == "incomparable"
                 or (
-                    outcome.how != "no_unseen_rows"
+                    outcome.how not in _KEEPS_THE_CHAMPION
                     and _beats(outcome.version_value, old_value, config.greater_is_better)
                 )
             )
@@ -317,7 +362,7 @@ def _decide_alias(
             ):
                 break
             logger.info("Another run took %s of %s; comparing again", CHAMPION, config.model_name)
-    return alias, champion, old_value
+    return alias, champion, outcome
 
 
 def register_bundle(
@@ -330,6 +375,7 @@ def register_bundle(
     optional_columns: set[str] | None = None,
     evaluation_digest: str | None = None,
     compare: Compare | None = None,
+    training_rows: np.ndarray | None = None,
 ) -> Registration:
     """Log the bundle in the active run, register it, and set its alias.
 
@@ -341,8 +387,10 @@ def register_bundle(
     trained on. Otherwise the new version is the ``challenger``. A version without
     the metric (no labels) never displaces a champion that has one; a champion that
     cannot score the new data (another schema) is displaced; one that was trained on
-    every test row is kept. How the comparison was made is recorded in the version's
-    tags.
+    every test row, or on whose other rows the metric is undefined, is kept. How the
+    comparison was made is recorded in the version's tags. ``training_rows`` (the row
+    hashes of what this version was fitted and tuned on) are logged beside the model,
+    so that later versions compare with it fairly.
 
     Raises:
         RuntimeError: if no MLflow run is active.
@@ -352,6 +400,8 @@ def register_bundle(
         raise RuntimeError("register_bundle needs an active MLflow run")
     client = MlflowClient()
     info = log_bundle(predictor, spec, input_example, optional_columns)
+    if training_rows is not None:
+        _log_training_rows(training_rows)
     first_of_its_name = not client.search_registered_models(f"name = '{config.model_name}'")
     version = mlflow.register_model(info.model_uri, config.model_name)
 
@@ -361,7 +411,7 @@ def register_bundle(
     if evaluation_digest is not None:
         base_tags[EVALUATION_DIGEST] = evaluation_digest
     try:
-        alias, champion, old_value = _decide_alias(
+        alias, champion, outcome = _decide_alias(
             client, version, new_value, base_tags, config, evaluation_digest, compare
         )
     except BaseException:
@@ -377,7 +427,7 @@ def register_bundle(
         config.compare_metric,
         new_value,
         None if champion is None else champion.version,
-        old_value,
+        outcome.champion_value,
     )
     return Registration(
         model_name=config.model_name,
@@ -388,5 +438,14 @@ def register_bundle(
         compare_metric=config.compare_metric,
         metric_value=new_value,
         champion_before=None if champion is None else str(champion.version),
-        champion_metric_before=old_value,
+        champion_metric_before=outcome.champion_value,
+        compared_metric_value=outcome.version_value,
     )
+
+
+def _log_training_rows(rows: np.ndarray) -> None:
+    folder, name = TRAINING_ROWS_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory(prefix="aeops-rows-") as temp:
+        path = Path(temp) / name
+        np.save(path, np.unique(np.asarray(rows, dtype=np.uint64)), allow_pickle=False)
+        mlflow.log_artifact(str(path), folder)

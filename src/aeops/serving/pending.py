@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from aeops.bundle import BundleSpec, read_bundle, write_bundle
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 _REQUEST = "registration.json"
 _EXAMPLE = "input_example.parquet"
 _BUNDLE = "bundle"
+_TRAINING_ROWS = "training_rows.npy"
 
 
 @dataclass
@@ -40,6 +42,7 @@ class PendingRegistration:
     tags: dict[str, str]
     optional_columns: set[str] = field(default_factory=set)
     evaluation_digest: str | None = None
+    training_rows: np.ndarray | None = field(default=None, repr=False)
 
     def save(self, folder: Path) -> Path:
         """Write the bundle, input example and request into ``folder`` atomically."""
@@ -55,6 +58,8 @@ class PendingRegistration:
                 "optional_columns": sorted(self.optional_columns),
                 "evaluation_digest": self.evaluation_digest,
             }
+            if self.training_rows is not None:
+                np.save(staging / _TRAINING_ROWS, self.training_rows, allow_pickle=False)
             (staging / _REQUEST).write_text(json.dumps(request, indent=2))
             staging.replace(folder)
         except BaseException:
@@ -73,6 +78,7 @@ class PendingRegistration:
             raise FileNotFoundError(f"{folder} holds no pending registration ({_REQUEST})")
         request = json.loads((folder / _REQUEST).read_text())
         predictor, spec = read_bundle(folder / _BUNDLE)
+        rows = folder / _TRAINING_ROWS
         return cls(
             predictor=predictor,
             spec=spec,
@@ -82,6 +88,7 @@ class PendingRegistration:
             tags=dict(request["tags"]),
             optional_columns=set(request["optional_columns"]),
             evaluation_digest=request["evaluation_digest"],
+            training_rows=np.load(rows, allow_pickle=False) if rows.exists() else None,
         )
 
     def register(self, compare: Compare | None = None) -> Registration:
@@ -97,6 +104,7 @@ class PendingRegistration:
             optional_columns=self.optional_columns,
             evaluation_digest=self.evaluation_digest,
             compare=compare,
+            training_rows=self.training_rows,
         )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aeops.bundle import LoadedBundle, hash_ids
+from aeops.bundle import LoadedBundle
 from aeops.data import (
     DataConfig,
     FittedScaler,
@@ -25,7 +25,7 @@ from aeops.data import (
 from aeops.models import Autoencoder, ModelConfig, build_model, resolve_architecture
 from aeops.pipelines._params import parse_params
 from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshold
-from aeops.scoring.evaluation import evaluate_frame, score_metrics
+from aeops.scoring.evaluation import evaluate_frame, row_hashes, score_metrics
 from aeops.scoring.plots import training_curves
 from aeops.serving import (
     BundleSpec,
@@ -273,15 +273,15 @@ def registration_request(
     data_config = parse_params(DataConfig, data, "data")
     if isinstance(input_spec, ImageInputs):  # scoring checks images against this shape
         data_config = data_config.model_copy(update={"image_shape": input_spec.shape})
+    predictor = Predictor(
+        model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
+    )
     return PendingRegistration(
-        predictor=Predictor(
-            model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
-        ),
+        predictor=predictor,
         spec=BundleSpec(
             id_column=data_config.id_column,
             validation_suite=validation_suite,
             data=data_config.model_dump(mode="json"),
-            training_ids=_training_ids(validated_data, test_frame, data_config.id_column),
         ),
         input_example=_input_example(validated_data, input_spec, data_config),
         metrics=evaluation_metrics,
@@ -297,6 +297,7 @@ def registration_request(
             {data_config.timestamp_column} if data_config.kind == "timeseries" else set()
         ),
         evaluation_digest=frame_digest(test_frame),
+        training_rows=_training_rows(predictor, validated_data, test_frame, data_config),
     )
 
 
@@ -316,7 +317,8 @@ def register_trained_model(
     """Log the bundle to the run, register it and set ``champion`` or ``challenger``.
 
     The current champion is compared on this run's test split: its logged metrics
-    when it was evaluated on the same data, else its bundle re-scored here.
+    when it was evaluated on the same data, else both models scored here on the test
+    rows the champion was not trained on.
     """
     request = registration_request(
         trained_model,
@@ -333,25 +335,35 @@ def register_trained_model(
     )
     data_config = parse_params(DataConfig, data, "data")
 
-    def compare(champion: LoadedBundle) -> ChampionComparison | None:
+    def compare(champion: LoadedBundle, trained_on: np.ndarray | None) -> ChampionComparison | None:
         # Both models on the test rows the champion was not trained on, with every
-        # metric this version logged, so any compare_metric finds its value.
-        unseen = champion.spec.unseen(test_frame[data_config.id_column])
-        rows = np.ones(len(test_frame), dtype=bool) if unseen is None else unseen
-        if not rows.any():
+        # metric this version logged, so any compare_metric finds its value. Hashing
+        # reads the champion's inputs first: another schema fails here.
+        hashes = row_hashes(champion.predictor, test_frame, _timestamp_column(champion.spec.data))
+        seen = (
+            np.zeros(len(test_frame), bool) if trained_on is None else np.isin(hashes, trained_on)
+        )
+        if seen.all():
             return None
         label = data_config.label_column
         return ChampionComparison(
-            champion=score_metrics(champion.predictor, test_frame, label, "test", rows),
-            version=score_metrics(request.predictor, test_frame, label, "test", rows),
-            rows=int(rows.sum()),
-            excluded=None if unseen is None else int((~rows).sum()),
+            champion=score_metrics(champion.predictor, test_frame, label, "test", ~seen),
+            version=score_metrics(request.predictor, test_frame, label, "test", ~seen),
+            rows=int((~seen).sum()),
+            excluded=None if trained_on is None else int(seen.sum()),
         )
 
     return request.register(compare).to_dict()
 
 
-def _training_ids(validated: pd.DataFrame, test_frame: pd.DataFrame, id_column: str) -> np.ndarray:
-    """Hashed ids of the rows the model was fitted and tuned on: all but the test split."""
-    ids = validated[id_column]
-    return np.unique(hash_ids(ids[~ids.isin(test_frame[id_column])]))
+def _timestamp_column(data: dict[str, Any]) -> str | None:
+    return data.get("timestamp_column") if data.get("kind") == "timeseries" else None
+
+
+def _training_rows(
+    predictor: Predictor, validated: pd.DataFrame, test_frame: pd.DataFrame, data: DataConfig
+) -> np.ndarray:
+    """Row hashes of what the model was fitted and tuned on: all but the test split."""
+    fitted = validated[~validated[data.id_column].isin(test_frame[data.id_column])]
+    stamps = _timestamp_column(data.model_dump(mode="json"))
+    return np.unique(row_hashes(predictor, fitted, stamps))
