@@ -158,19 +158,27 @@ def test_a_champion_reevaluated_on_new_data_has_every_metric_to_compare(
         "compare_metric": compare_metric,
         "greater_is_better": greater_is_better,
     }
-    # The second run gets three quarters of the same rows under new ids: which rows a
-    # champion has seen is told by their content, not their ids.
-    reidentified = tabular_frame.iloc[: len(tabular_frame) * 3 // 4].assign(
-        id=lambda frame: frame["id"] + 5000
-    )
-    registrations, test_rows = [], []
-    for rows in (tabular_frame, reidentified):
+    registrations, test_rows, all_rows = [], [], [tabular_frame]
+
+    def train(rows: pd.DataFrame) -> None:
         catalog = _catalog("tabular", "vanilla", rows)
         catalog["params:registry"] = registry
         with mlflow.start_run():
             SequentialRunner().run(create_pipeline(), catalog)
         registrations.append(catalog.load("registration"))
         test_rows.append(rows[rows["id"].isin(catalog.load("test_scores")["id"])])
+
+    train(tabular_frame)
+    # The second run gets three quarters of the same rows under new ids (which rows a
+    # champion has seen is told by their content, not their ids), and the champion's
+    # test rows twice: a copy in its training split and one in its test split is a
+    # row it has seen itself.
+    all_rows.append(
+        pd.concat(
+            [tabular_frame.iloc[: len(tabular_frame) * 3 // 4], test_rows[0], test_rows[0]]
+        ).assign(id=lambda frame: np.arange(len(frame)) + 5000)
+    )
+    train(all_rows[1])
     first, second = registrations
     assert (first["version"], first["alias"]) == ("1", "champion")
     # The champion's run recorded the rows it was fitted and tuned on: all but its
@@ -187,7 +195,12 @@ def test_a_champion_reevaluated_on_new_data_has_every_metric_to_compare(
     assert tags["compared_with_champion"] == "reevaluated"  # other rows: another test split
     # The second run's test split is mostly rows the champion trained on; only the
     # others are compared.
-    seen = np.isin(row_hashes(champion.predictor, test_rows[1]), trained_on)
+    second_test = row_hashes(champion.predictor, test_rows[1])
+    second_train = all_rows[1][~all_rows[1]["id"].isin(test_rows[1]["id"])]
+    seen_by_champion = np.isin(second_test, trained_on)
+    seen_by_itself = np.isin(second_test, row_hashes(champion.predictor, second_train))
+    assert (seen_by_itself & ~seen_by_champion).any()  # the case is exercised
+    seen = seen_by_champion | seen_by_itself
     assert 0 < seen.sum() < len(seen)
     assert tags["comparison_rows"] == str((~seen).sum())
     assert tags["comparison_rows_excluded"] == str(seen.sum())

@@ -27,6 +27,7 @@ from aeops.serving import (
     register_bundle,
     write_bundle,
 )
+from aeops.serving.pending import PendingRegistration
 
 COLUMNS = ["a", "b", "c", "d"]
 
@@ -302,3 +303,17 @@ def test_a_failed_alias_decision_leaves_the_registry_as_it_was(
     versions = client.search_model_versions("name = 'unit-model'")
     assert [str(v.version) for v in versions] == ["1"]
     assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
+
+
+def test_a_kept_registration_keeps_its_training_rows(tmp_path: Path) -> None:
+    config = RegistryConfig(model_name="unit-model")
+    for rows in (np.array([5, 1, 9], dtype=np.uint64), None):
+        pending = PendingRegistration(
+            _predictor(), SPEC, _rows(3), {}, config, {}, training_rows=rows
+        )
+        folder = pending.save(tmp_path / ("with" if rows is not None else "without"))
+        again = PendingRegistration.load(folder)
+        if rows is None:
+            assert again.training_rows is None
+        else:
+            np.testing.assert_array_equal(again.training_rows, rows)

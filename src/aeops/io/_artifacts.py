@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import shutil
 import tempfile
 import uuid
@@ -20,6 +21,8 @@ from typing import Any
 import mlflow
 from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import parse_dataset_definition
+
+logger = logging.getLogger(__name__)
 
 
 class MlflowRunArtifactDataset(AbstractDataset[Any, Any]):
@@ -140,8 +143,14 @@ def _move_into_place(staged: Path, target: Path) -> None:
 
 
 def _put_back(aside: Path, target: Path) -> None:
-    """Return the last save to ``target``, unless another save has taken its place."""
+    """Return the last save to ``target``, unless another save has taken its place;
+    if neither works, the last save stays in ``aside`` and the log says so."""
     try:
         aside.rename(target)
-    except OSError:
-        shutil.rmtree(aside, ignore_errors=True)
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            logger.warning(
+                "Could not put %s back (%s); the last save is in %s", target, error, aside
+            )

@@ -139,14 +139,14 @@ def row_hashes(
     Raises:
         InputSchemaError: if ``frame`` does not have the predictor's inputs.
     """
-    values = predictor.inputs.raw_values(frame) + 0.0  # -0.0 and 0.0 hash alike
+    values = predictor.inputs.raw_values(frame)  # pandas hashes -0.0 as 0.0
     columns: dict[str, np.ndarray] = {str(i): values[:, i] for i in range(values.shape[1])}
     if timestamp_column is not None and timestamp_column in frame.columns:
         stamps = frame[timestamp_column]
         if pd.api.types.is_datetime64_any_dtype(stamps):
             columns["timestamp"] = pd.DatetimeIndex(stamps).as_unit("ns").asi8
         else:
-            columns["timestamp"] = stamps.to_numpy(dtype=np.float64) + 0.0
+            columns["timestamp"] = stamps.to_numpy(dtype=np.float64)
     content = pd.DataFrame(columns, copy=False)
     return pd.util.hash_pandas_object(content, index=False).to_numpy(dtype=np.uint64)
 

@@ -19,6 +19,10 @@ class ModelNotFoundError(LookupError):
     """A model URI names no model that MLflow can load."""
 
 
+class NotABundleError(ModelNotFoundError):
+    """A model URI names a model, but not one that holds an aeops bundle."""
+
+
 def default_model_uri(model_name: str) -> str:
     """``models:/<model_name>@champion``."""
     return f"models:/{model_name}@champion"
@@ -71,7 +75,7 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
         ) from error
     bundle_dir = root / "artifacts" / "bundle"
     if not (bundle_dir / "bundle.json").exists():
-        raise ModelNotFoundError(f"model URI {model_uri!r} is not an aeops bundle")
+        raise NotABundleError(f"model URI {model_uri!r} is not an aeops bundle")
     predictor, spec = read_bundle(bundle_dir)
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     provenance.update(

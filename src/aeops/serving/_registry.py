@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import InputSchemaError, Predictor
-from aeops.serving._loading import ModelNotFoundError, load_registered_bundle
+from aeops.serving._loading import NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
 
@@ -58,8 +58,8 @@ class ChampionComparison:
         champion: the champion's metrics on those rows.
         version: the new version's metrics on the same rows.
         rows: how many rows they were taken over.
-        excluded: test rows left out because the champion was trained on them; None
-            when the champion's bundle does not record its training rows.
+        excluded: test rows left out because a model was trained on them; None when
+            the champion's run did not record its training rows.
     """
 
     champion: dict[str, float]
@@ -248,8 +248,10 @@ def _compare_with(
         return _Outcome("logged", logged, new_value)
     uri = f"models:/{config.model_name}/{champion.version}"
     try:
-        bundle = load_registered_bundle(uri)  # another bundle format is a ValueError
-    except (ModelNotFoundError, ValueError) as error:
+        # Another bundle format is a ValueError. A store that does not answer is no
+        # reason to displace the champion: that error fails the run instead.
+        bundle = load_registered_bundle(uri)
+    except (NotABundleError, ValueError) as error:
         logger.warning("Champion %s cannot be loaded by this aeops (%s)", uri, error)
         return _Outcome("incomparable", version_value=new_value)
     try:
@@ -429,6 +431,14 @@ def register_bundle(
         None if champion is None else champion.version,
         outcome.champion_value,
     )
+    if outcome.version_value != new_value:
+        logger.info(
+            "On the %s rows both were compared on: %s=%s, champion %s",
+            outcome.tags.get("comparison_rows") if outcome.tags else "?",
+            config.compare_metric,
+            outcome.version_value,
+            outcome.champion_value,
+        )
     return Registration(
         model_name=config.model_name,
         version=str(version.version),

@@ -42,7 +42,7 @@ class PendingRegistration:
     tags: dict[str, str]
     optional_columns: set[str] = field(default_factory=set)
     evaluation_digest: str | None = None
-    training_rows: np.ndarray | None = field(default=None, repr=False)
+    training_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def save(self, folder: Path) -> Path:
         """Write the bundle, input example and request into ``folder`` atomically."""

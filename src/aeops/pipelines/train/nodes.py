@@ -318,7 +318,7 @@ def register_trained_model(
 
     The current champion is compared on this run's test split: its logged metrics
     when it was evaluated on the same data, else both models scored here on the test
-    rows the champion was not trained on.
+    rows neither was trained on.
     """
     request = registration_request(
         trained_model,
@@ -334,15 +334,25 @@ def register_trained_model(
         data,
     )
     data_config = parse_params(DataConfig, data, "data")
+    # A test row can repeat a training row's content (exact duplicates): this version
+    # has then seen it too.
+    own_hashes = row_hashes(
+        request.predictor, test_frame, _timestamp_column(data_config.model_dump(mode="json"))
+    )
+    seen_by_this_version = (
+        np.zeros(len(test_frame), bool)
+        if request.training_rows is None
+        else np.isin(own_hashes, request.training_rows)
+    )
 
     def compare(champion: LoadedBundle, trained_on: np.ndarray | None) -> ChampionComparison | None:
-        # Both models on the test rows the champion was not trained on, with every
-        # metric this version logged, so any compare_metric finds its value. Hashing
-        # reads the champion's inputs first: another schema fails here.
+        # Both models on the test rows neither was trained on, with every metric this
+        # version logged, so any compare_metric finds its value. Hashing reads the
+        # champion's inputs first: another schema fails here.
         hashes = row_hashes(champion.predictor, test_frame, _timestamp_column(champion.spec.data))
-        seen = (
-            np.zeros(len(test_frame), bool) if trained_on is None else np.isin(hashes, trained_on)
-        )
+        seen = seen_by_this_version.copy()
+        if trained_on is not None:
+            seen |= np.isin(hashes, trained_on)
         if seen.all():
             return None
         label = data_config.label_column
