@@ -235,7 +235,7 @@ def _compare_with(
 ) -> _Outcome:
     """Both versions' ``compare_metric`` on the same data, and how it was obtained:
     ``same_data`` (the champion's logged metric, evaluated on the same data),
-    ``reevaluated`` (both scored on the test rows the champion was not trained on),
+    ``reevaluated`` (both scored on the test rows neither was trained on),
     ``logged`` when there is nothing to re-score with, ``incomparable`` when the
     champion cannot score this data, ``no_unseen_rows`` when it was trained on all of
     it, ``undefined_on_compared_rows`` when the metric is (one class only, say)."""
@@ -271,7 +271,7 @@ def _compare_with(
         )
     elif result.excluded:
         logger.info(
-            "Comparing with champion %s on the %d test rows it was not trained on (%d left out)",
+            "Comparing with champion %s on the %d test rows neither was trained on (%d left out)",
             uri,
             result.rows,
             result.excluded,
