@@ -240,12 +240,12 @@ def _compare_with(
     champion cannot score this data, ``no_unseen_rows`` when it was trained on all of
     it, ``undefined_on_compared_rows`` when the metric is (one class only, say)."""
     metric = config.compare_metric
-    if evaluation_digest is not None and champion.tags.get(EVALUATION_DIGEST) == evaluation_digest:
+    same_data = (
+        evaluation_digest is not None and champion.tags.get(EVALUATION_DIGEST) == evaluation_digest
+    )
+    if same_data or compare is None:
         logged = client.get_run(champion.run_id).data.metrics.get(metric)
-        return _Outcome("same_data", logged, new_value)
-    if compare is None:
-        logged = client.get_run(champion.run_id).data.metrics.get(metric)
-        return _Outcome("logged", logged, new_value)
+        return _Outcome("same_data" if same_data else "logged", logged, new_value)
     uri = f"models:/{config.model_name}/{champion.version}"
     try:
         # Another bundle format is a ValueError. A store that does not answer is no

@@ -276,13 +276,14 @@ def registration_request(
     predictor = Predictor(
         model=trained_model, inputs=input_spec, scaler=scaler, threshold=anomaly_threshold
     )
+    spec = BundleSpec(
+        id_column=data_config.id_column,
+        validation_suite=validation_suite,
+        data=data_config.model_dump(mode="json"),
+    )
     return PendingRegistration(
         predictor=predictor,
-        spec=BundleSpec(
-            id_column=data_config.id_column,
-            validation_suite=validation_suite,
-            data=data_config.model_dump(mode="json"),
-        ),
+        spec=spec,
         input_example=_input_example(validated_data, input_spec, data_config),
         metrics=evaluation_metrics,
         config=parse_params(RegistryConfig, registry, "registry"),
@@ -297,7 +298,7 @@ def registration_request(
             {data_config.timestamp_column} if data_config.kind == "timeseries" else set()
         ),
         evaluation_digest=frame_digest(test_frame),
-        training_rows=_training_rows(predictor, validated_data, test_frame, data_config),
+        training_rows=_training_rows(predictor, spec, validated_data, test_frame),
     )
 
 
@@ -333,29 +334,22 @@ def register_trained_model(
         registry,
         data,
     )
-    data_config = parse_params(DataConfig, data, "data")
-    # A test row can repeat a training row's content (exact duplicates): this version
-    # has then seen it too.
-    own_hashes = row_hashes(
-        request.predictor, test_frame, _timestamp_column(data_config.model_dump(mode="json"))
-    )
-    seen_by_this_version = (
-        np.zeros(len(test_frame), bool)
-        if request.training_rows is None
-        else np.isin(own_hashes, request.training_rows)
-    )
+    label = parse_params(DataConfig, data, "data").label_column
+    fitted_on = request.training_rows if request.training_rows is not None else np.empty(0)
 
     def compare(champion: LoadedBundle, trained_on: np.ndarray | None) -> ChampionComparison | None:
         # Both models on the test rows neither was trained on, with every metric this
         # version logged, so any compare_metric finds its value. Hashing reads the
         # champion's inputs first: another schema fails here.
         hashes = row_hashes(champion.predictor, test_frame, _timestamp_column(champion.spec.data))
-        seen = seen_by_this_version.copy()
-        if trained_on is not None:
-            seen |= np.isin(hashes, trained_on)
+        seen = (
+            np.zeros(len(test_frame), bool) if trained_on is None else np.isin(hashes, trained_on)
+        )
+        # A test row can repeat one of this run's training rows (exact duplicates).
+        own = row_hashes(request.predictor, test_frame, _timestamp_column(request.spec.data))
+        seen |= np.isin(own, fitted_on)
         if seen.all():
             return None
-        label = data_config.label_column
         return ChampionComparison(
             champion=score_metrics(champion.predictor, test_frame, label, "test", ~seen),
             version=score_metrics(request.predictor, test_frame, label, "test", ~seen),
@@ -371,9 +365,8 @@ def _timestamp_column(data: dict[str, Any]) -> str | None:
 
 
 def _training_rows(
-    predictor: Predictor, validated: pd.DataFrame, test_frame: pd.DataFrame, data: DataConfig
+    predictor: Predictor, spec: BundleSpec, validated: pd.DataFrame, test_frame: pd.DataFrame
 ) -> np.ndarray:
     """Row hashes of what the model was fitted and tuned on: all but the test split."""
-    fitted = validated[~validated[data.id_column].isin(test_frame[data.id_column])]
-    stamps = _timestamp_column(data.model_dump(mode="json"))
-    return np.unique(row_hashes(predictor, fitted, stamps))
+    fitted = validated[~validated[spec.id_column].isin(test_frame[spec.id_column])]
+    return np.unique(row_hashes(predictor, fitted, _timestamp_column(spec.data)))
