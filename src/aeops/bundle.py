@@ -38,6 +38,11 @@ class BundleSpec:
     validation_suite: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def timestamp_column(self) -> str | None:
+        """The column that orders a series' steps; None for tables and images."""
+        return self.data.get("timestamp_column") if self.data.get("kind") == "timeseries" else None
+
 
 def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Path:
     """Write ``predictor`` and ``spec`` into ``directory`` (created) and return it."""

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import InputSchemaError, Predictor, Threshold
+from aeops.scoring.evaluation import row_hashes, score_metrics
 from aeops.serving import (
     CHALLENGER,
     CHAMPION,
@@ -27,7 +28,7 @@ from aeops.serving import (
     register_bundle,
     write_bundle,
 )
-from aeops.serving.pending import PendingRegistration
+from aeops.serving.pending import PendingRegistration, log_pending
 
 COLUMNS = ["a", "b", "c", "d"]
 
@@ -317,3 +318,56 @@ def test_a_kept_registration_keeps_its_training_rows(tmp_path: Path) -> None:
             assert again.training_rows is None
         else:
             np.testing.assert_array_equal(again.training_rows, rows)
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_kept_registration_rescores_the_champion_on_its_evaluation_rows(
+    tmp_path: Path,
+) -> None:
+    evaluation = _rows(40).assign(label=np.arange(40) % 4 == 0)
+    # The champion logged 0.99 on other data and trained on the first 10 of these rows.
+    _register_on(
+        {"test_auroc": 0.99},
+        "data-A",
+        None,
+        training_rows=row_hashes(_predictor(0), evaluation.head(10)),
+    )
+    config = RegistryConfig(model_name="unit-model", compare_metric="test_auroc")
+    pending = PendingRegistration(
+        _predictor(1),
+        SPEC,
+        _rows(3),
+        {"test_auroc": 0.5},
+        config,
+        {},
+        evaluation_digest="data-B",
+        training_rows=np.empty(0, np.uint64),
+        evaluation_frame=evaluation,
+        label_column="label",
+    )
+    folder = pending.save(tmp_path / "kept")
+    registration = log_pending(folder, experiment="unit")
+
+    tags = _tags(registration.version)
+    assert tags["compared_with_champion"] == "reevaluated"  # not its logged 0.99
+    assert (tags["comparison_rows"], tags["comparison_rows_excluded"]) == ("30", "10")
+    unseen = np.arange(40) >= 10
+    expected = score_metrics(_predictor(0), evaluation, "label", "test", unseen)["test_auroc"]
+    assert float(tags["champion_test_auroc"]) == pytest.approx(expected, abs=1e-6)  # 6 places
+    mine = score_metrics(_predictor(1), evaluation, "label", "test", unseen)["test_auroc"]
+    assert registration.compared_metric_value == pytest.approx(mine)
+    assert registration.alias == (CHAMPION if mine > expected else CHALLENGER)
+
+
+def test_a_kept_registration_keeps_its_evaluation_rows_images_included(tmp_path: Path) -> None:
+    images = [np.full((1, 2, 3), i, np.float32) for i in range(3)]
+    frame = pd.DataFrame({"key": [7, 8, 9], "image": images, "label": [0, 1, 0]})
+    pending = PendingRegistration(
+        _predictor(), SPEC, _rows(3), {}, RegistryConfig(), {}, evaluation_frame=frame
+    )
+    again = PendingRegistration.load(pending.save(tmp_path / "kept")).evaluation_frame
+    assert again is not None
+    assert list(again.columns) == ["key", "image", "label"]
+    np.testing.assert_array_equal(again["key"], [7, 8, 9])
+    for got, want in zip(again["image"], images, strict=True):
+        np.testing.assert_array_equal(got, want)  # the (C, H, W) shape, not a flat list

@@ -9,6 +9,7 @@ from aeops.data._inputs import (
     TabularInputs,
     WindowInputs,
     input_spec_from_dict,
+    nested_array,
     trailing_mean,
     window_starts,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ingest",
     "input_spec_from_dict",
     "make_input_spec",
+    "nested_array",
     "resolve_feature_columns",
     "split_by_kind",
     "split_frame",

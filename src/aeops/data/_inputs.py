@@ -79,6 +79,15 @@ class InputSpec(Protocol):
         ...
 
 
+def nested_array(cell: Any) -> np.ndarray:
+    """One ndarray from a cell Parquet read as nested lists (object arrays of arrays),
+    as an image column comes back."""
+    array = np.asarray(cell)
+    if array.dtype == object:
+        array = np.stack([nested_array(part) for part in array])
+    return array
+
+
 def float_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """``frame[columns]`` as a new float64 (N, F) array, column-major, NaN for missing.
 

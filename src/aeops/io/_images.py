@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
+from aeops.data import nested_array
+
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -108,7 +110,7 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             raise DatasetError(
                 f"{path} has no image column {image_column!r}; columns: {list(frame.columns)}"
             )
-        frame[image_column] = [_nested_array(cell) for cell in frame[image_column]]
+        frame[image_column] = [nested_array(cell) for cell in frame[image_column]]
         return frame
 
     def _load_folder(self, path: Path) -> pd.DataFrame:
@@ -140,11 +142,3 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _exists(self) -> bool:
         return self._filepath.exists()
-
-
-def _nested_array(cell: Any) -> np.ndarray:
-    """Parquet nests arrays as object arrays of arrays; stack them into one ndarray."""
-    array = np.asarray(cell)
-    if array.dtype == object:
-        array = np.stack([_nested_array(part) for part in array])
-    return array

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import InputSchemaError, Predictor
+from aeops.scoring.evaluation import row_hashes, score_metrics
 from aeops.serving._loading import NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
@@ -72,6 +73,39 @@ class ChampionComparison:
 # recorded them) against the new version; None when the champion trained on every
 # test row.
 Compare = Callable[[LoadedBundle, np.ndarray | None], ChampionComparison | None]
+
+
+def compare_on_unseen_rows(
+    version: Predictor,
+    version_spec: BundleSpec,
+    frame: pd.DataFrame,
+    label_column: str | None,
+    fitted_on: np.ndarray | None,
+) -> Compare:
+    """A :data:`Compare` that scores the champion and ``version`` on the rows of
+    ``frame`` (the version's test split) that neither was trained on.
+
+    Both get every metric the version logs, so any ``compare_metric`` finds its value.
+    ``fitted_on`` holds the row hashes of what ``version`` was fitted and tuned on: a
+    test row can repeat one of them exactly, and is then left out too.
+    """
+    own_rows = np.empty(0, np.uint64) if fitted_on is None else fitted_on
+
+    def compare(champion: LoadedBundle, trained_on: np.ndarray | None) -> ChampionComparison | None:
+        # Hashing reads the champion's inputs first: another schema fails here.
+        hashes = row_hashes(champion.predictor, frame, champion.spec.timestamp_column)
+        seen = np.zeros(len(frame), bool) if trained_on is None else np.isin(hashes, trained_on)
+        seen |= np.isin(row_hashes(version, frame, version_spec.timestamp_column), own_rows)
+        if seen.all():
+            return None
+        return ChampionComparison(
+            champion=score_metrics(champion.predictor, frame, label_column, "test", ~seen),
+            version=score_metrics(version, frame, label_column, "test", ~seen),
+            rows=int((~seen).sum()),
+            excluded=None if trained_on is None else int(seen.sum()),
+        )
+
+    return compare
 
 
 # Comparisons that could not be made fairly: the champion stays.

@@ -19,8 +19,14 @@ import numpy as np
 import pandas as pd
 
 from aeops.bundle import BundleSpec, read_bundle, write_bundle
+from aeops.data import nested_array
 from aeops.scoring import Predictor
-from aeops.serving._registry import Compare, Registration, RegistryConfig, register_bundle
+from aeops.serving._registry import (
+    Registration,
+    RegistryConfig,
+    compare_on_unseen_rows,
+    register_bundle,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +34,16 @@ _REQUEST = "registration.json"
 _EXAMPLE = "input_example.parquet"
 _BUNDLE = "bundle"
 _TRAINING_ROWS = "training_rows.npy"
+_EVALUATION = "evaluation.parquet"
 
 
 @dataclass
 class PendingRegistration:
-    """Everything :func:`register_bundle` needs, so it can run now or later."""
+    """Everything :func:`register_bundle` needs, so it can run now or later.
+
+    ``evaluation_frame`` is the test split the metrics were taken on (with labels in
+    ``label_column``): a champion evaluated on other data is scored on its rows.
+    """
 
     predictor: Predictor
     spec: BundleSpec
@@ -43,6 +54,8 @@ class PendingRegistration:
     optional_columns: set[str] = field(default_factory=set)
     evaluation_digest: str | None = None
     training_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    evaluation_frame: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    label_column: str | None = None
 
     def save(self, folder: Path) -> Path:
         """Write the bundle, input example and request into ``folder`` atomically."""
@@ -57,9 +70,14 @@ class PendingRegistration:
                 "tags": self.tags,
                 "optional_columns": sorted(self.optional_columns),
                 "evaluation_digest": self.evaluation_digest,
+                "label_column": self.label_column,
             }
             if self.training_rows is not None:
                 np.save(staging / _TRAINING_ROWS, self.training_rows, allow_pickle=False)
+            if self.evaluation_frame is not None:
+                request["array_columns"] = _write_frame(
+                    self.evaluation_frame, staging / _EVALUATION
+                )
             (staging / _REQUEST).write_text(json.dumps(request, indent=2))
             staging.replace(folder)
         except BaseException:
@@ -78,7 +96,7 @@ class PendingRegistration:
             raise FileNotFoundError(f"{folder} holds no pending registration ({_REQUEST})")
         request = json.loads((folder / _REQUEST).read_text())
         predictor, spec = read_bundle(folder / _BUNDLE)
-        rows = folder / _TRAINING_ROWS
+        rows, evaluation = folder / _TRAINING_ROWS, folder / _EVALUATION
         return cls(
             predictor=predictor,
             spec=spec,
@@ -89,11 +107,32 @@ class PendingRegistration:
             optional_columns=set(request["optional_columns"]),
             evaluation_digest=request["evaluation_digest"],
             training_rows=np.load(rows, allow_pickle=False) if rows.exists() else None,
+            evaluation_frame=(
+                _read_frame(evaluation, request.get("array_columns", []))
+                if evaluation.exists()
+                else None
+            ),
+            label_column=request.get("label_column"),
         )
 
-    def register(self, compare: Compare | None = None) -> Registration:
-        """Log the bundle in the active run and register it (see :func:`register_bundle`;
-        ``compare`` re-scores a champion that was evaluated on other data)."""
+    def register(self) -> Registration:
+        """Log the bundle in the active run and register it (see :func:`register_bundle`).
+
+        A champion evaluated on other data is scored here on the rows of
+        ``evaluation_frame`` that neither model was trained on; without that frame its
+        logged metric is all there is to compare with.
+        """
+        compare = (
+            None
+            if self.evaluation_frame is None
+            else compare_on_unseen_rows(
+                self.predictor,
+                self.spec,
+                self.evaluation_frame,
+                self.label_column,
+                self.training_rows,
+            )
+        )
         return register_bundle(
             self.predictor,
             self.spec,
@@ -106,6 +145,27 @@ class PendingRegistration:
             compare=compare,
             training_rows=self.training_rows,
         )
+
+
+def _write_frame(frame: pd.DataFrame, path: Path) -> list[str]:
+    """Write ``frame`` as Parquet; columns of arrays (images) go as nested lists, and
+    their names are returned so :func:`_read_frame` can stack them back."""
+    arrays = [
+        str(name)
+        for name in frame.columns
+        if len(frame) and isinstance(frame[name].iloc[0], np.ndarray)
+    ]
+    frame.assign(**{name: [cell.tolist() for cell in frame[name]] for name in arrays}).to_parquet(
+        path
+    )
+    return arrays
+
+
+def _read_frame(path: Path, array_columns: list[str]) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    for name in array_columns:
+        frame[name] = pd.Series([nested_array(cell) for cell in frame[name]], index=frame.index)
+    return frame
 
 
 def log_pending(folder: Path, experiment: str = "aeops") -> Registration:

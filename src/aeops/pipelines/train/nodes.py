@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aeops.bundle import LoadedBundle
 from aeops.data import (
     DataConfig,
     FittedScaler,
@@ -25,11 +24,10 @@ from aeops.data import (
 from aeops.models import Autoencoder, ModelConfig, build_model, resolve_architecture
 from aeops.pipelines._params import parse_params
 from aeops.scoring import Predictor, Threshold, ThresholdConfig, choose_threshold
-from aeops.scoring.evaluation import evaluate_frame, row_hashes, score_metrics
+from aeops.scoring.evaluation import evaluate_frame, row_hashes
 from aeops.scoring.plots import training_curves
 from aeops.serving import (
     BundleSpec,
-    ChampionComparison,
     RegistryConfig,
     frame_digest,
     log_dataset_input,
@@ -299,6 +297,8 @@ def registration_request(
         ),
         evaluation_digest=frame_digest(test_frame),
         training_rows=_training_rows(predictor, spec, validated_data, test_frame),
+        evaluation_frame=test_frame,
+        label_column=data_config.label_column,
     )
 
 
@@ -334,34 +334,7 @@ def register_trained_model(
         registry,
         data,
     )
-    label = parse_params(DataConfig, data, "data").label_column
-    fitted_on = request.training_rows if request.training_rows is not None else np.empty(0)
-
-    def compare(champion: LoadedBundle, trained_on: np.ndarray | None) -> ChampionComparison | None:
-        # Both models on the test rows neither was trained on, with every metric this
-        # version logged, so any compare_metric finds its value. Hashing reads the
-        # champion's inputs first: another schema fails here.
-        hashes = row_hashes(champion.predictor, test_frame, _timestamp_column(champion.spec.data))
-        seen = (
-            np.zeros(len(test_frame), bool) if trained_on is None else np.isin(hashes, trained_on)
-        )
-        # A test row can repeat one of this run's training rows (exact duplicates).
-        own = row_hashes(request.predictor, test_frame, _timestamp_column(request.spec.data))
-        seen |= np.isin(own, fitted_on)
-        if seen.all():
-            return None
-        return ChampionComparison(
-            champion=score_metrics(champion.predictor, test_frame, label, "test", ~seen),
-            version=score_metrics(request.predictor, test_frame, label, "test", ~seen),
-            rows=int((~seen).sum()),
-            excluded=None if trained_on is None else int(seen.sum()),
-        )
-
-    return request.register(compare).to_dict()
-
-
-def _timestamp_column(data: dict[str, Any]) -> str | None:
-    return data.get("timestamp_column") if data.get("kind") == "timeseries" else None
+    return request.register().to_dict()
 
 
 def _training_rows(
@@ -369,4 +342,4 @@ def _training_rows(
 ) -> np.ndarray:
     """Row hashes of what the model was fitted and tuned on: all but the test split."""
     fitted = validated[~validated[spec.id_column].isin(test_frame[spec.id_column])]
-    return np.unique(row_hashes(predictor, fitted, _timestamp_column(spec.data)))
+    return np.unique(row_hashes(predictor, fitted, spec.timestamp_column))
