@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from aeops.embedding import SUCCESS_MARKER, EmbedJob, TableSource
 from aeops.serving import load_registered_bundle
 
-from .conftest import tabular_rows
+from .conftest import image_rows, tabular_rows
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -67,3 +68,22 @@ def test_spark_output_equals_the_local_engine(
     expected = local_table.to_pandas().sort_values("id").reset_index(drop=True)
     actual = spark_table.to_pandas().sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-6)
+
+
+def test_spark_embeds_images_like_the_local_engine(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    images = image_rows().drop(columns=["label"])
+    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    source = tmp_path / "images.parquet"
+    images.to_parquet(source)
+    bundle = load_registered_bundle(store["models"]["image"])
+    EmbedJob(TableSource(source), bundle).run(tmp_path / "local.parquet")
+    EmbedJob(TableSource(source), bundle, engine="spark").run(tmp_path / "spark")
+    expected = pq.read_table(tmp_path / "local.parquet").to_pandas().sort_values("id")
+    actual = pq.read_table(tmp_path / "spark").to_pandas().sort_values("id")
+    assert len(actual) == len(images)
+    np.testing.assert_array_equal(actual["id"], expected["id"])
+    np.testing.assert_allclose(
+        np.stack(actual["embedding"]), np.stack(expected["embedding"]), rtol=1e-6
+    )

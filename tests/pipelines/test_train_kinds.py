@@ -239,3 +239,26 @@ def test_the_served_model_takes_what_the_library_takes(
         model.predict(as_text)["reconstruction_error"],
         model.predict(steps)["reconstruction_error"],
     )
+
+
+def test_the_served_image_model_takes_flat_and_shaped_images(tracking_uri: str) -> None:
+    raw = _raw("image", pd.DataFrame())
+    catalog = _catalog("image", "vanilla", raw)
+    with mlflow.start_run():
+        SequentialRunner().run(create_pipeline(), catalog)
+    model = mlflow.pyfunc.load_model(catalog.load("registration")["model_uri"])
+    rows = raw.drop(columns=["label"]).head(5)  # (8, 8) uint8 images
+    flat = rows.assign(image=[np.asarray(c, np.float64).reshape(-1) for c in rows["image"]])
+    expected = model.predict(flat)["reconstruction_error"]
+    shaped = {
+        "(H, W) as loaded": rows,
+        "(C, H, W) float32": rows.assign(image=[c[None].astype(np.float32) for c in rows["image"]]),
+        "nested lists, as JSON gives them": rows.assign(image=[c.tolist() for c in rows["image"]]),
+    }
+    for form, frame in shaped.items():
+        np.testing.assert_array_equal(
+            model.predict(frame)["reconstruction_error"], expected, err_msg=form
+        )
+    wrong = rows.assign(image=[np.zeros((7, 8)) for _ in range(len(rows))])
+    with pytest.raises(Exception, match=r"has 56 values; the model expects 64"):
+        model.predict(wrong)

@@ -221,7 +221,7 @@ class ImageInputs:
         size = int(np.prod(self.shape))
         rows = []
         for position, cell in enumerate(frame[self.column]):
-            pixels = np.asarray(cell, dtype=np.float64).reshape(-1)
+            pixels = nested_array(cell).astype(np.float64, copy=False).reshape(-1)
             if pixels.size != size:
                 raise InputSchemaError(
                     f"image at row position {position} has {pixels.size} values; the model "

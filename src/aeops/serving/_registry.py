@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
+from aeops.data import ImageInputs
 from aeops.scoring import InputSchemaError, Predictor
 from aeops.scoring.evaluation import row_hashes, score_metrics
 from aeops.serving._loading import NotABundleError, load_registered_bundle
@@ -170,10 +171,11 @@ def _signature(
 ) -> ModelSignature:
     """Input as in ``example`` with ``optional`` columns not required; output: ``all``.
 
-    Integer features, and optional columns the model does not read (a series'
+    Integer features, images, and optional columns the model does not read (a series'
     timestamp), take any type: MLflow would refuse int64 for a double column ("cannot
-    safely convert") and a timestamp given as text, where the model itself accepts
-    both. The model checks its features' values itself.
+    safely convert"), an image shaped (C, H, W) or (H, W) for the flat array of the
+    example, and a timestamp given as text, where the model itself accepts all of
+    them. The model checks its features' values and image sizes itself.
     """
     output = predict_frame(predictor, example, spec.id_column)
     inferred = infer_signature(example, output, params={"output": "all"})
@@ -181,7 +183,11 @@ def _signature(
         name
         for name in example.columns
         if name != spec.id_column
-        and (name in optional or pd.api.types.is_integer_dtype(example[name]))
+        and (
+            name in optional
+            or pd.api.types.is_integer_dtype(example[name])
+            or isinstance(predictor.inputs, ImageInputs)
+        )
     }
     inputs: list[ColSpec | TensorSpec] = [
         ColSpec(
