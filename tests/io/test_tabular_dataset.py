@@ -66,3 +66,13 @@ def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017 - pyarrow's error type varies
         TabularDataset(filepath=str(target)).save(pd.DataFrame({"x": [object()]}))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
+def test_a_saved_file_has_the_usual_permissions(
+    tmp_path: Path, frame: pd.DataFrame, name: str
+) -> None:
+    usual = tmp_path / "usual"
+    usual.write_text("")  # what any other writer here gets under this umask
+    TabularDataset(filepath=str(tmp_path / name)).save(frame)
+    assert (tmp_path / name).stat().st_mode == usual.stat().st_mode

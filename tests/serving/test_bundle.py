@@ -371,3 +371,12 @@ def test_a_kept_registration_keeps_its_evaluation_rows_images_included(tmp_path:
     np.testing.assert_array_equal(again["key"], [7, 8, 9])
     for got, want in zip(again["image"], images, strict=True):
         np.testing.assert_array_equal(got, want)  # the (C, H, W) shape, not a flat list
+
+
+def test_a_kept_registration_is_readable_like_any_other_folder(tmp_path: Path) -> None:
+    usual = tmp_path / "usual"
+    usual.mkdir()  # what any other writer here gets under this umask
+    pending = PendingRegistration(_predictor(), SPEC, _rows(3), {}, RegistryConfig(), {})
+    folder = pending.save(tmp_path / "kept")
+    assert folder.stat().st_mode == usual.stat().st_mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "usual"]  # no staging left

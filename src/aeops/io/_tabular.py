@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -117,16 +117,17 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         """Write ``data`` to ``filepath`` atomically, as CSV or Parquet by suffix."""
         path = self._filepath
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(handle)
+        # A unique name beside the target, created by the writer with the usual
+        # permissions (mkstemp's files would be private to their owner).
+        temp_name = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
             if path.suffix.lower() in _PARQUET_SUFFIXES:
                 data.to_parquet(temp_name, index=False, **self._save_args)
             else:
                 data.to_csv(temp_name, index=False, **self._save_args)
-            Path(temp_name).replace(path)
+            temp_name.replace(path)
         except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
+            temp_name.unlink(missing_ok=True)
             raise
 
     def _exists(self) -> bool:

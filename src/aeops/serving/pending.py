@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +60,9 @@ class PendingRegistration:
     def save(self, folder: Path) -> Path:
         """Write the bundle, input example and request into ``folder`` atomically."""
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        # Not mkdtemp: its folders are private to their owner, and this one stays.
+        staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}")
+        staging.mkdir()
         try:
             write_bundle(staging / _BUNDLE, self.predictor, self.spec)
             self.input_example.to_parquet(staging / _EXAMPLE)
