@@ -461,15 +461,21 @@ def register_bundle(
         # the failed run leaves the registry as it found it.
         _unregister(client, config.model_name, str(version.version), first_of_its_name)
         raise
+    before = (
+        "no champion before"
+        if champion is None
+        else f"champion before: version {champion.version}, {outcome.champion_value}"
+    )
     logger.info(
-        "Registered %s version %s as %s (%s=%s, champion before: %s=%s)",
+        "Registered %s version %s as %s, models:/%s/%s (%s=%s; %s)",
         config.model_name,
         version.version,
         alias,
+        config.model_name,
+        version.version,
         config.compare_metric,
         new_value,
-        None if champion is None else champion.version,
-        outcome.champion_value,
+        before,
     )
     if outcome.version_value != new_value:
         logger.info(

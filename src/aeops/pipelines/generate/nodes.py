@@ -55,7 +55,13 @@ def generate_synthetic_data(
     """
     config = parse_params(GenerateConfig, generate, "generate")
     predictor = bundle.predictor
-    samples = generate_samples(predictor, config.num_samples, config.seed, config.temperature)
+    try:
+        samples = generate_samples(predictor, config.num_samples, config.seed, config.temperature)
+    except GenerationError as error:
+        raise GenerationError(
+            f"{error}. generate.model_uri names {_named(bundle)}; point it at a VAE's "
+            "version: --params=generate.model_uri=models:/<name>/<version>"
+        ) from error
     inputs = predictor.inputs
     if isinstance(inputs, ImageInputs):
         figure = plots.sample_grid(samples)
@@ -68,3 +74,9 @@ def generate_synthetic_data(
     logger.info("Generated %d %s samples", config.num_samples, inputs.kind)
     metrics = {"generated_samples": float(config.num_samples)}
     return samples_frame(predictor, samples), {"generated_samples.png": figure}, metrics
+
+
+def _named(bundle: LoadedBundle) -> str:
+    provenance = bundle.provenance
+    version = f" (version {provenance['model_version']})" if "model_version" in provenance else ""
+    return f"{provenance.get('model_uri', 'a model')}{version}"
