@@ -113,6 +113,7 @@ def test_bad_batch_stops_with_its_rows_and_writes_nothing(
 def test_quarantine_policy_sets_bad_rows_aside(store: dict[str, Any], tmp_path: Path) -> None:
     rows = tabular_rows(400)
     rows.loc[[5, 300], "f0"] = np.inf
+    rows.loc[[6, 300], "f1"] = np.nan
     rows.to_parquet(tmp_path / "in.parquet")
     report = _job(
         store,
@@ -122,11 +123,16 @@ def test_quarantine_policy_sets_bad_rows_aside(store: dict[str, Any], tmp_path: 
         invalid_rows="quarantine",
         batch_rows=100,
     ).run(tmp_path / "out.parquet")
-    assert (report.rows, report.quarantined_rows) == (398, 2)
-    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 398
+    assert (report.rows, report.quarantined_rows) == (397, 3)
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 397
     quarantined = pd.read_parquet(tmp_path / "out.quarantine.parquet")
-    assert quarantined["id"].tolist() == rows["id"].iloc[[5, 300]].tolist()
-    assert "f0" in quarantined["aeops_failed"].iloc[0]
+    assert quarantined["id"].tolist() == rows["id"].iloc[[5, 6, 300]].tolist()
+    # Each row says what it did wrong, not what its whole batch did.
+    inf_only, nan_only, both = quarantined["aeops_failed"]
+    assert "'f0'" in inf_only and "'f1'" not in inf_only
+    assert "'f1'" in nan_only and "'f0'" not in nan_only and "null" in nan_only
+    assert "'f0'" in both and "'f1'" in both
+    assert "rows fail" not in both and "sample" not in both
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,9 @@ class BatchFailure:
     observed: str
     sample_rows: list[int] = field(default_factory=list)
     sample_values: list[Any] = field(default_factory=list)
+    expected: str = ""
+    # A row check's failing rows of the batch, (N,) bool; None for a column failure.
+    rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         """One line for an error message."""
@@ -51,6 +54,10 @@ class BatchFailure:
         if self.sample_values:
             text += f"; sample values {self.sample_values}"
         return text
+
+    def row_reason(self) -> str:
+        """What one failing row did wrong, without the batch's counts and samples."""
+        return f"{self.expectation} (column {self.column!r}): expected {self.expected}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,16 @@ class BatchResult:
     def success(self) -> bool:
         """True when nothing failed."""
         return not self.column_failures and not self.bad_rows.any()
+
+    def reasons_of_bad_rows(self) -> list[str]:
+        """For each bad row in order, the row checks it fails, joined by ``; ``."""
+        reasons: list[list[str]] = [[] for _ in range(int(self.bad_rows.sum()))]
+        for failure in self.row_failures:
+            if failure.rows is None:
+                continue
+            for index in np.flatnonzero(failure.rows[self.bad_rows]):
+                reasons[index].append(failure.row_reason())
+        return ["; ".join(reason) for reason in reasons]
 
 
 def _jsonable(value: Any) -> Any:
@@ -199,14 +216,16 @@ class CompiledSuite:
                 continue
             positions = np.flatnonzero(mask)
             values = frame[check.column].to_numpy()
+            expected = expectation_text(check.expectation, check.kwargs)
             row_failures.append(
                 BatchFailure(
                     check.expectation,
                     check.column,
-                    f"expected {expectation_text(check.expectation, check.kwargs)}; "
-                    f"{int(mask.sum())} of {len(frame)} rows fail",
+                    f"expected {expected}; {int(mask.sum())} of {len(frame)} rows fail",
                     sample_rows=[int(p) + row_offset for p in positions[:5]],
                     sample_values=[_jsonable(v) for v in values[positions[:5]]],
+                    expected=expected,
+                    rows=mask,
                 )
             )
             bad |= mask

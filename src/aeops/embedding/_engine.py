@@ -330,7 +330,7 @@ class EmbedJob:
             )
         bad = result.bad_rows
         quarantined = frame[bad].copy()
-        quarantined["aeops_failed"] = "; ".join(f.describe() for f in result.row_failures)
+        quarantined["aeops_failed"] = result.reasons_of_bad_rows()
         return frame[~bad], quarantined
 
     def _prepare(
@@ -493,4 +493,11 @@ class EmbedJob:
                     open_writer.abort()
             raise
         logger.info("Wrote %d rows of %s to %s", rows, self.output, target)
+        if bad_rows:
+            logger.warning(
+                "Set %d rows that failed the model's suite aside in %s (column aeops_failed "
+                "says why)",
+                bad_rows,
+                quarantine_target,
+            )
         return rows, bad_rows
