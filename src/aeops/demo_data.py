@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 TABULAR_DEMO_FILE = "breast_cancer_anomalies.csv"
 IMAGE_DEMO_FILE = "digits_zero_vs_six.npz"
+# The same images as rows of flat pixels: an input for the image env's batch jobs.
+IMAGE_BATCH_DEMO_FILE = "digits_zero_vs_six.parquet"
 TIMESERIES_DEMO_FILE = "sensor_series.csv"
 MISSING_VALUES_DEMO_FILE = "breast_cancer_missing.csv"
 
@@ -164,11 +166,16 @@ def write_demo_data(raw_dir: Path) -> list[Path]:
     with images.open("wb") as handle:  # a file handle keeps the bytes free of timestamps
         demo = make_image_demo()
         np.savez_compressed(handle, images=demo["images"], labels=demo["labels"], ids=demo["ids"])
+    image_rows = raw_dir / IMAGE_BATCH_DEMO_FILE
+    pixels = demo["images"].reshape(len(demo["images"]), -1)
+    pd.DataFrame({"id": demo["ids"], "image": list(pixels), "label": demo["labels"]}).to_parquet(
+        image_rows, index=False
+    )
     series = raw_dir / TIMESERIES_DEMO_FILE
     make_timeseries_demo().to_csv(series, index=False, float_format="%.5g")
     missing = raw_dir / MISSING_VALUES_DEMO_FILE
     make_missing_values_demo().to_csv(missing, index=False, float_format="%.6g")
-    paths = [tabular, images, series, missing]
+    paths = [tabular, images, image_rows, series, missing]
     for path in paths:
         logger.info("wrote %s", path)
     return paths

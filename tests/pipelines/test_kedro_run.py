@@ -270,8 +270,27 @@ def test_other_data_kinds_train_from_their_conf_envs(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     extra = {"timeseries": "plots/series_scores.png", "images": "plots/image_reconstructions.png"}
     assert extra[env] in artifacts
+    _scores_its_demo_batch(project, env)
     if model_kind == "vae":  # an image VAE generates digits, and logs their grid
         _generates_images(project, env)
+
+
+def _scores_its_demo_batch(project: KedroProject, env: str) -> None:
+    """The env's own batch input, not the tabular demo, goes through `score`."""
+    result = project.run(f"--env={env}", pipeline="score")
+    assert result.returncode == 0, output_of(result)
+    name = {"timeseries": "series_scores", "images": "image_scores"}[env]
+    scores = pd.read_parquet(project.root / "data" / "07_model_output" / f"{name}.parquet")
+    source = {"timeseries": "sensor_series.csv", "images": "digits_zero_vs_six.parquet"}[env]
+    path = project.root / "data" / "01_raw" / source
+    inputs = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    assert list(scores.columns) == ["id", "reconstruction_error", "is_anomaly"]
+    # Every row, in order (the series has no id column: its rows are numbered).
+    ids = inputs["id"] if "id" in inputs else np.arange(len(inputs))
+    np.testing.assert_array_equal(scores["id"], ids)
+    # The demo's labelled anomalies score higher than its normal rows.
+    normal, anomalous = (scores["reconstruction_error"][inputs["label"] == k] for k in (0, 1))
+    assert anomalous.median() > normal.median()
 
 
 def _generates_images(project: KedroProject, env: str) -> None:
