@@ -29,6 +29,7 @@ from aeops.serving import (
     write_bundle,
 )
 from aeops.serving.pending import PendingRegistration, log_pending
+from aeops.serving.pending import main as pending_main
 
 COLUMNS = ["a", "b", "c", "d"]
 
@@ -380,3 +381,14 @@ def test_a_kept_registration_is_readable_like_any_other_folder(tmp_path: Path) -
     folder = pending.save(tmp_path / "kept")
     assert folder.stat().st_mode == usual.stat().st_mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "usual"]  # no staging left
+
+
+def test_the_pending_command_names_a_folder_with_nothing_to_register(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        pending_main([str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "python -m aeops.serving.pending" in error
+    assert f"{tmp_path / 'nope'} holds no pending registration" in error

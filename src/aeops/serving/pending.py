@@ -186,11 +186,15 @@ def log_pending(folder: Path, experiment: str = "aeops") -> Registration:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m aeops.serving.pending FOLDER [--experiment NAME]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m aeops.serving.pending", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("folder", type=Path, help="a folder under data/06_models/unlogged")
     parser.add_argument("--experiment", default="aeops", help="MLflow experiment (aeops)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not (args.folder / _REQUEST).is_file():
+        parser.error(f"{args.folder} holds no pending registration (no {_REQUEST} in it)")
     registration = log_pending(args.folder, args.experiment)
     logger.info("Registered: %s", json.dumps(registration.to_dict(), indent=2))
 
