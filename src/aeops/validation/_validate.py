@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -161,10 +161,15 @@ def _failures(
         for o in failed
         if o.expectation == _EXIST and o.column is not None and o.column not in present
     }
+    # A column of the wrong type makes GX raise in its value checks (text against
+    # numeric bounds): those are folded into the type failure, which says why.
+    mistyped = {o.column for o in failed if o.expectation == _TYPE_LIST and o.column is not None}
     folded: dict[str, int] = {}
     kept: list[_Outcome] = []
     for o in failed:
-        if o.expectation != _EXIST and o.column is not None and o.column in missing_reported:
+        into_missing = o.expectation != _EXIST and o.column in missing_reported
+        into_type = o.expectation != _TYPE_LIST and o.error is not None and o.column in mistyped
+        if o.column is not None and (into_missing or into_type):
             folded[o.column] = folded.get(o.column, 0) + 1
         else:
             kept.append(o)
@@ -201,7 +206,12 @@ def _describe_failure(
             observed += f" (header only; columns {_columns_text(frame)})"
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if expectation == _TYPE_LIST and column is not None:
-        return _type_failure(expectation, column, expected, frame, index_column)
+        failure = _type_failure(expectation, column, expected, frame, index_column)
+        dependent = folded.get(column, 0)
+        if dependent:
+            skipped = f"{_count(dependent, 'dependent expectation')} not evaluated"
+            failure = replace(failure, observed=f"{failure.observed}; {skipped}")
+        return failure
     if "unexpected_count" in result:
         return _map_failure(expectation, column, o.kwargs, expected, result, frame, index_column)
     observed_value = result.get("observed_value")
