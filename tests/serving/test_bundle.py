@@ -348,6 +348,8 @@ def test_a_kept_registration_rescores_the_champion_on_its_evaluation_rows(
     )
     folder = pending.save(tmp_path / "kept")
     registration = log_pending(folder, experiment="unit")
+    with mlflow.start_run() as after:  # the caller's experiment is left as it was
+        assert after.info.experiment_id == "0"
 
     tags = _tags(registration.version)
     assert tags["compared_with_champion"] == "reevaluated"  # not its logged 0.99

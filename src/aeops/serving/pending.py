@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
 from aeops.bundle import BundleSpec, read_bundle, write_bundle
 from aeops.data import nested_array
@@ -27,6 +28,7 @@ from aeops.serving._registry import (
     compare_on_unseen_rows,
     register_bundle,
 )
+from aeops.serving._runs import prepare_tracking_store
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +176,12 @@ def log_pending(folder: Path, experiment: str = "aeops") -> Registration:
     """Log and register a kept registration in a new run of ``experiment``; the folder
     is removed once the model is registered."""
     pending = PendingRegistration.load(folder)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"register {folder.name}"):
+    # Not mlflow.set_experiment: that would change the caller's active experiment.
+    prepare_tracking_store(mlflow.get_tracking_uri(), experiment)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"register {folder.name}"):
         mlflow.set_tags({**pending.tags, "registered_from": str(folder)})
         if pending.metrics:
             mlflow.log_metrics(pending.metrics)
