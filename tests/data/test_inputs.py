@@ -73,6 +73,13 @@ def test_images_are_reshaped_and_checked_for_size() -> None:
     bad = pd.DataFrame({"image": [np.arange(6.0), np.arange(4.0)]})
     with pytest.raises(InputSchemaError, match=r"row position 1 has 4 values; the model expects 6"):
         spec.samples(bad, scaler)
+    # Nested lists (as JSON or Parquet give them) read like arrays; anything else is named.
+    nested = pd.DataFrame({"image": [np.arange(6.0).reshape(1, 2, 3).tolist()]})
+    np.testing.assert_array_equal(spec.samples(nested, scaler), samples[:1])
+    for cell in (None, "abc", [[1.0, 2.0], [3.0]]):
+        odd = pd.DataFrame({"image": [np.arange(6.0), cell]})
+        with pytest.raises(InputSchemaError, match=r"row position 1 is not an array of numbers"):
+            spec.samples(odd, scaler)
 
 
 def test_specs_round_trip_through_json_form() -> None:

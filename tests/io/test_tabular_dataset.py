@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +16,7 @@ def frame() -> pd.DataFrame:
     return pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]})
 
 
-@pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
+@pytest.mark.parametrize("name", ["t.csv", "t.tsv", "t.parquet"])
 def test_round_trip_and_source(tmp_path: Path, frame: pd.DataFrame, name: str) -> None:
     dataset = TabularDataset(filepath=str(tmp_path / name))
     dataset.save(frame)
@@ -22,6 +24,8 @@ def test_round_trip_and_source(tmp_path: Path, frame: pd.DataFrame, name: str) -
     pd.testing.assert_frame_equal(loaded, frame, check_dtype=False)
     assert loaded.attrs["source"].endswith(name)
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left behind
+    if name.endswith(".tsv"):
+        assert (tmp_path / name).read_text().splitlines()[0] == "id\tx"
 
 
 def test_folder_of_parts_loads_as_one_table(tmp_path: Path, frame: pd.DataFrame) -> None:
@@ -72,7 +76,9 @@ def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
 def test_a_saved_file_has_the_usual_permissions(
     tmp_path: Path, frame: pd.DataFrame, name: str
 ) -> None:
-    usual = tmp_path / "usual"
-    usual.write_text("")  # what any other writer here gets under this umask
-    TabularDataset(filepath=str(tmp_path / name)).save(frame)
-    assert (tmp_path / name).stat().st_mode == usual.stat().st_mode
+    previous = os.umask(0o022)  # the common default: others may read
+    try:
+        TabularDataset(filepath=str(tmp_path / name)).save(frame)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644  # mkstemp gives 0o600

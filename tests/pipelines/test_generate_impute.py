@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
-from aeops.bundle import BundleSpec, LoadedBundle
-from aeops.data import DataConfig, TabularInputs, fit_scaler, ingest, split_by_kind
+from aeops.data import DataConfig, ingest, split_by_kind
 from aeops.demo_data import make_missing_values_demo, make_tabular_demo
-from aeops.models import ModelConfig, build_model
-from aeops.pipelines.generate.nodes import generate_synthetic_data
-from aeops.scoring import Predictor
-from aeops.scoring.generative import GenerationError
 from support import KedroProject, output_of
 
 pytestmark = pytest.mark.slow
@@ -134,21 +128,3 @@ def test_impute_refuses_bad_values_and_writes_nothing(vae_project: KedroProject)
     text = output_of(result)
     assert "bad_missing.csv" in text and "mean_texture" in text and "n/a?" in text
     assert not output.exists()
-
-
-def test_generate_refuses_a_model_that_is_not_a_vae_naming_the_uri_to_change() -> None:
-    torch.manual_seed(0)
-    config = ModelConfig(kind="vanilla", architecture="mlp", latent_dim=2, hidden_dims=(8,))
-    model = build_model(config, (4,))
-    columns = ["a", "b", "c", "d"]
-    scaler = fit_scaler(np.random.default_rng(0).normal(size=(20, 4)), columns, "robust")
-    bundle = LoadedBundle(
-        Predictor(model, TabularInputs(tuple(columns)), scaler),
-        BundleSpec(id_column="id"),
-        {"model_uri": "models:/aeops-demo@champion", "model_version": "2"},
-    )
-    message = (
-        r"model.kind='vanilla'.*models:/aeops-demo@champion \(version 2\).*generate\.model_uri="
-    )
-    with pytest.raises(GenerationError, match=message):
-        generate_synthetic_data(bundle, {"num_samples": 4})

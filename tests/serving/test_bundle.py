@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +368,9 @@ def test_a_kept_registration_rescores_the_champion_on_its_evaluation_rows(
 
 def test_a_kept_registration_keeps_its_evaluation_rows_images_included(tmp_path: Path) -> None:
     images = [np.full((1, 2, 3), i, np.float32) for i in range(3)]
-    frame = pd.DataFrame({"key": [7, 8, 9], "image": images, "label": [0, 1, 0]})
+    # Arrays, nested lists and a missing image in one column.
+    cells = [images[0], images[1].tolist(), None]
+    frame = pd.DataFrame({"key": [7, 8, 9], "image": cells, "label": [0, 1, 0]})
     pending = PendingRegistration(
         _predictor(), SPEC, _rows(3), {}, RegistryConfig(), {}, evaluation_frame=frame
     )
@@ -372,17 +378,33 @@ def test_a_kept_registration_keeps_its_evaluation_rows_images_included(tmp_path:
     assert again is not None
     assert list(again.columns) == ["key", "image", "label"]
     np.testing.assert_array_equal(again["key"], [7, 8, 9])
-    for got, want in zip(again["image"], images, strict=True):
+    for got, want in zip(again["image"][:2], images[:2], strict=True):
         np.testing.assert_array_equal(got, want)  # the (C, H, W) shape, not a flat list
+    assert again["image"][2] is None
+
+
+def test_a_test_split_that_cannot_be_kept_does_not_lose_the_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.DataFrame({"key": [1, 2], "odd": [{"a": 1}, "text"]})  # Parquet refuses it
+    pending = PendingRegistration(
+        _predictor(), SPEC, _rows(3), {}, RegistryConfig(), {}, evaluation_frame=frame
+    )
+    again = PendingRegistration.load(pending.save(tmp_path / "kept"))
+    assert again.evaluation_frame is None  # compared on logged metrics, as before
+    assert (tmp_path / "kept" / "bundle" / "bundle.json").exists()
+    assert "test split could not be kept" in caplog.text
 
 
 def test_a_kept_registration_is_readable_like_any_other_folder(tmp_path: Path) -> None:
-    usual = tmp_path / "usual"
-    usual.mkdir()  # what any other writer here gets under this umask
     pending = PendingRegistration(_predictor(), SPEC, _rows(3), {}, RegistryConfig(), {})
-    folder = pending.save(tmp_path / "kept")
-    assert folder.stat().st_mode == usual.stat().st_mode
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "usual"]  # no staging left
+    previous = os.umask(0o022)  # the common default: others may read
+    try:
+        folder = pending.save(tmp_path / "kept")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # mkdtemp gives 0o700
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # no staging left
 
 
 def test_the_pending_command_names_a_folder_with_nothing_to_register(
@@ -394,3 +416,16 @@ def test_the_pending_command_names_a_folder_with_nothing_to_register(
     error = capsys.readouterr().err
     assert "python -m aeops.serving.pending" in error
     assert f"{tmp_path / 'nope'} holds no pending registration" in error
+
+
+def test_a_served_model_imports_only_what_its_requirements_list() -> None:
+    # What `mlflow models serve` and spark_udf import to load a bundle, in a fresh
+    # interpreter: nothing outside the model's requirements (no plots, no kedro).
+    code = (
+        "import sys, aeops.serving._model_code; "
+        "print(sorted(m for m in ('matplotlib', 'kedro', 'great_expectations') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -221,7 +221,12 @@ class ImageInputs:
         size = int(np.prod(self.shape))
         rows = []
         for position, cell in enumerate(frame[self.column]):
-            pixels = nested_array(cell).astype(np.float64, copy=False).reshape(-1)
+            try:
+                pixels = nested_array(cell).astype(np.float64, copy=False).reshape(-1)
+            except (TypeError, ValueError) as error:  # None, text, ragged nesting
+                raise InputSchemaError(
+                    f"image at row position {position} is not an array of numbers ({error})"
+                ) from error
             if pixels.size != size:
                 raise InputSchemaError(
                     f"image at row position {position} has {pixels.size} values; the model "

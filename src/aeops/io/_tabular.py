@@ -123,8 +123,9 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         try:
             if path.suffix.lower() in _PARQUET_SUFFIXES:
                 data.to_parquet(temp_name, index=False, **self._save_args)
-            else:
-                data.to_csv(temp_name, index=False, **self._save_args)
+            else:  # a .tsv is written as it is read: tab-separated
+                tabs = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+                data.to_csv(temp_name, index=False, **{**tabs, **self._save_args})
             temp_name.replace(path)
         except BaseException:
             temp_name.unlink(missing_ok=True)

@@ -25,7 +25,6 @@ import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.data import ImageInputs
 from aeops.scoring import InputSchemaError, Predictor
-from aeops.scoring.evaluation import row_hashes, score_metrics
 from aeops.serving._loading import NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
@@ -90,6 +89,10 @@ def compare_on_unseen_rows(
     ``fitted_on`` holds the row hashes of what ``version`` was fitted and tuned on: a
     test row can repeat one of them exactly, and is then left out too.
     """
+    # Here, not at the top: evaluation draws plots (matplotlib), which a served model,
+    # importing this package, neither needs nor lists in its requirements.
+    from aeops.scoring.evaluation import row_hashes, score_metrics
+
     own_rows = np.empty(0, np.uint64) if fitted_on is None else fitted_on
 
     def compare(champion: LoadedBundle, trained_on: np.ndarray | None) -> ChampionComparison | None:
@@ -461,11 +464,9 @@ def register_bundle(
         # the failed run leaves the registry as it found it.
         _unregister(client, config.model_name, str(version.version), first_of_its_name)
         raise
-    before = (
-        "no champion before"
-        if champion is None
-        else f"champion before: version {champion.version}, {outcome.champion_value}"
-    )
+    before = "no champion before" if champion is None else f"champion: version {champion.version}"
+    if outcome.champion_value is not None:
+        before += f", {outcome.champion_value}"
     logger.info(
         "Registered %s version %s as %s, models:/%s/%s (%s=%s; %s)",
         config.model_name,

@@ -79,9 +79,17 @@ class PendingRegistration:
             if self.training_rows is not None:
                 np.save(staging / _TRAINING_ROWS, self.training_rows, allow_pickle=False)
             if self.evaluation_frame is not None:
-                request["array_columns"] = _write_frame(
-                    self.evaluation_frame, staging / _EVALUATION
-                )
+                try:
+                    request["array_columns"] = _write_frame(
+                        self.evaluation_frame, staging / _EVALUATION
+                    )
+                except Exception as error:  # the model matters more than its comparison
+                    (staging / _EVALUATION).unlink(missing_ok=True)
+                    logger.warning(
+                        "The test split could not be kept (%s); a champion will be "
+                        "compared on its logged metrics",
+                        error,
+                    )
             (staging / _REQUEST).write_text(json.dumps(request, indent=2))
             staging.replace(folder)
         except BaseException:
@@ -157,18 +165,26 @@ def _write_frame(frame: pd.DataFrame, path: Path) -> list[str]:
     arrays = [
         str(name)
         for name in frame.columns
-        if len(frame) and isinstance(frame[name].iloc[0], np.ndarray)
+        if frame[name].dtype == object
+        and any(isinstance(cell, np.ndarray | list) for cell in frame[name])
     ]
-    frame.assign(**{name: [cell.tolist() for cell in frame[name]] for name in arrays}).to_parquet(
-        path
-    )
+    nested = {
+        name: pd.Series(
+            [None if cell is None else np.asarray(cell).tolist() for cell in frame[name]],
+            index=frame.index,
+            dtype=object,
+        )
+        for name in arrays
+    }
+    frame.assign(**nested).to_parquet(path)
     return arrays
 
 
 def _read_frame(path: Path, array_columns: list[str]) -> pd.DataFrame:
     frame = pd.read_parquet(path)
     for name in array_columns:
-        frame[name] = pd.Series([nested_array(cell) for cell in frame[name]], index=frame.index)
+        cells = [None if cell is None else nested_array(cell) for cell in frame[name]]
+        frame[name] = pd.Series(cells, index=frame.index, dtype=object)
     return frame
 
 

@@ -198,6 +198,9 @@ def _describe_failure(
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if o.error is not None:
         observed = f"not evaluated: {o.error}"
+        dependent = folded.get(column or "", 0) if expectation == _TYPE_LIST else 0
+        if dependent:
+            observed += f"; {_count(dependent, 'dependent expectation')} not evaluated"
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if expectation == _ROW_COUNT:
         rows = result.get("observed_value", len(frame))
