@@ -54,8 +54,12 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
         except Exception:  # released, never computed, or (MLflow datasets) unreachable
             return None
 
+    # The server first: a cheap no for local stores, and no catalog reads (logged as
+    # "Loading data from ...") after every other kind of failure.
+    if not _tracking_server_is_gone():
+        return None
     model = value("trained_model")
-    if model is None or not _tracking_server_is_gone():
+    if model is None:
         return None
     inputs, scaler = value("input_spec"), value("scaler")
     data, threshold_params = value("params:data"), value("params:threshold")
