@@ -192,15 +192,12 @@ def _describe_failure(
 
     if expectation == _EXIST:
         observed = f"column missing; present columns: {_columns_text(frame)}"
-        dependent = folded.get(column or "", 0)
-        if dependent:
-            observed += f"; {_count(dependent, 'dependent expectation')} not evaluated"
+        observed += _skipped(folded, column)
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if o.error is not None:
         observed = f"not evaluated: {o.error}"
-        dependent = folded.get(column or "", 0) if expectation == _TYPE_LIST else 0
-        if dependent:
-            observed += f"; {_count(dependent, 'dependent expectation')} not evaluated"
+        if expectation == _TYPE_LIST:
+            observed += _skipped(folded, column)
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if expectation == _ROW_COUNT:
         rows = result.get("observed_value", len(frame))
@@ -210,11 +207,7 @@ def _describe_failure(
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if expectation == _TYPE_LIST and column is not None:
         failure = _type_failure(expectation, column, expected, frame, index_column)
-        dependent = folded.get(column, 0)
-        if dependent:
-            skipped = f"{_count(dependent, 'dependent expectation')} not evaluated"
-            failure = replace(failure, observed=f"{failure.observed}; {skipped}")
-        return failure
+        return replace(failure, observed=failure.observed + _skipped(folded, column))
     if "unexpected_count" in result:
         return _map_failure(expectation, column, o.kwargs, expected, result, frame, index_column)
     observed_value = result.get("observed_value")
@@ -333,6 +326,13 @@ def _is_finite_check(kwargs: Mapping[str, Any]) -> bool:
 
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _skipped(folded: Mapping[str, int], column: str | None) -> str:
+    """``"; 2 dependent expectations not evaluated"`` for a column whose other checks
+    were folded into this failure, else ``""``."""
+    dependent = folded.get(column or "", 0)
+    return f"; {_count(dependent, 'dependent expectation')} not evaluated" if dependent else ""
 
 
 def _count(count: int, noun: str) -> str:
