@@ -141,6 +141,24 @@ def test_trimming_leaves_the_worst_fitting_samples_out_of_the_training_loss_only
     assert eval_trimmed == eval_untrimmed  # validation and scores see every sample
 
 
+@pytest.mark.parametrize("kind", ["vanilla", "denoising", "sparse"])
+@pytest.mark.parametrize("reconstruction_loss", ["mse", "l1", "bce"])
+def test_the_untrimmed_loss_is_the_mean_of_per_sample_losses_with_the_same_gradients(
+    kind: str, reconstruction_loss: str
+) -> None:
+    # Without trimming, the objective is one fused mean over every element: it must
+    # equal the mean of the per-sample losses, value and gradients alike.
+    x = torch.rand(10, 6, generator=torch.Generator().manual_seed(5))  # in [0, 1] for bce
+    model = _model(kind, dropout=0.0, reconstruction_loss=reconstruction_loss)
+    model.eval()  # no corruption, so both objectives see the same input
+    fused = model.loss(x).terms["reconstruction"]
+    per_sample = model.reconstruction_loss(x).mean()
+    assert fused.item() == pytest.approx(per_sample.item(), rel=1e-6)
+    grads = [torch.autograd.grad(v, list(model.parameters())) for v in (fused, per_sample)]
+    for fused_grad, per_sample_grad in zip(*grads, strict=True):
+        torch.testing.assert_close(fused_grad, per_sample_grad, rtol=1e-5, atol=1e-7)
+
+
 def test_the_trimmed_loss_is_the_mean_over_the_best_fitting_samples() -> None:
     model = _model("vanilla", dropout=0.0, trim_fraction=0.25)  # drops 2 of 10
     x = _with_an_outlier()

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def elementwise_reconstruction_loss(logits: Tensor, target: Tensor, kind: str) -> Tensor:
+def elementwise_reconstruction_loss(
+    logits: Tensor, target: Tensor, kind: str, reduction: Literal["none", "mean"] = "none"
+) -> Tensor:
     """Loss of each element of the decoder output against ``target``.
 
     Args:
         logits: the decoder's raw output, same shape as ``target``.
         target: the clean input.
         kind: ``mse``, ``l1`` or ``bce`` (``logits`` are then pre-sigmoid; targets in [0, 1]).
+        reduction: ``none`` for every element, ``mean`` for their mean in one fused
+            kernel (forward and backward).
 
     Returns:
-        A tensor of ``target``'s shape.
+        A tensor of ``target``'s shape, or a scalar for ``mean``.
     """
     if kind == "mse":
-        return F.mse_loss(logits, target, reduction="none")
+        return F.mse_loss(logits, target, reduction=reduction)
     if kind == "l1":
-        return F.l1_loss(logits, target, reduction="none")
+        return F.l1_loss(logits, target, reduction=reduction)
     if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return F.binary_cross_entropy_with_logits(logits, target, reduction=reduction)
     raise ValueError(f"model.reconstruction_loss={kind!r} is unknown; choose one of: bce, l1, mse")
 
 

@@ -42,8 +42,8 @@ class BatchSource(Protocol):
 
         Args:
             batch_size: rows per batch; the last batch may be smaller.
-            order: a permutation of the row indices (on the CPU, or on the device for
-                resident data), or None for the stored order.
+            order: a permutation of the row indices (on the CPU or on the device), or
+                None for the stored order.
         """
         ...
 
@@ -136,6 +136,8 @@ class HostStreamedData(_TensorData):
 
     def batches(self, batch_size: int, order: Tensor | None = None) -> Iterator[Tensor]:
         """Yield batches copied from host memory, overlapping copy and compute on CUDA."""
+        if order is not None:
+            order = order.cpu()  # drawn on the device on CUDA; the gather runs on the host
         if not self.pinned:
             # Host training: a gather is all there is to do.
             yield from self._host_batches(batch_size, order)

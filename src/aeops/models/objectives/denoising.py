@@ -29,5 +29,5 @@ class DenoisingAutoencoder(Autoencoder):
     def loss(self, x: Tensor) -> LossOutput:
         """Reconstruction loss of the corrupted input against the clean one."""
         noisy = corrupt(x, self.config.noise) if self.training else x
-        reconstruction = self.trimmed_mean(self.reconstruction_loss(noisy, target=x))
+        reconstruction = self.mean_reconstruction_loss(noisy, target=x)
         return LossOutput(total=reconstruction, terms={"reconstruction": reconstruction})

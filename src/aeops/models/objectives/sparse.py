@@ -50,11 +50,14 @@ class SparseAutoencoder(Autoencoder):
         """Reconstruction of ``x`` plus the weighted sparsity penalty of its code."""
         code = self.encode(x)
         logits = self.decode_logits(code)
-        per_element = elementwise_reconstruction_loss(logits, x, self.config.reconstruction_loss)
-        per_sample = per_element.flatten(start_dim=1).mean(dim=1)
-        kept = self.kept_in_loss(per_sample)
-        if kept is None:
-            reconstruction = per_element.mean()
+        kind = self.config.reconstruction_loss
+        kept = None
+        if self._n_trimmed(x.shape[0]) > 0:
+            per_element = elementwise_reconstruction_loss(logits, x, kind)
+            per_sample = per_element.flatten(start_dim=1).mean(dim=1)
+            kept = self.kept_in_loss(per_sample)
+        if kept is None:  # nothing to trim: one fused mean over every element
+            reconstruction = elementwise_reconstruction_loss(logits, x, kind, reduction="mean")
         else:  # the penalty's rates are the code's on the kept samples too
             reconstruction, code = per_sample[kept].mean(), code[kept]
         if self.sparsity.kind == "kl":
