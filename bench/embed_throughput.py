@@ -7,8 +7,13 @@ pyarrow reading the same input and writing an output of the job's schema and siz
 (id and a float32 embedding) with no model and no checks.
 
 Each run is a fresh worker process of this script, started alternately (limit,
-aeops, limit, aeops, ...), so its peak RSS (``ru_maxrss``) is its own and not what
-generating the data left in the allocator; the best time of each is reported. The
+aeops, limit, aeops, ...), so its peak RSS is its own and not what generating the
+data left in the allocator; the best time of each is reported. The peak is the
+process's ``VmHWM`` on Linux, not ``ru_maxrss``: a child started through
+vfork/exec inherits the parent's high-water mark in ``ru_maxrss``, so every worker
+would report at least the parent's peak from generating the data. The
+aeops worker loads a bundle the parent wrote, as the ``embed`` pipeline loads a
+registered model, so nothing but the job reads the input in its process. The
 figure is rows per second and the ratio aeops/limit. The last line is for the largest
 size: ``embed_throughput aeops/limit=X peak_rss_mb=Y``.
 
@@ -33,12 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from aeops.bundle import BundleSpec, LoadedBundle
+from aeops.bundle import BundleSpec, LoadedBundle, read_bundle, write_bundle
 from aeops.data import TabularInputs, fit_scaler
 from aeops.embedding import EmbedJob, TableSource
 from aeops.embedding._engine import PARQUET_WRITE_OPTIONS
@@ -66,15 +70,20 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
 
-def bundle(sample: pd.DataFrame, device: torch.device) -> LoadedBundle:
-    """An MLP bundle (64 -> 64 -> 32 -> 16) with a scaler fit on ``sample``.
+def write_bench_bundle(source: Path, directory: Path) -> Path:
+    """Write an MLP bundle (64 -> 64 -> 32 -> 16) with a scaler fit on ``source``'s
+    first 50,000 rows into ``directory``, as ``train`` would register one.
 
     The suite is the one ``train`` would build when Great Expectations is installed;
-    without it (a bare GPU image), the run has no validation and says so.
+    without it (a bare GPU image), the runs have no validation and say so. Built here,
+    in the parent: the worker loads it as the ``embed`` pipeline loads a registered
+    model, and reads nothing of the input before the job (pyarrow decodes a whole row
+    group even for a 50,000-row sample, which would land in the worker's RSS).
     """
+    sample = next(open_parquet(source).iter_batches(batch_size=50_000)).to_pandas()
     torch.manual_seed(0)
     config = ModelConfig(architecture="mlp", latent_dim=LATENT, hidden_dims=(64, 32), dropout=0)
-    model = build_model(config, (N_FEATURES,)).to(device).eval()
+    model = build_model(config, (N_FEATURES,)).eval()
     scaler = fit_scaler(sample[COLUMNS].to_numpy(), COLUMNS, "robust")
     predictor = Predictor(model, TabularInputs(tuple(COLUMNS)), scaler, Threshold(1.0, "quantile"))
     try:
@@ -84,7 +93,7 @@ def bundle(sample: pd.DataFrame, device: torch.device) -> LoadedBundle:
     except ImportError:
         suite = {}
     spec = BundleSpec(id_column="id", validation_suite=suite, data={"kind": "tabular"})
-    return LoadedBundle(predictor, spec, {"model_uri": "bench", "latent_dim": str(LATENT)})
+    return write_bundle(directory, predictor, spec)
 
 
 def limit(source: Path, target: Path) -> float:
@@ -118,13 +127,27 @@ def current_rss_mb() -> float:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def worker(engine: str, source: Path, target: Path, device: torch.device) -> None:
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MiB: ``VmHWM`` on Linux.
+
+    ``ru_maxrss`` would do elsewhere, but on Linux it carries the parent's peak into a
+    child started through vfork/exec, so the workers all reported the parent's.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(engine: str, source: Path, target: Path, bundle_dir: Path, device: torch.device) -> None:
     """One measured run in this (fresh) process; prints seconds and peak RSS as JSON."""
     if engine == "aeops":
-        # The first 50,000 rows only: reading a whole 1M-row group here would set the
-        # worker's peak RSS before the job starts.
-        sample = next(open_parquet(source).iter_batches(batch_size=50_000)).to_pandas()
-        job = EmbedJob(TableSource(source), bundle(sample, device), batch_rows=BATCH_ROWS)
+        predictor, spec = read_bundle(bundle_dir, device)
+        bundle = LoadedBundle(predictor, spec, {"model_uri": "bench", "latent_dim": str(LATENT)})
+        job = EmbedJob(TableSource(source), bundle, batch_rows=BATCH_ROWS)
         run: Callable[[], Any] = functools.partial(job.run, target)
         validation = bool(job.bundle.spec.validation_suite)
     else:
@@ -135,7 +158,7 @@ def worker(engine: str, source: Path, target: Path, device: torch.device) -> Non
     started = time.perf_counter()
     timed = run()  # the limit times itself, leaving out making its values
     seconds = timed if isinstance(timed, float) else time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     rows = pq.ParquetFile(target).metadata.num_rows
     result = {
         "seconds": seconds,
@@ -148,9 +171,12 @@ def worker(engine: str, source: Path, target: Path, device: torch.device) -> Non
     os.write(1, (json.dumps(result) + "\n").encode())
 
 
-def measured(engine: str, source: Path, target: Path, device: str) -> dict[str, Any]:
+def measured(
+    engine: str, source: Path, target: Path, bundle_dir: Path, device: str
+) -> dict[str, Any]:
     """Run ``engine`` in a fresh worker process and return what it measured."""
     command = [sys.executable, __file__, "--worker", engine, "--source", str(source)]
+    command += ["--bundle", str(bundle_dir)]
     command += ["--target", str(target), "--device", device]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(output.strip().splitlines()[-1]))
@@ -166,10 +192,11 @@ def main() -> None:
     parser.add_argument("--worker", choices=["limit", "aeops"], help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bundle", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.worker:
-        worker(args.worker, args.source, args.target, device)
+        worker(args.worker, args.source, args.target, args.bundle, device)
         return
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aeops-embed-bench-") as temp:
@@ -177,10 +204,13 @@ def main() -> None:
         for rows in args.rows:
             source = folder / f"in-{rows}.parquet"
             generate(source, rows)
+            bundle_dir = write_bench_bundle(source, folder / f"bundle-{rows}")
             best: dict[str, dict[str, Any]] = {}
             for _ in range(args.repeats):  # alternate, so a busy neighbour hurts both
                 for name in ("limit", "aeops"):
-                    run = measured(name, source, folder / f"{name}.parquet", args.device)
+                    run = measured(
+                        name, source, folder / f"{name}.parquet", bundle_dir, args.device
+                    )
                     assert run["rows"] == rows, run
                     if name not in best or run["seconds"] < best[name]["seconds"]:
                         best[name] = run
