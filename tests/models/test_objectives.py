@@ -141,16 +141,21 @@ def test_trimming_leaves_the_worst_fitting_samples_out_of_the_training_loss_only
     assert eval_trimmed == eval_untrimmed  # validation and scores see every sample
 
 
-@pytest.mark.parametrize("kind", ["vanilla", "denoising", "sparse"])
+@pytest.mark.parametrize(
+    ("kind", "mode"),
+    [("vanilla", "train"), ("vanilla", "eval"), ("sparse", "train"), ("denoising", "eval")],
+)
 @pytest.mark.parametrize("reconstruction_loss", ["mse", "l1", "bce"])
 def test_the_untrimmed_loss_is_the_mean_of_per_sample_losses_with_the_same_gradients(
-    kind: str, reconstruction_loss: str
+    kind: str, mode: str, reconstruction_loss: str
 ) -> None:
     # Without trimming, the objective is one fused mean over every element: it must
-    # equal the mean of the per-sample losses, value and gradients alike.
+    # equal the mean of the per-sample losses, value and gradients alike, in training
+    # (what the optimiser sees) and in evaluation (validation). Dropout is off and the
+    # denoising kind is only evaluated, so both objectives see the same forward pass.
     x = torch.rand(10, 6, generator=torch.Generator().manual_seed(5))  # in [0, 1] for bce
     model = _model(kind, dropout=0.0, reconstruction_loss=reconstruction_loss)
-    model.eval()  # no corruption, so both objectives see the same input
+    model.train(mode == "train")
     fused = model.loss(x).terms["reconstruction"]
     per_sample = model.reconstruction_loss(x).mean()
     assert fused.item() == pytest.approx(per_sample.item(), rel=1e-6)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pty
 import sys
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from aeops.models import Autoencoder
+from aeops.models import Autoencoder, LossOutput
 from aeops.training import EpochRecord, TrainingConfig, fit
 
 PlaneData = Callable[..., np.ndarray]
@@ -87,6 +88,48 @@ def test_without_early_stopping_all_epochs_run(plane: PlaneData, make_model: Mak
     assert len(result.history) == 7
     assert result.best_epoch == 7
     assert not result.stopped_early
+
+
+class _EvalMemoryLimit(Autoencoder):
+    """Runs out of device memory on evaluation batches above ``limit`` rows, as a wide
+    network on a nearly full GPU would."""
+
+    limit = 32
+
+    def loss(self, x: torch.Tensor) -> LossOutput:
+        if not self.training and x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError(f"no memory for {x.shape[0]} rows")
+        return super().loss(x)
+
+
+@pytest.mark.parametrize("batch_size", [32, 16])
+def test_validation_falls_back_to_the_training_batch_when_the_larger_one_runs_out_of_memory(
+    batch_size: int,
+    plane: PlaneData,
+    make_model: MakeModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Validation batches are 4 training batches (128 or 64 rows here), over the limit.
+    base = make_model("mlp_dropout", seed=3)
+    limited = _EvalMemoryLimit(base.encoder, base.decoder, base.config)
+    plain = make_model("mlp_dropout", seed=3)
+    config = TrainingConfig(epochs=3, batch_size=batch_size, device="cpu", progress=False)
+    with caplog.at_level(logging.INFO, logger="aeops.training"):
+        result = fit(limited, plane(), plane(seed=1), config)
+    expected = fit(plain, plane(), plane(seed=1), config)
+    assert f"using {batch_size}, the training batch" in caplog.text
+    got = [r.validation_loss for r in result.history]
+    assert got == pytest.approx([r.validation_loss for r in expected.history], rel=1e-6)
+
+
+def test_running_out_of_memory_at_the_training_batch_is_an_error(
+    plane: PlaneData, make_model: MakeModel
+) -> None:
+    base = make_model()
+    limited = _EvalMemoryLimit(base.encoder, base.decoder, base.config)
+    config = TrainingConfig(epochs=1, batch_size=64, device="cpu", progress=False)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="no memory for 64 rows"):
+        fit(limited, plane(), plane(seed=1), config)
 
 
 def test_empty_or_mismatched_sets_are_rejected(plane: PlaneData, make_model: MakeModel) -> None:

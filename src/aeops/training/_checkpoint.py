@@ -117,9 +117,14 @@ def restore_rng(state: dict[str, Any], batch_order: torch.Generator) -> None:
     try:
         batch_order.set_state(state["batch_order"])
     except (RuntimeError, ValueError):
-        # A CPU run resumed on CUDA (or back): generator states differ in kind, so the
-        # batch order goes on from the seed; the weights, optimiser and epoch carry on.
-        logger.warning("The checkpoint's batch-order RNG is for another device; reseeded")
+        # A CPU run resumed on CUDA (or back), or a checkpoint of a streamed CUDA run
+        # from before the batch order was drawn on the device: generator states differ
+        # in kind, so the batch order goes on from the seed; the weights, optimiser and
+        # epoch carry on, but the run no longer matches an uninterrupted one bit for bit.
+        logger.warning(
+            "The checkpoint's batch-order RNG is for another device; reseeded, so the "
+            "resumed run's batches differ from an uninterrupted run's"
+        )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

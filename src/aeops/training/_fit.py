@@ -49,8 +49,12 @@ LossFunction = Callable[[Tensor], LossOutput]
 _UNSCALED_INPUT = 1e4
 
 # Validation batches are this many training batches: a forward pass without gradients
-# keeps no activations, so the larger batch fits where a training step does, and a
-# launch-bound GPU spends a quarter of the kernel launches on validation.
+# keeps no activations, so the larger batch usually fits where a training step does,
+# and a launch-bound GPU spends a quarter of the kernel launches on validation. Where
+# it does not fit (a wide convolution on a nearly full GPU), validation falls back to
+# the training batch. Objectives that average per sample or per element give the same
+# loss at any batch; a sparse-KL penalty, taken on the batch's mean activations, is a
+# little lower on larger batches, the same way every epoch.
 _VALIDATION_BATCH_FACTOR = 4
 
 
@@ -300,14 +304,7 @@ class _FitRun:
                 if name not in term_sums:
                     term_sums[name] = torch.zeros((), device=self.device)
                 term_sums[name].add_(value.detach().float(), alpha=rows)
-        validation_loss = _validation_loss(
-            self.model,
-            self.loss_fn,
-            self.validation_data,
-            self.validation_batch_size,
-            self.device,
-            self.dtype,
-        )
+        validation_loss = self._validation_loss()
         # The one host sync of the epoch: every sum comes back in one transfer.
         sums = torch.stack([loss_sum, validation_loss, *term_sums.values()]).tolist()
         elapsed = time.perf_counter() - started
@@ -320,6 +317,32 @@ class _FitRun:
             terms={name: total / n_train for name, total in zip(term_sums, sums[2:], strict=True)},
             learning_rate=learning_rate,
         )
+
+    def _validation_loss(self) -> Tensor:
+        """The epoch's validation loss, on the training batch if the larger one is too big."""
+        run = functools.partial(
+            _validation_loss,
+            self.model,
+            self.loss_fn,
+            data=self.validation_data,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        try:
+            return run(batch_size=self.validation_batch_size)
+        except torch.cuda.OutOfMemoryError:
+            if self.validation_batch_size <= self.batch_size:
+                raise
+            logger.info(
+                "Validation batches of %d rows do not fit on %s: using %d, the training batch",
+                self.validation_batch_size,
+                self.device,
+                self.batch_size,
+            )
+            self.validation_batch_size = self.batch_size
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return run(batch_size=self.batch_size)
 
     def diverged(self, record: EpochRecord) -> TrainingDivergedError:
         """Save the diverged state and explain the likely cause."""

@@ -51,14 +51,13 @@ class SparseAutoencoder(Autoencoder):
         code = self.encode(x)
         logits = self.decode_logits(code)
         kind = self.config.reconstruction_loss
-        kept = None
-        if self._n_trimmed(x.shape[0]) > 0:
+        if self._n_trimmed(x.shape[0]) == 0:  # one fused mean over every element
+            reconstruction = elementwise_reconstruction_loss(logits, x, kind, reduction="mean")
+        else:  # the penalty's rates are the code's on the kept samples too
             per_element = elementwise_reconstruction_loss(logits, x, kind)
             per_sample = per_element.flatten(start_dim=1).mean(dim=1)
             kept = self.kept_in_loss(per_sample)
-        if kept is None:  # nothing to trim: one fused mean over every element
-            reconstruction = elementwise_reconstruction_loss(logits, x, kind, reduction="mean")
-        else:  # the penalty's rates are the code's on the kept samples too
+            assert kept is not None, "_n_trimmed > 0 leaves samples out"
             reconstruction, code = per_sample[kept].mean(), code[kept]
         if self.sparsity.kind == "kl":
             penalty = kl_sparsity(code, self.sparsity.target)
