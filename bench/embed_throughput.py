@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,8 +153,10 @@ def worker(engine: str, source: Path, target: Path, bundle_dir: Path, device: to
         validation = bool(job.bundle.spec.validation_suite)
     else:
         run, validation = functools.partial(limit, source, target), False
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the CUDA context counts in the RSS before the run
+    if engine == "aeops" and device.type == "cuda":
+        # The model's CUDA context counts in the RSS before the run; the limit, which
+        # runs no model, never starts one.
+        torch.cuda.synchronize(device)
     rss_before_mb = current_rss_mb()
     started = time.perf_counter()
     timed = run()  # the limit times itself, leaving out making its values
@@ -199,6 +202,8 @@ def main() -> None:
         worker(args.worker, args.source, args.target, args.bundle, device)
         return
     results: list[dict[str, Any]] = []
+    # A timeout (SIGTERM) unwinds, so the generated input (GBs) is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="aeops-embed-bench-") as temp:
         folder = Path(temp)
         for rows in args.rows:

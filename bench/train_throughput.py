@@ -20,9 +20,11 @@ on rows of 64 float32 columns. The figure is training samples per second
   everything ``fit`` does: moving data to the device, a validation pass over a
   further 10% of rows every epoch, and early-stopping bookkeeping.
 
-Bare and aeops run back to back ``--repeats`` times per size. The table shows each
-engine's median run, and aeops/bare is the median of the pairs' ratios, so a noisy
-neighbour on a shared machine (or one odd run) moves neither. The run ends with
+Bare and aeops run back to back ``--repeats`` times per size, taking turns to go
+first. The table shows the pair with the median aeops/bare ratio (its two runs, so the
+columns and the ratio agree) and the range over all pairs; a noisy neighbour on a
+shared machine (or one odd run) moves the median little. SIGTERM (a ``timeout``)
+still prints the table of the runs so far and writes the JSON. The run ends with
 
     train_throughput aeops/pyod=X aeops/bare=Y
 
@@ -36,14 +38,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import platform
-import statistics
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,7 @@ class Measurement:
     seconds: float
     samples_per_second: float
     note: str = ""
+    repeat: int = 0  # which back-to-back bare/aeops pair the run belongs to
 
 
 # Data and network ------------------------------------------------------------------------
@@ -259,64 +263,75 @@ def machine_description(device: torch.device) -> dict[str, str]:
     return info
 
 
-def _runs(
-    measurements: list[Measurement], engine: str, rows: int, batch: int | None
-) -> list[float]:
-    """Samples/s of ``engine``'s runs at one size (and batch), in the order they ran."""
-    return [
-        m.samples_per_second
-        for m in measurements
-        if m.engine == engine and m.rows == rows and (batch is None or m.batch_size == batch)
-    ]
+def median_pair(
+    measurements: list[Measurement], rows: int, batch: int
+) -> tuple[Measurement, Measurement, list[float]] | None:
+    """The bare and aeops runs of the pair with the median aeops/bare ratio (the lower
+    one for an even count), and every pair's ratio, sorted; None without pairs.
 
-
-def aeops_vs_bare(measurements: list[Measurement], rows: int, batch: int) -> float:
-    """The median over repeats of aeops's samples/s over the bare run just before it.
-
-    Each pair runs back to back, so a slow spell on a shared machine (or a GPU clock
-    change) lands on both halves of a pair; the median then drops an odd pair out.
+    The two runs of a pair are back to back, so a slow spell on a shared machine (or a
+    GPU clock change) lands on both; showing one whole pair keeps the table's columns
+    and its ratio the same numbers.
     """
-    bare_runs = _runs(measurements, "bare", rows, batch)
-    aeops_runs = _runs(measurements, "aeops", rows, batch)
-    ratios = [aeops / bare for bare, aeops in zip(bare_runs, aeops_runs, strict=True)]
-    return statistics.median(ratios) if ratios else math.nan
+    pairs: dict[int, dict[str, Measurement]] = {}
+    for m in measurements:
+        if m.rows == rows and m.batch_size == batch and m.engine in ("bare", "aeops"):
+            pairs.setdefault(m.repeat, {})[m.engine] = m
+    whole = [(p["bare"], p["aeops"]) for p in pairs.values() if len(p) == 2]
+    if not whole:
+        return None
+    whole.sort(key=lambda pair: pair[1].samples_per_second / pair[0].samples_per_second)
+    bare, aeops = whole[(len(whole) - 1) // 2]
+    ratios = [a.samples_per_second / b.samples_per_second for b, a in whole]
+    return bare, aeops, ratios
+
+
+def _pyod_at(measurements: list[Measurement], rows: int) -> Measurement | None:
+    return next((m for m in measurements if m.engine == "pyod" and m.rows == rows), None)
 
 
 def table(measurements: list[Measurement]) -> str:
-    """A Markdown table of each engine's median run, with its ratios to PyOD and bare."""
-    groups: dict[tuple[str, int, int], list[Measurement]] = {}
-    for m in measurements:
-        groups.setdefault((m.engine, m.rows, m.batch_size), []).append(m)
-    median = {
-        key: sorted(runs, key=lambda m: m.samples_per_second)[(len(runs) - 1) // 2]
-        for key, runs in groups.items()
-    }
-    pyod_at = {m.rows: m for m in median.values() if m.engine == "pyod"}
+    """A Markdown table: PyOD's run and the median bare/aeops pair at each size and batch."""
     lines = [
-        "| rows | engine | batch | epochs | seconds | samples/s | aeops/pyod | aeops/bare | note |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| rows | engine | batch | epochs | seconds | samples/s | aeops/pyod | aeops/bare "
+        "| all pairs | note |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for (engine, rows, batch), m in sorted(median.items(), key=lambda kv: (kv[0][1], kv[0][2])):
-        vs_pyod = vs_bare = ""
-        if engine == "aeops":
-            ratio = aeops_vs_bare(measurements, rows, batch)
-            vs_bare = "" if math.isnan(ratio) else f"{ratio:.2f}"
-            pyod = pyod_at.get(rows)
-            vs_pyod = f"{m.samples_per_second / pyod.samples_per_second:.1f}" if pyod else ""
-        lines.append(
-            f"| {rows:,} | {engine} | {batch:,} | {m.epochs} | {m.seconds:.2f} | "
-            f"{m.samples_per_second:,.0f} | {vs_pyod} | {vs_bare} | {m.note} |"
+
+    def row(m: Measurement, vs_pyod: str = "", vs_bare: str = "", spread: str = "") -> str:
+        return (
+            f"| {m.rows:,} | {m.engine} | {m.batch_size:,} | {m.epochs} | {m.seconds:.2f} | "
+            f"{m.samples_per_second:,.0f} | {vs_pyod} | {vs_bare} | {spread} | {m.note} |"
         )
+
+    sizes = sorted({m.rows for m in measurements})
+    batches = sorted({m.batch_size for m in measurements if m.engine != "pyod"})
+    for rows in sizes:
+        pyod = _pyod_at(measurements, rows)
+        if pyod is not None:
+            lines.append(row(pyod))
+        for batch in batches:
+            found = median_pair(measurements, rows, batch)
+            if found is None:
+                continue
+            bare, aeops, ratios = found
+            ratio = aeops.samples_per_second / bare.samples_per_second
+            vs_pyod = f"{aeops.samples_per_second / pyod.samples_per_second:.1f}" if pyod else ""
+            spread = f"{ratios[0]:.2f} to {ratios[-1]:.2f} ({len(ratios)})"
+            lines += [row(bare), row(aeops, vs_pyod, f"{ratio:.2f}", spread)]
     return "\n".join(lines)
 
 
 def ratio_line(measurements: list[Measurement], rows: int, batch_size: int) -> str:
-    """``aeops/pyod=X aeops/bare=Y`` for one size: medians, as in :func:`table`."""
-    aeops = _runs(measurements, "aeops", rows, batch_size)
-    pyod = _runs(measurements, "pyod", rows, None)
-    vs_pyod = statistics.median(aeops) / max(pyod) if aeops and pyod else math.nan
-    pyod_text = "n/a" if math.isnan(vs_pyod) else f"{vs_pyod:.1f}"
-    return f"aeops/pyod={pyod_text} aeops/bare={aeops_vs_bare(measurements, rows, batch_size):.2f}"
+    """``aeops/pyod=X aeops/bare=Y`` for one size, from the median pair of :func:`table`."""
+    found = median_pair(measurements, rows, batch_size)
+    if found is None:
+        return "aeops/pyod=n/a aeops/bare=n/a"
+    bare, aeops, _ = found
+    pyod = _pyod_at(measurements, rows)
+    pyod_text = f"{aeops.samples_per_second / pyod.samples_per_second:.1f}" if pyod else "n/a"
+    vs_bare = aeops.samples_per_second / bare.samples_per_second
+    return f"aeops/pyod={pyod_text} aeops/bare={vs_bare:.2f}"
 
 
 # Main ------------------------------------------------------------------------------------
@@ -361,13 +376,50 @@ def main(argv: list[str] | None = None) -> int:
     data = make_data(largest)
     validation_all = make_data(max(1, largest // 10), seed=1)
     # Untimed warm-up: first calls pay for allocator growth, thread pools and kernel
-    # selection, which would otherwise land on whichever engine runs first.
-    warm_rows = min(largest, 10_000)
+    # selection, which would otherwise land on whichever engine runs first. Enough
+    # rows for a whole batch of each size (fit caps the batch at the row count).
+    warm_rows = min(largest, max(10_000, *args.batch_sizes))
     for batch_size in args.batch_sizes:  # kernels are chosen per shape on CUDA
         run_bare(data[:warm_rows], batch_size, 1, device)
         run_aeops(data[:warm_rows], validation_all[:1000], batch_size, 1, device)
 
     measurements: list[Measurement] = []
+    # A timeout (SIGTERM) still gets the table of what was measured, and the JSON.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        measure(args, data, validation_all, device, run_pyod_too, measurements)
+    except _StoppedError:
+        say("stopped by SIGTERM: the table holds the runs measured so far")
+    finally:
+        say("")
+        say(table(measurements))
+        say("")
+        if args.json is not None:
+            payload = {"machine": machine, "measurements": [asdict(m) for m in measurements]}
+            args.json.write_text(json.dumps(payload, indent=2))
+    for batch_size in args.batch_sizes[1:]:
+        say(f"train_throughput[batch={batch_size}] {ratio_line(measurements, largest, batch_size)}")
+    say(f"train_throughput {ratio_line(measurements, largest, args.batch_sizes[0])}")
+    return 0
+
+
+class _StoppedError(Exception):
+    """Raised in the main thread when the run gets SIGTERM (a ``timeout``)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _StoppedError
+
+
+def measure(
+    args: argparse.Namespace,
+    data: np.ndarray,
+    validation_all: np.ndarray,
+    device: torch.device,
+    run_pyod_too: bool,
+    measurements: list[Measurement],
+) -> None:
+    """Run every size, appending to ``measurements`` as each run ends."""
     for rows in sorted(args.sizes):
         train = data[:rows]
         validation = validation_all[: max(1, rows // 10)]
@@ -378,27 +430,22 @@ def main(argv: list[str] | None = None) -> int:
             measurements.append(m)
             say(f"{rows:>9,} pyod  batch 32: {m.samples_per_second:>12,.0f} samples/s ({m.note})")
         for batch_size in args.batch_sizes:
-            for _ in range(args.repeats):
-                for m in (
-                    run_bare(train, batch_size, args.epochs, device),
-                    run_aeops(train, validation, batch_size, args.epochs, device),
-                ):
+            for repeat in range(args.repeats):
+                engines = [
+                    functools.partial(run_bare, train, batch_size, args.epochs, device),
+                    functools.partial(
+                        run_aeops, train, validation, batch_size, args.epochs, device
+                    ),
+                ]
+                if repeat % 2:  # bare first, then aeops first: no engine owns a position
+                    engines.reverse()
+                for engine in engines:
+                    m = replace(engine(), repeat=repeat)
                     measurements.append(m)
                     say(
                         f"{rows:>9,} {m.engine:<5} batch {batch_size}: "
                         f"{m.samples_per_second:>12,.0f} samples/s"
                     )
-
-    say("")
-    say(table(measurements))
-    say("")
-    if args.json is not None:
-        payload = {"machine": machine, "measurements": [asdict(m) for m in measurements]}
-        args.json.write_text(json.dumps(payload, indent=2))
-    for batch_size in args.batch_sizes[1:]:
-        say(f"train_throughput[batch={batch_size}] {ratio_line(measurements, largest, batch_size)}")
-    say(f"train_throughput {ratio_line(measurements, largest, args.batch_sizes[0])}")
-    return 0
 
 
 if __name__ == "__main__":
