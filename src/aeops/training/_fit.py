@@ -304,7 +304,7 @@ class _FitRun:
                 if name not in term_sums:
                     term_sums[name] = torch.zeros((), device=self.device)
                 term_sums[name].add_(value.detach().float(), alpha=rows)
-        validation_loss = self._validation_loss()
+        validation_loss = self.validation_loss()
         # The one host sync of the epoch: every sum comes back in one transfer.
         sums = torch.stack([loss_sum, validation_loss, *term_sums.values()]).tolist()
         elapsed = time.perf_counter() - started
@@ -318,31 +318,29 @@ class _FitRun:
             learning_rate=learning_rate,
         )
 
-    def _validation_loss(self) -> Tensor:
+    def validation_loss(self) -> Tensor:
         """The epoch's validation loss, on the training batch if the larger one is too big."""
-        run = functools.partial(
-            _validation_loss,
-            self.model,
-            self.loss_fn,
-            data=self.validation_data,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        try:
-            return run(batch_size=self.validation_batch_size)
-        except torch.cuda.OutOfMemoryError:
-            if self.validation_batch_size <= self.batch_size:
-                raise
-            logger.info(
-                "Validation batches of %d rows do not fit on %s: using %d, the training batch",
-                self.validation_batch_size,
-                self.device,
-                self.batch_size,
-            )
-            self.validation_batch_size = self.batch_size
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            return run(batch_size=self.batch_size)
+        while True:
+            try:
+                return _validation_loss(
+                    self.model,
+                    self.loss_fn,
+                    self.validation_data,
+                    self.validation_batch_size,
+                    self.device,
+                    self.dtype,
+                )
+            except torch.cuda.OutOfMemoryError:
+                if self.validation_batch_size <= self.batch_size:
+                    raise
+                logger.info(
+                    "Validation batches of %d rows do not fit on %s: using %d, the training batch",
+                    self.validation_batch_size,
+                    self.device,
+                    self.batch_size,
+                )
+                self.validation_batch_size = self.batch_size
+                torch.cuda.empty_cache()  # a no-op where CUDA never started
 
     def diverged(self, record: EpochRecord) -> TrainingDivergedError:
         """Save the diverged state and explain the likely cause."""
