@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ from aeops.scoring._threshold import Threshold
 
 # Batches with fewer rows go to the model row-major (see Predictor._batches).
 _MIN_STRIDED_ROWS = 64
+# Samples per host-to-device transfer, at most (see Predictor._batches).
+_TRANSFER_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -53,49 +56,69 @@ class Predictor:
         """
         return self.inputs.samples(frame, self.scaler)
 
-    def _batches(self, samples: np.ndarray) -> list[torch.Tensor]:
+    def _batches(self, samples: np.ndarray) -> Iterator[list[torch.Tensor]]:
+        """The samples as model batches of ``batch_size`` rows, in groups that share one
+        transfer to the model's device; callers bring each group's answers back at once.
+
+        On the CPU a group is one batch. A column-major table's rows go to the first
+        matmul as they lie: BLAS reads a transposed operand in place, where a
+        transposing copy cost as much as the encoder. Below _MIN_STRIDED_ROWS rows its
+        small-matrix kernels give other bits than for row-major rows, so small batches
+        are copied: a row gets the same bits in a batch of any size (tested).
+
+        On a GPU a group is up to _TRANSFER_BYTES of samples, copied as they lie in
+        host memory (a column-major table as its transpose, with no transposing copy on
+        the host, which cost as much as the rest of the step) and laid out row-major on
+        the device, where that copy is almost free.
+        """
         device = self._device()
-        batches = []
-        for start in range(0, samples.shape[0], self.batch_size):
-            part = samples[start : start + self.batch_size]
-            # A column-major table's rows go to the first matmul as they lie: BLAS reads
-            # a transposed operand in place, where a transposing copy cost as much as
-            # the encoder. Below _MIN_STRIDED_ROWS rows its small-matrix kernels give
-            # other bits than for row-major rows, so small batches are copied: a row
-            # gets the same bits in a batch of any size (tested). A device gets one
-            # contiguous block per transfer.
-            if device.type != "cpu" or part.shape[0] < _MIN_STRIDED_ROWS:
-                part = np.ascontiguousarray(part)
-            batches.append(torch.from_numpy(part).to(device))
-        return batches
+        rows = samples.shape[0]
+        if device.type == "cpu":
+            for start in range(0, rows, self.batch_size):
+                part = samples[start : start + self.batch_size]
+                if part.shape[0] < _MIN_STRIDED_ROWS:
+                    part = np.ascontiguousarray(part)
+                yield [torch.from_numpy(part)]
+            return
+        row_bytes = max(1, samples[:1].nbytes)
+        group_rows = max(1, _TRANSFER_BYTES // row_bytes // self.batch_size) * self.batch_size
+        for first in range(0, rows, group_rows):
+            block = _to_device(samples[first : first + group_rows], device)
+            yield [
+                block[start : start + self.batch_size]
+                for start in range(0, len(block), self.batch_size)
+            ]
+
+    def _each_group(
+        self, samples: np.ndarray, answer: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+    ) -> Iterator[tuple[np.ndarray, ...]]:
+        """``answer`` of every batch, as float32 host arrays, one group at a time."""
+        self.model.eval()
+        with torch.inference_mode():
+            for group in self._batches(samples):
+                outputs = [answer(batch) for batch in group]
+                yield tuple(
+                    (parts[0] if len(parts) == 1 else torch.cat(parts)).float().cpu().numpy()
+                    for parts in zip(*outputs, strict=True)
+                )
 
     def encode_samples(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings (S, latent_dim) float32 and per-element scores (S, *shape) float32."""
-        self.model.eval()
-        embeddings, elementwise = [], []
-        with torch.inference_mode():
-            for batch in self._batches(samples):
-                z, scores = self.model.elementwise_scores(batch)
-                embeddings.append(z.float().cpu().numpy())
-                elementwise.append(scores.float().cpu().numpy())
-        if not embeddings:
+        answers = list(self._each_group(samples, self.model.elementwise_scores))
+        if not answers:
             latent = self.model.config.latent_dim
             return np.empty((0, latent), np.float32), np.empty((0, *samples.shape[1:]), np.float32)
-        return np.concatenate(embeddings), np.concatenate(elementwise)
+        return np.concatenate([a[0] for a in answers]), np.concatenate([a[1] for a in answers])
 
     def embed_samples(self, samples: np.ndarray) -> np.ndarray:
         """Embeddings (S, latent_dim) float32 of scaled samples: the encoder alone.
 
         The same numbers as :meth:`encode_samples` gives, at the encoder's cost only.
         """
-        self.model.eval()
-        embeddings = []
-        with torch.inference_mode():
-            for batch in self._batches(samples):
-                embeddings.append(self.model.encode(batch).float().cpu().numpy())
-        if not embeddings:
+        answers = [a[0] for a in self._each_group(samples, lambda b: (self.model.encode(b),))]
+        if not answers:
             return np.empty((0, self.model.config.latent_dim), np.float32)
-        return np.concatenate(embeddings)
+        return np.concatenate(answers)
 
     def embeddings(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row embeddings (N, latent_dim) float32 of raw rows."""
@@ -119,14 +142,10 @@ class Predictor:
 
     def reconstruct_samples(self, samples: np.ndarray) -> np.ndarray:
         """Deterministic reconstructions (S, *sample_shape) float32 of scaled samples."""
-        self.model.eval()
-        outputs = []
-        with torch.inference_mode():
-            for batch in self._batches(samples):
-                outputs.append(self.model.reconstruct(batch).float().cpu().numpy())
-        if not outputs:
+        answers = [a[0] for a in self._each_group(samples, lambda b: (self.model.reconstruct(b),))]
+        if not answers:
             return np.empty((0, *self.inputs.sample_shape), np.float32)
-        return np.concatenate(outputs)
+        return np.concatenate(answers)
 
     def reconstructions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row reconstructions of raw rows in original units, (N, values per row)."""
@@ -147,3 +166,16 @@ class Predictor:
             reconstruction_error=errors,
             is_anomaly=errors > self.threshold.value,
         )
+
+
+def _to_device(block: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``block`` on ``device``, row-major there, copied from the host as it lies.
+
+    A column-major (N, F) block, or rows sliced from one, is sent as its transpose
+    (F, N): at most a gather of whole column runs on the host, never an element-wise
+    transpose, which the device does instead.
+    """
+    if block.ndim == 2 and block.strides[0] < block.strides[1]:
+        transposed = torch.from_numpy(block.T).contiguous()  # copies only a sliced block
+        return transposed.to(device).t().contiguous()
+    return torch.from_numpy(np.ascontiguousarray(block)).to(device)

@@ -1,0 +1,81 @@
+"""The predictor's transfers to a device: layouts and groups, on a GPU when present.
+
+Imports neither kedro nor mlflow, so ``bench/gpu_check.sh`` runs it on the bare CUDA
+image beside tests/training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aeops.data import TabularInputs, WindowInputs, fit_scaler
+from aeops.models import ModelConfig, build_model
+from aeops.scoring import Predictor
+from aeops.scoring import _predictor as predictor_module
+from aeops.scoring._predictor import _to_device
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: np.asfortranarray(a),  # a table as read, column by column
+        lambda a: np.asfortranarray(a)[5:37],  # rows sliced from one
+        lambda a: np.ascontiguousarray(a),
+        lambda a: np.ascontiguousarray(a)[::2],  # strided rows
+        lambda a: np.asfortranarray(a)[:, :1],  # one column
+        lambda a: np.asfortranarray(a)[:0],  # no rows
+    ],
+)
+def test_a_block_reaches_the_device_row_major_with_its_values(make: object) -> None:
+    block = make(np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32))  # type: ignore[operator]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    moved = _to_device(block, device)
+    assert moved.is_contiguous() and moved.device.type == device.type
+    np.testing.assert_array_equal(moved.cpu().numpy(), block)
+
+
+def _tabular(device: torch.device, batch_size: int) -> Predictor:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(architecture="mlp", latent_dim=3, hidden_dims=(16,)), (6,))
+    values = np.random.default_rng(1).normal(size=(50, 6))
+    scaler = fit_scaler(values, [f"f{i}" for i in range(6)], "standard")
+    inputs = TabularInputs(tuple(f"f{i}" for i in range(6)))
+    return Predictor(model.to(device), inputs, scaler, batch_size=batch_size, device=device)
+
+
+@cuda
+@pytest.mark.parametrize("layout", ["F", "C"])
+def test_on_a_gpu_groups_of_batches_give_the_cpus_answers_in_order(
+    layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Groups of 4 batches of 7 rows (112 bytes) and a short last group and batch.
+    monkeypatch.setattr(predictor_module, "_TRANSFER_BYTES", 4 * 7 * 6 * 4)
+    values = np.random.default_rng(2).normal(size=(1001, 6)).astype(np.float32)
+    samples = np.asarray(values, order=layout)  # type: ignore[call-overload]
+    cpu, gpu = _tabular(torch.device("cpu"), 7), _tabular(torch.device("cuda"), 7)
+    np.testing.assert_allclose(gpu.embed_samples(samples), cpu.embed_samples(samples), atol=1e-5)
+    for got, expected in zip(gpu.encode_samples(samples), cpu.encode_samples(samples), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        gpu.reconstruct_samples(samples), cpu.reconstruct_samples(samples), rtol=1e-4, atol=1e-5
+    )
+    assert gpu.embed_samples(samples[:0]).shape == (0, 3)
+
+
+@cuda
+def test_on_a_gpu_windows_give_the_cpus_answers() -> None:
+    inputs = WindowInputs(columns=("a", "b"), length=8, stride=1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(architecture="recurrent", latent_dim=4), inputs.sample_shape)
+    scaler = fit_scaler(np.random.default_rng(3).normal(size=(50, 2)), ["a", "b"], "standard")
+    samples = np.random.default_rng(4).normal(size=(300, 8, 2)).astype(np.float32)
+    answers = []
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        predictor = Predictor(model.to(device), inputs, scaler, batch_size=64, device=device)
+        answers.append(predictor.encode_samples(samples))
+    for got, expected in zip(answers[1], answers[0], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
