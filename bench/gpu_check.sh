@@ -7,13 +7,14 @@
 #     bash bench/gpu_check.sh
 #
 # It imports only aeops.training and aeops.models (torch, numpy, pydantic), runs the
-# training benchmark at batch 4096 and 65,536, the embedding benchmark
-# (aeops.embedding: torch, pandas, pyarrow, pydantic) and tests/training (CUDA tests
-# and the torch.compile test included), in that order, each under its own time cap
-# (BENCH_TIMEOUT 200 s, EMBED_TIMEOUT 160 s, TEST_TIMEOUT 150 s: under 9 minutes in
-# all, so it fits one 10-minute device call), and writes everything under "$OUT"
-# (default: ./gpu_check_out). A benchmark stopped by its cap still prints and saves
-# what it measured.
+# training benchmark at batch 4096 and 65,536, the embedding benchmark and its
+# per-stage profile (aeops.embedding: torch, pandas, pyarrow, pydantic), then
+# tests/training (CUDA tests and the torch.compile test included) and the predictor's
+# device tests, in that order, each under its own time cap (BENCH_TIMEOUT 180 s,
+# EMBED_TIMEOUT 160 s, PROFILE_TIMEOUT 60 s, TEST_TIMEOUT 150 s: 9 minutes in all, so
+# it fits one 10-minute device call), and writes everything under "$OUT" (default:
+# ./gpu_check_out). A benchmark stopped by its cap still prints and saves what it
+# measured.
 #
 # That image lacks pydantic (needed by the configs) and pyod (the benchmark's peer).
 # Fetch their wheels once on a machine with a package index, then carry .whl/ along:
@@ -89,7 +90,7 @@ EOF
 # BENCH_ARGS replaces the benchmark's arguments (a quick dry run: "--sizes 2000 --epochs 1").
 read -r -a bench_args <<<"${BENCH_ARGS:---batch-sizes 4096 65536 --repeats 5}"
 say "== bench/train_throughput.py ${bench_args[*]}"
-timeout "${BENCH_TIMEOUT:-200}" "$python" bench/train_throughput.py "${bench_args[@]}" \
+timeout "${BENCH_TIMEOUT:-180}" "$python" bench/train_throughput.py "${bench_args[@]}" \
     --json "$out/train_throughput.json" 2>&1 | tee "$out/train_throughput.txt" | tee -a "$log" ||
     status=1
 
@@ -99,11 +100,16 @@ say "== bench/embed_throughput.py ${embed_args[*]} (no validation without Great 
 timeout "${EMBED_TIMEOUT:-160}" "$python" bench/embed_throughput.py "${embed_args[@]}" --json "$out/embed_throughput.json" 2>&1 |
     tee "$out/embed_throughput.txt" | tee -a "$log" || status=1
 
-say "== pytest tests/training (CUDA and compile tests included)"
-# --confcutdir keeps tests/conftest.py (which needs mlflow) out; tests/training has its own.
-AEOPS_TEST_COMPILE=1 timeout "${TEST_TIMEOUT:-150}" "$python" -m pytest tests/training -q -p no:cacheprovider \
-    --confcutdir=tests/training -rs 2>&1 | tee "$out/pytest_training.txt" | tee -a "$log" ||
+say "== bench/embed_profile.py --rows 2000000 (where the embedding job's time goes)"
+timeout "${PROFILE_TIMEOUT:-60}" "$python" bench/embed_profile.py --rows 2000000 \
+    --json "$out/embed_profile.json" 2>&1 | tee "$out/embed_profile.txt" | tee -a "$log" ||
     status=1
+
+say "== pytest tests/training tests/scoring/test_predictor_device.py (CUDA and compile tests included)"
+# --confcutdir keeps tests/conftest.py (which needs mlflow) out; tests/training has its own.
+AEOPS_TEST_COMPILE=1 timeout "${TEST_TIMEOUT:-150}" "$python" -m pytest tests/training \
+    tests/scoring/test_predictor_device.py -q -p no:cacheprovider --confcutdir=tests/training \
+    -rs 2>&1 | tee "$out/pytest_training.txt" | tee -a "$log" || status=1
 
 say "gpu_check finished with status $status; results in $out"
 exit "$status"

@@ -308,8 +308,12 @@ class EmbedJob:
             return
         offset = 0
         for batch in self.source.batches(part, batch_rows, self._csv_types):
+            rows = batch.num_rows
             yield batch, offset
-            offset += batch.num_rows
+            # Dropped before the next read: the last batch of a row group holds the
+            # whole decoded group (slices share its buffers) while the next one decodes.
+            del batch
+            offset += rows
 
     def _checked(
         self, frame: pd.DataFrame, offset: int, part: Path, suite: CompiledSuite | None
@@ -344,23 +348,35 @@ class EmbedJob:
         """
         fast = ArrowTabularPath.for_bundle(self.bundle.predictor, suite, self._id_column)
         for batch, offset in batches:
-            ready = fast.prepare(batch, offset) if fast is not None else None
-            if ready is not None:
-                yield _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None)
-                continue
-            frame = batch.to_pandas()
-            keep, rejected = self._checked(frame, offset, part, suite)
-            if self._id_column in keep.columns:
-                # The input's own id type, whichever path a batch takes: pandas would
-                # turn int ids with a (quarantined) null into floats.
-                id_type = batch.schema.field(self._id_column).type
-                ids = pa.array(keep[self._id_column].to_numpy(), from_pandas=True)
-                ids = ids.cast(id_type)
-            else:
-                ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
-            keep = keep.reset_index(drop=True)
-            samples = self.bundle.predictor.samples(keep)
-            yield _Prepared(len(keep), len(frame), ids, samples, rejected)
+            prepared = self._prepare_batch(batch, offset, fast, part, suite)
+            del batch  # before the next read, as in _frames
+            yield prepared
+
+    def _prepare_batch(
+        self,
+        batch: pa.RecordBatch,
+        offset: int,
+        fast: ArrowTabularPath | None,
+        part: Path,
+        suite: CompiledSuite | None,
+    ) -> _Prepared:
+        """One batch of :meth:`_prepare`."""
+        ready = fast.prepare(batch, offset) if fast is not None else None
+        if ready is not None:
+            return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None)
+        frame = batch.to_pandas()
+        keep, rejected = self._checked(frame, offset, part, suite)
+        if self._id_column in keep.columns:
+            # The input's own id type, whichever path a batch takes: pandas would
+            # turn int ids with a (quarantined) null into floats.
+            id_type = batch.schema.field(self._id_column).type
+            ids = pa.array(keep[self._id_column].to_numpy(), from_pandas=True)
+            ids = ids.cast(id_type)
+        else:
+            ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
+        keep = keep.reset_index(drop=True)
+        samples = self.bundle.predictor.samples(keep)
+        return _Prepared(len(keep), len(frame), ids, samples, rejected)
 
     def _refuse_what_would_cut_series(self) -> None:
         """A series bundle scores windows of consecutive steps, so it needs each part
