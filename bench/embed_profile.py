@@ -7,8 +7,8 @@ generated Parquet (as the benchmark's) it times, in rows per second over the fil
 - ``read``: the engine's record batches alone;
 - ``read+prepare``: those batches checked and scaled by the Arrow fast path, in one
   thread, as the job's reader thread does;
-- ``model``: the encoder and the output column on prepared batches, per predictor
-  chunk size (rows per host-to-device transfer);
+- ``model``: the encoder and the output column on prepared batches, per chunk size
+  (the predictor's batch size: rows per encoder call);
 - ``write``: the output batches into Parquet;
 - ``job``: the whole ``EmbedJob``, per chunk size, and the limit beside it.
 

@@ -6,15 +6,16 @@
 #
 #     bash bench/gpu_check.sh
 #
-# It imports only aeops.training and aeops.models (torch, numpy, pydantic), runs the
-# training benchmark at batch 4096 and 65,536, the embedding benchmark and its
-# per-stage profile (aeops.embedding: torch, pandas, pyarrow, pydantic), then
-# tests/training (CUDA tests and the torch.compile test included) and the predictor's
-# device tests, in that order, each under its own time cap (BENCH_TIMEOUT 180 s,
-# EMBED_TIMEOUT 160 s, PROFILE_TIMEOUT 60 s, TEST_TIMEOUT 150 s: 9 minutes in all, so
-# it fits one 10-minute device call), and writes everything under "$OUT" (default:
-# ./gpu_check_out). A benchmark stopped by its cap still prints and saves what it
-# measured.
+# It checks that aeops.models, aeops.training and aeops.scoring import neither kedro,
+# mlflow nor Great Expectations (torch, numpy, pydantic only), runs the training
+# benchmark at batch 4096 and 65,536, the embedding benchmark and its per-stage
+# profile (aeops.embedding: torch, pandas, pyarrow, pydantic), then tests/training
+# (CUDA tests and the torch.compile test included) and the predictor's device tests,
+# in that order, each under its own time cap (BENCH_TIMEOUT 180 s, EMBED_TIMEOUT
+# 160 s, PROFILE_TIMEOUT 60 s, TEST_TIMEOUT 150 s: 550 s in all, so with the wheels'
+# install it fits one 10-minute device call), and writes everything under "$OUT"
+# (default: ./gpu_check_out). A benchmark stopped by its cap still prints and saves
+# what it measured.
 #
 # That image lacks pydantic (needed by the configs) and pyod (the benchmark's peer).
 # Fetch their wheels once on a machine with a package index, then carry .whl/ along:

@@ -6,6 +6,8 @@ image beside tests/training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -28,10 +30,15 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
         lambda a: np.ascontiguousarray(a)[::2],  # strided rows
         lambda a: np.asfortranarray(a)[:, :1],  # one column
         lambda a: np.asfortranarray(a)[:0],  # no rows
+        lambda a: np.ascontiguousarray(a)[::-1],  # reversed rows, which torch cannot view
+        lambda a: np.asfortranarray(a)[::-1],
+        lambda a: np.asfortranarray(a)[:, ::-1],  # reversed columns
     ],
 )
-def test_a_block_reaches_the_device_row_major_with_its_values(make: object) -> None:
-    block = make(np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32))  # type: ignore[operator]
+def test_a_block_reaches_the_device_row_major_with_its_values(
+    make: Callable[[np.ndarray], np.ndarray],
+) -> None:
+    block = make(np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     moved = _to_device(block, device)
     assert moved.is_contiguous() and moved.device.type == device.type
@@ -47,23 +54,60 @@ def _tabular(device: torch.device, batch_size: int) -> Predictor:
     return Predictor(model.to(device), inputs, scaler, batch_size=batch_size, device=device)
 
 
+def _compare_with_the_cpu(samples: np.ndarray, device: Predictor, cpu: Predictor) -> None:
+    np.testing.assert_allclose(device.embed_samples(samples), cpu.embed_samples(samples), atol=1e-5)
+    for got, expected in zip(
+        device.encode_samples(samples), cpu.encode_samples(samples), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        device.reconstruct_samples(samples), cpu.reconstruct_samples(samples), rtol=1e-4, atol=1e-5
+    )
+    assert device.embed_samples(samples[:0]).shape == (0, 3)
+
+
+# Groups of 4 batches of 7 rows (4 x 7 rows x 6 float32 = 672 bytes); 1003 rows end
+# with a short group and a short batch.
+_GROUP_BYTES = 4 * 7 * 6 * 4
+_ROWS = 1003
+
+
+def _samples(layout: str) -> np.ndarray:
+    values = np.random.default_rng(2).normal(size=(_ROWS, 6)).astype(np.float32)
+    return np.asfortranarray(values) if layout == "F" else values
+
+
+@pytest.mark.parametrize("layout", ["F", "C"])
+def test_the_device_path_answers_in_order_across_group_and_batch_edges(
+    layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The device branch run on the CPU: a predictor that reports a CUDA device, and a
+    # transfer that stays on the CPU. The GPU test below runs the real transfer.
+    monkeypatch.setattr(predictor_module, "_TRANSFER_BYTES", _GROUP_BYTES)
+    real_transfer = predictor_module._to_device
+    moved: list[int] = []
+
+    def transfer(block: np.ndarray, device: torch.device) -> torch.Tensor:
+        moved.append(len(block))
+        return real_transfer(block, torch.device("cpu"))
+
+    monkeypatch.setattr(predictor_module, "_to_device", transfer)
+    samples = _samples(layout)
+    device = _tabular(torch.device("cpu"), 7)
+    monkeypatch.setattr(device, "_device", lambda: torch.device("cuda"))
+    _compare_with_the_cpu(samples, device, _tabular(torch.device("cpu"), 7))
+    assert moved[: -(-_ROWS // 28)] == [28] * (_ROWS // 28) + [_ROWS % 28]
+
+
 @cuda
 @pytest.mark.parametrize("layout", ["F", "C"])
 def test_on_a_gpu_groups_of_batches_give_the_cpus_answers_in_order(
     layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Groups of 4 batches of 7 rows (112 bytes) and a short last group and batch.
-    monkeypatch.setattr(predictor_module, "_TRANSFER_BYTES", 4 * 7 * 6 * 4)
-    values = np.random.default_rng(2).normal(size=(1001, 6)).astype(np.float32)
-    samples = np.asarray(values, order=layout)  # type: ignore[call-overload]
-    cpu, gpu = _tabular(torch.device("cpu"), 7), _tabular(torch.device("cuda"), 7)
-    np.testing.assert_allclose(gpu.embed_samples(samples), cpu.embed_samples(samples), atol=1e-5)
-    for got, expected in zip(gpu.encode_samples(samples), cpu.encode_samples(samples), strict=True):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(
-        gpu.reconstruct_samples(samples), cpu.reconstruct_samples(samples), rtol=1e-4, atol=1e-5
-    )
-    assert gpu.embed_samples(samples[:0]).shape == (0, 3)
+    monkeypatch.setattr(predictor_module, "_TRANSFER_BYTES", _GROUP_BYTES)
+    samples = _samples(layout)
+    gpu, cpu = _tabular(torch.device("cuda"), 7), _tabular(torch.device("cpu"), 7)
+    _compare_with_the_cpu(samples, gpu, cpu)
 
 
 @cuda

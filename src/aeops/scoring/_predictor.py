@@ -91,20 +91,24 @@ class Predictor:
 
     def _each_group(
         self, samples: np.ndarray, answer: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-    ) -> Iterator[tuple[np.ndarray, ...]]:
-        """``answer`` of every batch, as float32 host arrays, one group at a time."""
+    ) -> list[tuple[np.ndarray, ...]]:
+        """``answer`` of every batch, as float32 host arrays, one tuple per group."""
         self.model.eval()
+        answers = []
         with torch.inference_mode():
             for group in self._batches(samples):
                 outputs = [answer(batch) for batch in group]
-                yield tuple(
-                    (parts[0] if len(parts) == 1 else torch.cat(parts)).float().cpu().numpy()
-                    for parts in zip(*outputs, strict=True)
+                answers.append(
+                    tuple(
+                        (parts[0] if len(parts) == 1 else torch.cat(parts)).float().cpu().numpy()
+                        for parts in zip(*outputs, strict=True)
+                    )
                 )
+        return answers
 
     def encode_samples(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings (S, latent_dim) float32 and per-element scores (S, *shape) float32."""
-        answers = list(self._each_group(samples, self.model.elementwise_scores))
+        answers = self._each_group(samples, self.model.elementwise_scores)
         if not answers:
             latent = self.model.config.latent_dim
             return np.empty((0, latent), np.float32), np.empty((0, *samples.shape[1:]), np.float32)
@@ -173,9 +177,10 @@ def _to_device(block: np.ndarray, device: torch.device) -> torch.Tensor:
 
     A column-major (N, F) block, or rows sliced from one, is sent as its transpose
     (F, N): at most a gather of whole column runs on the host, never an element-wise
-    transpose, which the device does instead.
+    transpose, which the device does instead. Anything else (reversed rows included,
+    which torch cannot view) is made row-major on the host first.
     """
-    if block.ndim == 2 and block.strides[0] < block.strides[1]:
+    if block.ndim == 2 and 0 <= block.strides[0] < block.strides[1]:
         transposed = torch.from_numpy(block.T).contiguous()  # copies only a sliced block
         return transposed.to(device).t().contiguous()
     return torch.from_numpy(np.ascontiguousarray(block)).to(device)
