@@ -55,6 +55,8 @@ def parquet_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
         if file.metadata.row_group(index).total_byte_size > WHOLE_ROW_GROUP_BYTES:
             yield from file.iter_batches(batch_size=batch_rows, row_groups=[index])
             continue
+        # Popped, not iterated: the list must not keep a yielded slice (and with it
+        # the group) alive while the next group is read.
         batches = file.read_row_group(index).to_batches(max_chunksize=batch_rows)
         batches.reverse()
         while batches:

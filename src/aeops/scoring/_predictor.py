@@ -89,40 +89,43 @@ class Predictor:
                 for start in range(0, len(block), self.batch_size)
             ]
 
-    def _each_group(
-        self, samples: np.ndarray, answer: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-    ) -> list[tuple[np.ndarray, ...]]:
-        """``answer`` of every batch, as float32 host arrays, one tuple per group."""
+    def _answer_all(
+        self,
+        samples: np.ndarray,
+        answer: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+        shapes: tuple[tuple[int, ...], ...],
+    ) -> tuple[np.ndarray, ...]:
+        """``answer`` of every sample as float32 host arrays, one per output, brought
+        back one group at a time; ``shapes`` are each output's per-sample shape, for
+        empty ``samples``."""
         self.model.eval()
-        answers = []
+        groups = []
         with torch.inference_mode():
             for group in self._batches(samples):
                 outputs = [answer(batch) for batch in group]
-                answers.append(
-                    tuple(
+                groups.append(
+                    [
                         (parts[0] if len(parts) == 1 else torch.cat(parts)).float().cpu().numpy()
                         for parts in zip(*outputs, strict=True)
-                    )
+                    ]
                 )
-        return answers
+        if not groups:
+            return tuple(np.empty((0, *shape), np.float32) for shape in shapes)
+        return tuple(np.concatenate(parts) for parts in zip(*groups, strict=True))
 
     def encode_samples(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings (S, latent_dim) float32 and per-element scores (S, *shape) float32."""
-        answers = self._each_group(samples, self.model.elementwise_scores)
-        if not answers:
-            latent = self.model.config.latent_dim
-            return np.empty((0, latent), np.float32), np.empty((0, *samples.shape[1:]), np.float32)
-        return np.concatenate([a[0] for a in answers]), np.concatenate([a[1] for a in answers])
+        shapes = ((self.model.config.latent_dim,), samples.shape[1:])
+        embeddings, elementwise = self._answer_all(samples, self.model.elementwise_scores, shapes)
+        return embeddings, elementwise
 
     def embed_samples(self, samples: np.ndarray) -> np.ndarray:
         """Embeddings (S, latent_dim) float32 of scaled samples: the encoder alone.
 
         The same numbers as :meth:`encode_samples` gives, at the encoder's cost only.
         """
-        answers = [a[0] for a in self._each_group(samples, lambda b: (self.model.encode(b),))]
-        if not answers:
-            return np.empty((0, self.model.config.latent_dim), np.float32)
-        return np.concatenate(answers)
+        shapes = ((self.model.config.latent_dim,),)
+        return self._answer_all(samples, lambda b: (self.model.encode(b),), shapes)[0]
 
     def embeddings(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row embeddings (N, latent_dim) float32 of raw rows."""
@@ -146,10 +149,8 @@ class Predictor:
 
     def reconstruct_samples(self, samples: np.ndarray) -> np.ndarray:
         """Deterministic reconstructions (S, *sample_shape) float32 of scaled samples."""
-        answers = [a[0] for a in self._each_group(samples, lambda b: (self.model.reconstruct(b),))]
-        if not answers:
-            return np.empty((0, *self.inputs.sample_shape), np.float32)
-        return np.concatenate(answers)
+        shapes = (self.inputs.sample_shape,)
+        return self._answer_all(samples, lambda b: (self.model.reconstruct(b),), shapes)[0]
 
     def reconstructions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row reconstructions of raw rows in original units, (N, values per row)."""
