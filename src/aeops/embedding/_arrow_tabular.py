@@ -88,7 +88,8 @@ class ArrowTabularPath:
 
         Each feature column is checked and scaled on its own, where it lies in memory
         (the scaler's own column-wise arithmetic, so the samples are bit for bit those
-        of the general path).
+        of the general path), then laid out as the model reads them fastest, here in
+        the reader thread rather than on the model's.
         """
         columns = self._numeric_columns(batch)
         ids = None if columns is None else self._ids(batch, offset)
@@ -97,7 +98,7 @@ class ArrowTabularPath:
         for index, column in enumerate(columns):
             if not self._within_bounds(index, column):
                 return None
-        samples = self._predictor.scaler.transform_columns(columns)
+        samples = self._predictor.model_layout(self._predictor.scaler.transform_columns(columns))
         return ArrowBatch(batch.num_rows, ids, samples)
 
     def _within_bounds(self, index: int, column: np.ndarray) -> bool:
