@@ -106,10 +106,11 @@ timeout "${PROFILE_TIMEOUT:-60}" "$python" bench/embed_profile.py --rows 2000000
     --json "$out/embed_profile.json" 2>&1 | tee "$out/embed_profile.txt" | tee -a "$log" ||
     status=1
 
-say "== pytest tests/training tests/scoring/test_predictor_device.py (CUDA and compile tests included)"
+say "== pytest tests/training and the predictor's device and CPU-kernel tests (CUDA and compile tests included)"
 # --confcutdir keeps tests/conftest.py (which needs mlflow) out; tests/training has its own.
 AEOPS_TEST_COMPILE=1 timeout "${TEST_TIMEOUT:-150}" "$python" -m pytest tests/training \
-    tests/scoring/test_predictor_device.py -q -p no:cacheprovider --confcutdir=tests/training \
+    tests/scoring/test_predictor_device.py tests/scoring/test_cpu_linear.py \
+    -q -p no:cacheprovider --confcutdir=tests/training \
     -rs 2>&1 | tee "$out/pytest_training.txt" | tee -a "$log" || status=1
 
 say "gpu_check finished with status $status; results in $out"
