@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -16,7 +17,7 @@ from aeops.models import ModelConfig, build_model
 from aeops.scoring import Predictor
 from aeops.scoring import _cpu_linear as cpu_linear
 from aeops.scoring import _predictor as predictor_module
-from aeops.scoring._cpu_linear import CpuLinear, onednn_linear_available
+from aeops.scoring._cpu_linear import OneDnnLinear, onednn_linear_available
 
 needs_onednn = pytest.mark.skipif(
     not onednn_linear_available(), reason="this torch build has no usable oneDNN linear"
@@ -38,20 +39,20 @@ def _rows(count: int, width: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "f.linear"])
 @pytest.mark.parametrize("widths", [(64, 64, 32, 16), (9, 16, 8, 2), (300, 40, 3)])
-def test_linear_values_and_a_row_gets_the_same_bits_in_any_batch(
+def test_linear_values_and_a_row_gets_the_same_bits_in_any_padded_batch(
     onednn: bool, widths: tuple[int, ...]
 ) -> None:
     if onednn and not onednn_linear_available():
         pytest.skip("this torch build has no usable oneDNN linear")
-    network, x = _mlp(widths), _rows(600, widths[0])
+    network, x = _mlp(widths), _rows(640, widths[0])
     table = torch.from_numpy(np.asfortranarray(x.numpy()))  # as the reader lays it out
     with torch.inference_mode():
         expected = network(x)
-        with CpuLinear(onednn):
+        with OneDnnLinear() if onednn else contextlib.nullcontext():
             whole = network(table)
             torch.testing.assert_close(whole, expected, rtol=1e-5, atol=1e-5)
-            for rows in (1, 2, 3, 4, 63, 64, 65, 129, 300):
-                for first in (0, 7, 600 - rows):
+            for rows in (64, 128, 192, 320):  # the predictor pads to multiples of 64
+                for first in (0, 7, 640 - rows):
                     for part in (x[first : first + rows].clone(), table[first : first + rows]):
                         assert torch.equal(network(part), whole[first : first + rows]), rows
             previous = torch.get_num_threads()
@@ -60,6 +61,23 @@ def test_linear_values_and_a_row_gets_the_same_bits_in_any_batch(
                 assert torch.equal(network(table), whole)
             finally:
                 torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "f.linear"])
+def test_strided_biases_and_odd_shapes_get_f_linear_answers(onednn: bool) -> None:
+    if onednn and not onednn_linear_available():
+        pytest.skip("this torch build has no usable oneDNN linear")
+    x, weight = _rows(70, 5), _rows(3, 5)
+    with torch.inference_mode(), OneDnnLinear() if onednn else contextlib.nullcontext():
+        for bias in (_rows(1, 6)[0, ::2], torch.tensor(1.5).expand(3), None):
+            torch.testing.assert_close(
+                F.linear(x, weight, bias),
+                (x.double() @ weight.double().T + (0 if bias is None else bias.double())).float(),
+            )
+        # Shapes F.linear broadcasts and oneDNN would refuse stay with F.linear.
+        assert F.linear(x, weight, torch.ones(1)).shape == (70, 3)
+        assert F.linear(x, weight[0]).shape == (70,)
+        assert F.linear(x[:, :0], weight[:, :0]).shape == (70, 3)
 
 
 @needs_onednn
@@ -75,12 +93,12 @@ def test_the_mode_runs_only_what_onednn_can_and_leaves_the_rest_to_f_linear(
 
     monkeypatch.setattr(cpu_linear, "_onednn_linear", counted)
     layer, x = nn.Linear(5, 3), _rows(100, 5)
-    with CpuLinear(onednn=True):
+    with OneDnnLinear():
         with torch.inference_mode():
             layer(x)
             assert calls == [(100, 5)]  # parameters need gradients, but none are recorded
             F.linear(input=x[:4], weight=layer.weight, bias=None)  # keywords bind too
-            assert calls[1] == (cpu_linear.MIN_ROWS, 5)  # a small batch, padded
+            assert calls[1] == (4, 5)
             assert layer(x[:0]).shape == (0, 3)  # no rows
             double = nn.Linear(5, 3).double()
             assert torch.equal(double(x.double()), F.linear(x.double(), double.weight, double.bias))
@@ -112,12 +130,31 @@ def _frame(rows: int = 5000) -> pd.DataFrame:
 
 @pytest.fixture(params=["onednn", "f.linear"])
 def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The predictor on each CPU kernel: oneDNN where this build has it, and F.linear."""
+    """The predictor on each CPU kernel: oneDNN where this build has it, and F.linear.
+
+    Counts oneDNN's calls, so a test can check that the predictor really uses it.
+    """
     if request.param == "onednn" and not onednn_linear_available():
         pytest.skip("this torch build has no usable oneDNN linear")
     if request.param == "f.linear":
         monkeypatch.setattr(predictor_module, "onednn_linear_available", lambda: False)
+    kernel_calls.clear()
+    onednn = cpu_linear._onednn_linear
+
+    def counted(*args: torch.Tensor | None) -> torch.Tensor:
+        kernel_calls.append(1)
+        return onednn(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cpu_linear, "_onednn_linear", counted)
     return str(request.param)
+
+
+kernel_calls: list[int] = []
+
+
+def test_the_predictor_runs_on_the_kernel_it_chose(kernel: str) -> None:
+    _predictor().embeddings(_frame(100))
+    assert bool(kernel_calls) == (kernel == "onednn")
 
 
 def test_a_row_gets_the_same_bits_in_any_batch_on_either_kernel(kernel: str) -> None:
@@ -134,6 +171,44 @@ def test_a_row_gets_the_same_bits_in_any_batch_on_either_kernel(kernel: str) -> 
     np.testing.assert_array_equal(
         _predictor(batch_size=7).embeddings(frame.iloc[:4908]), whole[:4908]
     )
+
+
+_KINDS = {  # every network, and the activations and penalty that compute tails apart
+    "mlp relu": ("vanilla", "mlp", (16,), {}),
+    "mlp silu": ("vanilla", "mlp", (16,), {"activation": "silu"}),
+    "mlp gelu, 5 features": ("denoising", "mlp", (5,), {"activation": "gelu"}),
+    "sparse kl": ("sparse", "mlp", (16,), {"sparsity": {"kind": "kl"}}),
+    "vae": ("vae", "mlp", (16,), {}),
+    "conv": ("vanilla", "conv", (1, 12, 12), {"hidden_dims": (4, 8)}),
+    "conv bce": ("vanilla", "conv", (1, 12, 12), {"reconstruction_loss": "bce"}),
+    "recurrent": ("vanilla", "recurrent", (10, 3), {}),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", list(_KINDS))
+def test_every_model_kind_gives_a_sample_the_same_bits_in_any_batch(
+    kernel: str, name: str, threads: int
+) -> None:
+    kind, architecture, shape, extra = _KINDS[name]
+    torch.manual_seed(0)
+    config = ModelConfig(kind=kind, architecture=architecture, latent_dim=4, **extra)
+    model = build_model(config, shape)
+    samples = np.random.default_rng(4).uniform(size=(300, *shape)).astype(np.float32)
+    columns = tuple(f"x{i}" for i in range(shape[-1]))
+    scaler = fit_scaler(samples.reshape(-1, shape[-1]), list(columns), "standard")
+    predictor = Predictor(model, TabularInputs(columns), scaler, batch_size=128)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        whole = predictor.encode_samples(samples)
+        for rows in (1, 3, 5, 63, 64, 65, 200):
+            for first in (0, 37):
+                part = predictor.encode_samples(samples[first : first + rows])
+                for got, expected in zip(part, whole, strict=True):
+                    np.testing.assert_array_equal(got, expected[first : first + rows])
+    finally:
+        torch.set_num_threads(previous)
 
 
 @needs_onednn

@@ -12,11 +12,13 @@ import torch
 
 from aeops.data import FittedScaler, InputSpec
 from aeops.models import Autoencoder
-from aeops.scoring._cpu_linear import CpuLinear, onednn_linear_available
+from aeops.scoring._cpu_linear import OneDnnLinear, onednn_linear_available
 from aeops.scoring._threshold import Threshold
 
 # Samples per host-to-device transfer, at most (see Predictor._batches).
 _TRANSFER_BYTES = 64 << 20
+# Every model call gets a multiple of this many samples (see Predictor._answer_all).
+_PAD_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -111,16 +113,21 @@ class Predictor:
     ) -> tuple[np.ndarray, ...]:
         """``answer`` of every sample as float32 host arrays, one per output, brought
         back one group at a time; ``shapes`` are each output's per-sample shape, for
-        empty ``samples``."""
+        empty ``samples``.
+
+        Each batch goes to the model padded with zero samples to a multiple of
+        _PAD_ROWS: the CPU kernels compute the smallest batches, and the last
+        elements of some tensors, another way, with other bits. So on the CPU a sample
+        gets the same bits in a batch of any size (tested for every model kind, on
+        one and two threads). On the CPU the linear layers run on oneDNN where torch
+        has it (see ``_cpu_linear``).
+        """
         self.model.eval()
         groups = []
-        # Linear layers on the CPU give a row the same bits in any batch (see
-        # _cpu_linear); the GPU's own kernels are left as they are.
-        cpu = self._device().type == "cpu"
-        kernels = CpuLinear(self._on_onednn()) if cpu else contextlib.nullcontext()
+        kernels = OneDnnLinear() if self._on_onednn() else contextlib.nullcontext()
         with torch.inference_mode(), kernels:
             for group in self._batches(samples):
-                outputs = [answer(batch) for batch in group]
+                outputs = [_padded_answer(answer, batch) for batch in group]
                 groups.append(
                     [
                         (parts[0] if len(parts) == 1 else torch.cat(parts)).float().cpu().numpy()
@@ -189,6 +196,19 @@ class Predictor:
             reconstruction_error=errors,
             is_anomaly=errors > self.threshold.value,
         )
+
+
+def _padded_answer(
+    answer: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], batch: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """``answer`` of ``batch``, run on the batch padded to a multiple of _PAD_ROWS."""
+    rows = batch.shape[0]
+    size = -(-rows // _PAD_ROWS) * _PAD_ROWS
+    if size == rows:
+        return answer(batch)
+    padded = batch.new_zeros((size, *batch.shape[1:]))
+    padded[:rows] = batch
+    return tuple(output[:rows] for output in answer(padded))
 
 
 def _row_major(block: np.ndarray) -> torch.Tensor:
