@@ -1,18 +1,21 @@
 """The predictor's inference on the CPU against bare PyTorch, in one process.
 
 ``aeops.scoring.Predictor`` runs every CPU answer of evaluation, the batch jobs and
-the served model. On the CPU its linear layers run on oneDNN where torch has it, with
-small batches padded so that a row gets the same bits in any batch (see
-``aeops.scoring._cpu_linear``). The reference is the same network called the usual
-way: ``model.encode`` (embeddings) or ``model.elementwise_scores`` (embeddings and
-reconstruction errors) under ``torch.inference_mode`` on row-major batches of the
-same size, each answer brought back as a numpy array.
+the served model. On the CPU its linear layers run on oneDNN where torch has it, and
+every batch is padded so that a sample gets the same bits in any batch (see
+``aeops.scoring._cpu_linear`` and ``Predictor._answer_all``). The reference is the
+same network called the usual way: ``model.encode`` (embeddings) or
+``model.elementwise_scores`` (embeddings and reconstruction errors) under
+``torch.inference_mode`` on row-major batches of the same size, each answer brought
+back as a numpy array. The predictor also runs kept on ``F.linear``, as it does
+where torch has no oneDNN.
 
 The predictor gets the samples twice: row-major, and column-major as the batch jobs'
-reader makes them. It makes those row-major itself (the batch jobs do it in their
-reader thread), and that copy is in its time. Rows per second, best of
-``--repeats``, the two engines taking turns. The last line is for the first network
-on column-major samples: ``cpu_inference predictor/bare embed=X score=Y``.
+reader makes them. On oneDNN it makes those row-major itself (the batch jobs do it in
+their reader thread), and that copy is in its time. All three give the same answers
+within float32 rounding (every output, both layouts, checked before timing). Rows
+per second, best of ``--repeats``, the engines taking turns. The last line is for the
+first network on column-major samples: ``cpu_inference predictor/bare embed=X score=Y``.
 
     python bench/cpu_inference.py                  # 1M samples, 1 thread (as a job on 2 cores)
     python bench/cpu_inference.py --threads 2 --json out.json
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -36,6 +40,7 @@ import torch
 from aeops.data import TabularInputs, fit_scaler
 from aeops.models import Autoencoder, ModelConfig, build_model
 from aeops.scoring import Predictor
+from aeops.scoring import _predictor as predictor_module
 from aeops.scoring._cpu_linear import onednn_linear_available
 
 BATCH = 4096
@@ -55,6 +60,12 @@ def bare(model: Autoencoder, samples: np.ndarray, scores: bool) -> list[np.ndarr
             else:
                 answers.append(model.encode(batch).numpy())
     return answers
+
+
+def on_f_linear(work: Callable[[np.ndarray], Any], samples: np.ndarray) -> Any:
+    """``work`` with the predictor kept on ``F.linear``, as where oneDNN is missing."""
+    with mock.patch.object(predictor_module, "onednn_linear_available", lambda: False):
+        return work(samples)
 
 
 def rate(rows: int, work: Callable[[], Any]) -> float:
@@ -77,15 +88,18 @@ def measure(features: int, hidden: tuple[int, ...], latent: int, args: Any) -> l
     results = []
     for task, scores in (("embed", False), ("score", True)):
         ours = predictor.encode_samples if scores else predictor.embed_samples
-        np.testing.assert_allclose(  # the same answers, within float32 rounding
-            ours(values[:BATCH])[0] if scores else ours(values[:BATCH]),
-            bare(model, values[:BATCH], scores)[0],
-            rtol=1e-4,
-            atol=1e-5,
-        )
+        check = 4 * BATCH  # the same answers, every output, within float32 rounding
+        answers = bare(model, values[:check], scores)  # per batch: (embeddings[, errors])
+        outputs = 2 if scores else 1
+        expected = [np.concatenate(answers[i::outputs]) for i in range(outputs)]
+        for samples in layouts.values():
+            got = ours(samples[:check])
+            for mine, reference in zip(got if scores else [got], expected, strict=True):
+                np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
         for layout, samples in layouts.items():
             engines: dict[str, Callable[[], Any]] = {
                 "bare": functools.partial(bare, model, values, scores),
+                "f.linear": functools.partial(on_f_linear, ours, samples),
                 "predictor": functools.partial(ours, samples),
             }
             rates = dict.fromkeys(engines, 0.0)
@@ -98,7 +112,9 @@ def measure(features: int, hidden: tuple[int, ...], latent: int, args: Any) -> l
                     "task": task,
                     "layout": layout,
                     "bare_rows_per_s": rates["bare"],
+                    "f_linear_rows_per_s": rates["f.linear"],
                     "predictor_rows_per_s": rates["predictor"],
+                    "f_linear_over_bare": rates["f.linear"] / rates["bare"],
                     "predictor_over_bare": rates["predictor"] / rates["bare"],
                 }
             )
@@ -125,12 +141,16 @@ def main() -> None:
         f"{args.threads} torch thread(s), torch {torch.__version__}, "
         f"oneDNN linear {'on' if onednn_linear_available() else 'off'}"
     )
-    print("| network | task | samples | bare rows/s | predictor rows/s | predictor/bare |")
-    print("|---|---|---|---:|---:|---:|")
+    print(
+        "| network | task | samples | bare rows/s | predictor on F.linear rows/s "
+        "| predictor rows/s | on F.linear/bare | predictor/bare |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['network']} | {r['task']} | {r['layout']} | {r['bare_rows_per_s']:,.0f} | "
-            f"{r['predictor_rows_per_s']:,.0f} | {r['predictor_over_bare']:.2f} |"
+            f"{r['f_linear_rows_per_s']:,.0f} | {r['predictor_rows_per_s']:,.0f} | "
+            f"{r['f_linear_over_bare']:.2f} | {r['predictor_over_bare']:.2f} |"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

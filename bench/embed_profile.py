@@ -17,6 +17,8 @@ after a first encode, and the peak). One process: its figures are for comparing
 stages, not the benchmark's per-process peaks.
 
     python bench/embed_profile.py --rows 2000000 --chunks 4096 65536
+    python bench/embed_profile.py --output scores   # the score job (the limit stays the
+                                                    # embedding job's output)
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--chunks", type=int, nargs="+", default=[4096, BATCH_ROWS])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--output",
+        choices=["embeddings", "scores"],
+        default="embeddings",
+        help="the job's output: embeddings (the encoder) or scores (encoder, decoder, errors)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -85,7 +93,7 @@ def main() -> None:
         predictor.embed_samples(probe)  # the GPU's math libraries load here
         rss["after_first_encode"] = current_rss_mb()
         bundle = LoadedBundle(predictor, spec, {"model_uri": "bench", "latent_dim": str(LATENT)})
-        job = EmbedJob(TableSource(source), bundle, batch_rows=BATCH_ROWS)
+        job = EmbedJob(TableSource(source), bundle, output=args.output, batch_rows=BATCH_ROWS)
         schema = job.output_schema(pa.int64())
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -133,6 +141,7 @@ def main() -> None:
     report = {
         "machine": machine,
         "rows": args.rows,
+        "output": args.output,
         "rss_mb": rss,
         "rows_per_s": rates,
     }
