@@ -114,6 +114,20 @@ def test_the_mode_runs_only_what_onednn_can_and_leaves_the_rest_to_f_linear(
     assert len(calls) == 2
 
 
+def test_a_missing_or_wrong_onednn_leaves_the_predictor_on_f_linear(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    probe = onednn_linear_available.__wrapped__  # uncached
+
+    def missing(*args: object) -> torch.Tensor:
+        raise RuntimeError("no such operator")
+
+    monkeypatch.setattr(cpu_linear, "_onednn_linear", missing)
+    assert probe() is False
+    monkeypatch.setattr(cpu_linear, "_onednn_linear", lambda x, w, b: F.linear(x, w, b) + 1e-3)
+    assert probe() is False
+
+
 def _predictor(batch_size: int = 4096) -> Predictor:
     torch.manual_seed(0)
     columns = tuple(f"x{i}" for i in range(16))
