@@ -239,4 +239,4 @@ def _to_device(block: np.ndarray, device: torch.device) -> torch.Tensor:
     if block.ndim == 2 and 0 <= block.strides[0] < block.strides[1]:
         transposed = torch.from_numpy(block.T).contiguous()  # copies only a sliced block
         return transposed.to(device).t().contiguous()
-    return torch.from_numpy(np.ascontiguousarray(block)).to(device)
+    return _row_major(block).to(device)
