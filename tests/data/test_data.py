@@ -9,6 +9,7 @@ from aeops.data import (
     DataIngestionError,
     FittedScaler,
     SplitConfig,
+    TabularInputs,
     fit_scaler,
     ingest,
     resolve_feature_columns,
@@ -117,6 +118,78 @@ def test_scaler_round_trips_through_json_form() -> None:
     again = FittedScaler.from_dict(scaler.to_dict())
     values = np.ones((2, 3))
     assert np.array_equal(scaler.transform(values), again.transform(values))
+
+
+def _scaler(center: list[float], scale: list[float]) -> FittedScaler:
+    columns = tuple(f"f{i}" for i in range(len(center)))
+    return FittedScaler("robust", columns, np.array(center), np.array(scale))
+
+
+def test_float32_columns_are_scaled_in_float32_and_others_in_float64() -> None:
+    rng = np.random.default_rng(0)
+    scaler = _scaler([1000.1, -3.3], [0.7, 12.9])
+    narrow = (rng.normal(size=5000) * 2 + 1000).astype(np.float32)
+    wide = rng.normal(size=5000) * 30 - 3
+    scaled = scaler.transform_columns([narrow, wide])
+    center32, scale32 = scaler.center.astype(np.float32), scaler.scale.astype(np.float32)
+    np.testing.assert_array_equal(scaled[:, 0], (narrow - center32[0]) / scale32[0])
+    np.testing.assert_array_equal(scaled[:, 1], ((wide - -3.3) / 12.9).astype(np.float32))
+    # float32 arithmetic stays within the error the float32 input itself carries:
+    # half an ulp of the input (and of the center) over the scale, and the result's ulps
+    exact = (narrow.astype(np.float64) - 1000.1) / 0.7
+    bound = np.spacing(np.float32(1000.1)) / 0.7 + 2 * np.spacing(np.abs(scaled[:, 0]))
+    assert (np.abs(scaled[:, 0] - exact) <= bound).all()
+    assert (scaled[:, 0] != exact.astype(np.float32)).any()  # not the float64 path
+
+
+def test_a_float32_table_gets_the_same_samples_row_or_column_major() -> None:
+    values = np.random.default_rng(1).normal(size=(300, 3)).astype(np.float32)
+    # The last center does not fit a float32, so that column is scaled in float64.
+    scaler = _scaler([0.5, -2.0, 1e39], [3.0, 0.25, 1e38])
+    by_rows = scaler.transform(np.ascontiguousarray(values))
+    by_columns = scaler.transform_columns([values[:, j] for j in range(3)])
+    np.testing.assert_array_equal(by_rows, by_columns)
+    assert by_rows.flags.c_contiguous and np.isfinite(by_rows).all()
+    in_float64 = (values[:, 2].astype(np.float64) - 1e39) / 1e38
+    np.testing.assert_array_equal(by_rows[:, 2], in_float64.astype(np.float32))
+    plain = _scaler([0.5, -2.0, 1.0], [3.0, 0.25, 1.0]).transform(values)
+    np.testing.assert_array_equal(plain[:, :2], by_rows[:, :2])
+
+
+def test_tabular_samples_scale_each_column_in_its_own_precision() -> None:
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {
+            "f0": rng.normal(size=200).astype(np.float32),
+            "f1": pd.array(rng.normal(size=200).astype(np.float32), dtype="Float32"),
+            "f2": rng.integers(0, 9, size=200),
+            "f3": rng.normal(size=200),
+        }
+    )
+    scaler = _scaler([0.1, 0.2, 4.0, -0.3], [1.1, 0.9, 2.0, 1.3])
+    samples = TabularInputs(("f0", "f1", "f2", "f3")).samples(frame, scaler)
+    expected = scaler.transform_columns(
+        [
+            frame["f0"].to_numpy(),
+            frame["f1"].to_numpy(dtype=np.float32),
+            frame["f2"].to_numpy(dtype=np.float64),
+            frame["f3"].to_numpy(),
+        ]
+    )
+    np.testing.assert_array_equal(samples, expected)
+    wide = scaler.transform(frame.to_numpy(dtype=np.float64))
+    assert (samples[:, :2] != wide[:, :2]).any()  # the float32 columns took float32
+    np.testing.assert_array_equal(samples[:, 2:], wide[:, 2:])
+
+
+def test_transform_columns_fills_the_array_given_and_refuses_a_wrong_one() -> None:
+    scaler = _scaler([0.5, 1.0], [1.0, 2.0])
+    columns = [np.arange(4, dtype=np.float32), np.linspace(0, 1, 4)]
+    out = np.full((4, 2), np.nan, np.float32, order="F")
+    assert scaler.transform_columns(columns, out) is out
+    np.testing.assert_array_equal(out, scaler.transform_columns(columns))
+    with pytest.raises(ValueError, match=r"out must be a \(4, 2\) float32 array; got \(3, 2\)"):
+        scaler.transform_columns(columns, np.empty((3, 2), np.float32, order="F"))
 
 
 def test_unknown_scaling_method_names_the_choices() -> None:

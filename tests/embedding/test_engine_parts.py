@@ -18,7 +18,7 @@ import torch
 
 from aeops.data import TabularInputs, fit_scaler
 from aeops.embedding import _source as source_module
-from aeops.embedding._arrow_tabular import ArrowTabularPath
+from aeops.embedding._arrow_tabular import ArrowTabularPath, _Buffers
 from aeops.embedding._checks import CompiledSuite
 from aeops.embedding._engine import _cpu_share_for_the_model
 from aeops.embedding._source import WHOLE_ROW_GROUP_BYTES, parquet_batches
@@ -60,6 +60,21 @@ def test_the_fast_path_gives_the_general_paths_samples_bit_for_bit() -> None:
     general = _predictor().samples(frame)
     np.testing.assert_array_equal(ready.samples, general)
     assert ready.ids.to_pylist() == frame["id"].tolist()
+
+
+def test_sample_buffers_come_back_by_shape_and_layout_and_keep_a_few() -> None:
+    buffers = _Buffers(keep=2)
+    first = buffers.take((4, 3), "C")
+    buffers.give(first)
+    assert buffers.take((4, 3), "F") is not first  # another layout is another list
+    assert buffers.take((4, 3), "C") is first
+    assert buffers.take((5, 3), "C").shape == (5, 3)
+    many = [buffers.take((4, 3), "C") for _ in range(3)]
+    for array in many:
+        buffers.give(array)
+    kept = {id(buffers.take((4, 3), "C")) for _ in range(3)}
+    assert len(kept & {id(a) for a in many}) == 2  # at most ``keep`` are kept
+    assert buffers.allocated == 7  # the last take found none left
 
 
 @pytest.mark.parametrize(

@@ -235,6 +235,31 @@ def test_clean_tabular_batches_skip_pandas_and_match_the_general_path(
     assert pq.read_schema(fast).metadata == pq.read_schema(general).metadata
 
 
+def test_the_arrow_path_reuses_its_sample_arrays_batch_after_batch(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = tabular_rows(3850, seed=5)  # 30 batches of 128 rows and one of 10
+    rows.to_parquet(tmp_path / "in.parquet")
+    made: list[ArrowTabularPath] = []
+    for_bundle = ArrowTabularPath.for_bundle.__func__  # type: ignore[attr-defined]
+
+    def recorded(cls: type[ArrowTabularPath], *args: Any) -> ArrowTabularPath | None:
+        path = for_bundle(cls, *args)
+        made.append(path)
+        return path
+
+    monkeypatch.setattr(ArrowTabularPath, "for_bundle", classmethod(recorded))
+    out = tmp_path / "out.parquet"
+    _job(store, "tabular", tmp_path / "in.parquet", output="embeddings", batch_rows=128).run(out)
+    # At most the arrays in flight (the reader's, two queued, the model's) per shape.
+    (path,) = made
+    assert 0 < path._buffers.allocated <= 10
+    served = _served(store, "tabular", rows)
+    np.testing.assert_array_equal(
+        np.stack(pq.read_table(out)["embedding"].to_pylist()), np.stack(served["embedding"])
+    )
+
+
 def _refuse(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("a clean batch went through pandas")
 

@@ -247,3 +247,16 @@ def test_samples_are_laid_out_for_the_kernel(kernel: str) -> None:
     np.testing.assert_array_equal(predictor.embed_samples(laid_out), predictor.embed_samples(table))
     reversed_rows = table[::-1]
     np.testing.assert_array_equal(predictor.model_layout(reversed_rows), reversed_rows)
+    assert predictor.wants_row_major(table) == (kernel == "onednn")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_row_major_copy_goes_into_the_array_given(reverse: bool) -> None:
+    table = np.asfortranarray(np.random.default_rng(5).normal(size=(300, 16)).astype(np.float32))
+    table = table[::-1] if reverse else table
+    out = np.full(table.shape, np.nan, np.float32)
+    copied = predictor_module._row_major(table, out)
+    assert copied.data_ptr() == out.ctypes.data
+    np.testing.assert_array_equal(out, table)
+    with pytest.raises(ValueError, match=r"out must be a row-major \(300, 16\) float32"):
+        predictor_module._row_major(table, np.empty((300, 16), np.float32, order="F"))

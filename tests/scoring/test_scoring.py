@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,33 @@ def test_predictor_scores_raw_rows_in_batches_in_input_order() -> None:
     np.testing.assert_allclose(whole, one_by_one, rtol=1e-6)
     reordered = predictor.reconstruction_errors(frame[["a", "b", "c"]])
     np.testing.assert_array_equal(whole, reordered)
+
+
+@pytest.mark.parametrize(
+    ("features", "dtype", "device", "rows"),
+    [
+        (64, np.float32, "cpu", 8192),  # 2 MiB of samples per call
+        (16, np.float32, "cpu", 32768),
+        (1000, np.float32, "cpu", 4096),  # wide samples keep 4096 rows
+        (784, np.float32, "cpu", 4096),
+        (64, np.float32, "cuda", 4096),  # a GPU keeps its fixed count
+    ],
+)
+def test_default_rows_per_model_call_follow_the_sample_width_on_the_cpu(
+    features: int, dtype: type, device: str, rows: int
+) -> None:
+    predictor = dataclasses.replace(_predictor(), batch_size=None, device=torch.device(device))
+    samples = np.zeros((100_000, features), dtype)
+    assert predictor._batch_rows(samples) == rows
+    assert dataclasses.replace(predictor, batch_size=7)._batch_rows(samples) == 7
+
+
+def test_default_rows_per_call_give_the_same_answers_as_any_other() -> None:
+    predictor = dataclasses.replace(_predictor(), batch_size=None)
+    frame = pd.DataFrame(np.random.default_rng(4).normal(size=(20_000, 3)), columns=["a", "b", "c"])
+    assert predictor._batch_rows(predictor.samples(frame)) > len(frame)  # a single call
+    errors = predictor.reconstruction_errors(frame)
+    np.testing.assert_array_equal(errors, _predictor().reconstruction_errors(frame))  # 7 rows
 
 
 def test_predictor_names_missing_and_non_numeric_columns() -> None:

@@ -198,6 +198,7 @@ class _Prepared:
     ids: pa.Array
     samples: np.ndarray
     rejected: pd.DataFrame | None
+    recycle: Callable[[], None] | None = None  # gives the samples' memory back, once used
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,9 @@ class EmbedJob:
         """One batch of :meth:`_prepare`."""
         ready = fast.prepare(batch, offset) if fast is not None else None
         if ready is not None:
-            return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None)
+            assert fast is not None
+            recycle = functools.partial(fast.recycle, ready)
+            return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None, recycle)
         frame = batch.to_pandas()
         keep, rejected = self._checked(frame, offset, part, suite)
         if self._id_column in keep.columns:
@@ -492,6 +495,8 @@ class EmbedJob:
                     writer = _AtomicParquetWriter(target, schema)
                 if prepared.n_rows:
                     writer.write(self._answers(prepared, writer.schema))
+                if prepared.recycle is not None:
+                    prepared.recycle()
                 rows += prepared.n_rows
                 if progress is not None:
                     progress(prepared.n_read)
