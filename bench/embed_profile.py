@@ -8,7 +8,7 @@ generated Parquet (as the benchmark's) it times, in rows per second over the fil
 - ``read+prepare``: those batches checked and scaled by the Arrow fast path, in one
   thread, as the job's reader thread does;
 - ``model``: the encoder and the output column on prepared batches, per chunk size
-  (the predictor's batch size: rows per encoder call);
+  (the predictor's batch size: rows per encoder call; ``auto`` is its default);
 - ``write``: the output batches into Parquet;
 - ``job``: the whole ``EmbedJob``, per chunk size, and the limit beside it.
 
@@ -16,7 +16,7 @@ and the resident set at each step (after the imports, with the model on its devi
 after a first encode, and the peak). One process: its figures are for comparing
 stages, not the benchmark's per-process peaks.
 
-    python bench/embed_profile.py --rows 2000000 --chunks 4096 65536
+    python bench/embed_profile.py --rows 2000000 --chunks auto 4096 65536
     python bench/embed_profile.py --output scores   # the score job (the limit stays the
                                                     # embedding job's output)
 """
@@ -70,7 +70,13 @@ def main() -> None:
     """Time each stage and the job; print (and optionally save) the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[4096, BATCH_ROWS])
+    parser.add_argument(
+        "--chunks",
+        type=lambda value: None if value == "auto" else int(value),
+        nargs="+",
+        default=[None, 4096],
+        help="rows per encoder call to time; auto: the predictor's own choice",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--output",
@@ -118,7 +124,7 @@ def main() -> None:
         answers = [job._answers(prepared, schema) for prepared in kept]
         for chunk in args.chunks:
             predictor.batch_size = chunk
-            rates[f"model, chunk {chunk}"] = rate(
+            rates[f"model, chunk {chunk or 'auto'}"] = rate(
                 n_batches * BATCH_ROWS,
                 lambda: [job._answers(kept[i % len(kept)], schema) for i in range(n_batches)],
             )
@@ -135,7 +141,8 @@ def main() -> None:
             for chunk in args.chunks:
                 predictor.batch_size = chunk
                 job_rate = rate(args.rows, lambda: job.run(folder / "out.parquet"))
-                rates[f"job, chunk {chunk}"] = max(rates.get(f"job, chunk {chunk}", 0.0), job_rate)
+                name = f"job, chunk {chunk or 'auto'}"
+                rates[name] = max(rates.get(name, 0.0), job_rate)
     rss["peak"] = peak_rss_mb()
     machine = f"{os.cpu_count()} cores, device {device}, torch {torch.__version__}"
     report = {
