@@ -86,7 +86,7 @@ class Predictor:
     def _batch_rows(self, samples: np.ndarray) -> int:
         """Rows per model call: :attr:`batch_size` when set, else 4096 on a GPU, and
         on the CPU as many rows as make about 2 MiB of samples (a multiple of
-        _PAD_ROWS, at least 4096 when they fit).
+        _PAD_ROWS, never fewer than 4096).
 
         On the CPU every call costs Python and thread hand-offs, so narrow samples get
         more rows per call: for 64 float32 features the encoder alone ran at 10.2M
