@@ -9,7 +9,6 @@ from aeops.data import (
     DataIngestionError,
     FittedScaler,
     SplitConfig,
-    TabularInputs,
     fit_scaler,
     ingest,
     resolve_feature_columns,
@@ -156,30 +155,41 @@ def test_a_float32_table_gets_the_same_samples_row_or_column_major() -> None:
     np.testing.assert_array_equal(plain[:, :2], by_rows[:, :2])
 
 
-def test_tabular_samples_scale_each_column_in_its_own_precision() -> None:
+def test_a_values_samples_do_not_depend_on_its_dtype_or_its_neighbours() -> None:
     rng = np.random.default_rng(2)
-    frame = pd.DataFrame(
-        {
-            "f0": rng.normal(size=200).astype(np.float32),
-            "f1": pd.array(rng.normal(size=200).astype(np.float32), dtype="Float32"),
-            "f2": rng.integers(0, 9, size=200),
-            "f3": rng.normal(size=200),
-        }
+    narrow = rng.normal(size=2000).astype(np.float32)
+    counts = rng.integers(0, 50_000, size=2000)
+    mixed = np.where(rng.random(2000) < 0.5, rng.normal(size=2000), narrow)  # half float32
+    scaler = _scaler([0.1, 4000.0, -0.3], [1.1, 900.0, 1.3])
+    samples = scaler.transform_columns([narrow, counts, mixed])
+    # MLflow widens a float32 column to float64 before a served model sees it.
+    widened = scaler.transform_columns([narrow.astype(np.float64), counts, mixed])
+    np.testing.assert_array_equal(samples, widened)
+    one_by_one = [
+        scaler.transform_columns([narrow[i : i + 1], counts[i : i + 1], mixed[i : i + 1]])
+        for i in range(0, 2000, 7)
+    ]
+    np.testing.assert_array_equal(np.concatenate(one_by_one), samples[::7])
+    center32, scale32 = scaler.center.astype(np.float32), scaler.scale.astype(np.float32)
+    np.testing.assert_array_equal(
+        samples[:, 1], (counts.astype(np.float32) - center32[1]) / scale32[1]
     )
-    scaler = _scaler([0.1, 0.2, 4.0, -0.3], [1.1, 0.9, 2.0, 1.3])
-    samples = TabularInputs(("f0", "f1", "f2", "f3")).samples(frame, scaler)
-    expected = scaler.transform_columns(
-        [
-            frame["f0"].to_numpy(),
-            frame["f1"].to_numpy(dtype=np.float32),
-            frame["f2"].to_numpy(dtype=np.float64),
-            frame["f3"].to_numpy(),
-        ]
-    )
-    np.testing.assert_array_equal(samples, expected)
-    wide = scaler.transform(frame.to_numpy(dtype=np.float64))
-    assert (samples[:, :2] != wide[:, :2]).any()  # the float32 columns took float32
-    np.testing.assert_array_equal(samples[:, 2:], wide[:, 2:])
+    is_float32 = mixed.astype(np.float32) == mixed
+    in_float64 = ((mixed - -0.3) / 1.3).astype(np.float32)
+    in_float32 = (mixed.astype(np.float32) - center32[2]) / scale32[2]
+    np.testing.assert_array_equal(samples[:, 2], np.where(is_float32, in_float32, in_float64))
+    assert 0 < is_float32.sum() < 2000
+
+
+def test_float32_arithmetic_gives_way_where_it_would_overflow_and_nan_stays_nan() -> None:
+    scaler = _scaler([-1e38], [10.0])
+    values = np.array([3e38, 0.0, np.nan, np.inf], dtype=np.float32)
+    scaled = scaler.transform_columns([values])[:, 0]
+    in_float64 = (values[0].astype(np.float64) + 1e38) / 10
+    assert scaled[0] == np.float32(in_float64)  # (x - center) overflows float32
+    assert scaled[1] == np.float32(1e37)
+    assert np.isnan(scaled[2]) and scaled[3] == np.inf
+    np.testing.assert_array_equal(scaler.transform(values[:, None].copy())[:, 0], scaled)
 
 
 def test_transform_columns_fills_the_array_given_and_refuses_a_wrong_one() -> None:

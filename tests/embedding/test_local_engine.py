@@ -235,6 +235,26 @@ def test_clean_tabular_batches_skip_pandas_and_match_the_general_path(
     assert pq.read_schema(fast).metadata == pq.read_schema(general).metadata
 
 
+def test_float32_parquet_gets_the_served_models_numbers_bit_for_bit(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(900, seed=6)
+    features = [c for c in rows.columns if c != "id"]
+    rows[features] = rows[features].astype(np.float32)  # the served model widens them
+    rows.to_parquet(tmp_path / "in.parquet")
+    for output in ("embeddings", "scores"):
+        job = _job(store, "tabular", tmp_path / "in.parquet", output=output, batch_rows=256)
+        job.run(tmp_path / f"{output}.parquet")
+    served = _served(store, "tabular", rows)
+    embeddings = pq.read_table(tmp_path / "embeddings.parquet")["embedding"].to_pylist()
+    np.testing.assert_array_equal(
+        np.stack(embeddings).astype(np.float32), np.stack(served["embedding"])
+    )
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    np.testing.assert_array_equal(scores["reconstruction_error"], served["reconstruction_error"])
+    np.testing.assert_array_equal(scores["is_anomaly"], served["is_anomaly"])
+
+
 def test_the_arrow_path_reuses_its_sample_arrays_batch_after_batch(
     store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -76,7 +76,8 @@ def test_predictor_scores_raw_rows_in_batches_in_input_order() -> None:
     ("features", "dtype", "device", "rows"),
     [
         (64, np.float32, "cpu", 8192),  # 2 MiB of samples per call
-        (16, np.float32, "cpu", 32768),
+        (16, np.float32, "cpu", 16384),  # at most 16384 rows
+        (3, np.float64, "cpu", 16384),
         (1000, np.float32, "cpu", 4096),  # wide samples keep 4096 rows
         (784, np.float32, "cpu", 4096),
         (64, np.float32, "cuda", 4096),  # a GPU keeps its fixed count
@@ -94,7 +95,7 @@ def test_default_rows_per_model_call_follow_the_sample_width_on_the_cpu(
 def test_default_rows_per_call_give_the_same_answers_as_any_other() -> None:
     predictor = dataclasses.replace(_predictor(), batch_size=None)
     frame = pd.DataFrame(np.random.default_rng(4).normal(size=(20_000, 3)), columns=["a", "b", "c"])
-    assert predictor._batch_rows(predictor.samples(frame)) > len(frame)  # a single call
+    assert predictor._batch_rows(predictor.samples(frame)) == 16384  # 2 calls, 1 padded
     errors = predictor.reconstruction_errors(frame)
     np.testing.assert_array_equal(errors, _predictor().reconstruction_errors(frame))  # 7 rows
 

@@ -105,21 +105,6 @@ def _checked_numeric(
 ) -> np.ndarray:
     """``frame[columns]`` as float64, naming missing, non-numeric or non-finite columns
     (NaN passes with ``allow_missing``)."""
-    values = float_matrix(frame, _numeric_columns(frame, columns))
-    _require_finite(
-        values,
-        lambda index: f"row position {index[0]}, column {columns[index[1]]!r}",
-        allow_missing,
-    )
-    return values
-
-
-def _numeric_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """``columns``, once each is found in ``frame`` and numeric (not bool).
-
-    Raises:
-        InputSchemaError: naming the missing or non-numeric columns.
-    """
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputSchemaError(
@@ -135,15 +120,13 @@ def _numeric_columns(frame: pd.DataFrame, columns: list[str]) -> list[str]:
             f"feature column(s) {not_numeric} are not numeric "
             f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
         )
-    return columns
-
-
-def _native_float(series: pd.Series) -> np.ndarray:
-    """A numeric column as float32 when it is float32 (pandas' nullable Float32 too),
-    else as float64; NaN for missing values."""
-    kind: Any = getattr(series.dtype, "numpy_dtype", series.dtype)  # pandas' own dtypes
-    dtype = np.float32 if np.dtype(kind) == np.float32 else np.float64
-    return series.to_numpy(dtype=dtype, na_value=np.nan)
+    values = float_matrix(frame, columns)
+    _require_finite(
+        values,
+        lambda index: f"row position {index[0]}, column {columns[index[1]]!r}",
+        allow_missing,
+    )
+    return values
 
 
 def _require_finite(values: np.ndarray, where: Any, allow_missing: bool = False) -> None:
@@ -184,17 +167,8 @@ class TabularInputs:
         return _checked_numeric(frame, list(self.columns), allow_missing)
 
     def samples(self, frame: pd.DataFrame, scaler: FittedScaler) -> np.ndarray:
-        """Scaled rows (N, F) float32, column-major.
-
-        Each column keeps its precision on the way to the scaler (a float32 column is
-        scaled in float32, see :meth:`FittedScaler.transform_columns`), so a row gets
-        the same samples here as on the batch jobs' Arrow path.
-        """
-        columns = list(self.columns)
-        values = [_native_float(frame[column]) for column in _numeric_columns(frame, columns)]
-        if not all(np.isfinite(column).all() for column in values):
-            _checked_numeric(frame, columns)  # names the first non-finite value
-        return scaler.transform_columns(values)
+        """Scaled rows (N, F) float32."""
+        return self.values_to_samples(self.raw_values(frame), scaler)
 
     def values_to_samples(self, values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
         """Scaled rows (N, F) float32."""

@@ -27,27 +27,31 @@ class FittedScaler:
     def transform(self, values: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Scale a (N, F) array in the column order of :attr:`columns`, as float32.
 
-        The arithmetic is in the values' precision (see :meth:`transform_columns`):
-        float32 for a float32 array, float64 for anything else, then one cast, so every
-        caller gets identical values for the same input. ``in_place=True`` lets a
-        caller that owns a float64 array skip the copy. A column-major input (one column
-        per feature, as tables are read) goes column by column.
+        Each value's result depends on the value alone (see :meth:`transform_columns`),
+        whatever the array's dtype and layout, so every caller gets identical samples
+        for the same numbers. ``in_place=True`` lets a caller that owns a float64 array
+        skip a copy. A column-major input (one column per feature, as tables are read)
+        goes column by column.
         """
         if values.ndim == 2 and values.flags.f_contiguous and not values.flags.c_contiguous:
             return self.transform_columns([values[:, j] for j in range(values.shape[1])])
-        if values.dtype == np.float32 and values.ndim == 2:
-            if not self._float32_columns.all():  # mixed precisions: as column by column
-                columns = [values[:, j] for j in range(values.shape[1])]
-                return np.ascontiguousarray(self.transform_columns(columns))
-            center, scale = self._float32_center_scale
-            scaled = values - center  # a new array: the caller's values stay as they are
-            scaled /= scale
-            return scaled
-        owned = in_place and values.dtype == np.float64
-        scaled = values if owned else np.array(values, dtype=np.float64)
-        scaled -= self.center
-        scaled /= self.scale
-        return scaled.astype(np.float32)  # keeps the memory layout: no transposing copy
+        if not self._float32_columns.all():  # some columns always take float64
+            columns = [values[:, j] for j in range(values.shape[1])]
+            return np.ascontiguousarray(self.transform_columns(columns))
+        center32, scale32 = self._float32_center_scale
+        with np.errstate(over="ignore"):  # beyond float32: not a float32 number, see below
+            narrow = values if values.dtype == np.float32 else values.astype(np.float32)
+            scaled = narrow - center32  # a new array: the caller's values stay as they are
+            scaled /= scale32
+        wide = self._needs_float64(values, narrow, scaled)
+        if wide is not None:
+            owned = in_place and values.dtype == np.float64
+            exact = values if owned else np.array(values, dtype=np.float64)
+            exact -= self.center
+            exact /= self.scale
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled[wide] = exact[wide]
+        return scaled
 
     def transform_columns(
         self, columns: list[np.ndarray], out: np.ndarray | None = None
@@ -56,15 +60,19 @@ class FittedScaler:
         float32 array (``out`` when given), one column at a time, so each column's work
         stays in the CPU cache.
 
-        A float32 column is scaled in float32, with the center and scale rounded to
-        float32: the result is within an ulp or two of the float64 arithmetic's, an
-        error of the same order as the rounding the float32 input already carries, at
-        a quarter of the cost. Any other column is scaled in float64 and rounded once.
-        The precision follows each column's own dtype, so the same column gives the
-        same samples whichever path it takes (a table, a pandas frame, an Arrow batch).
+        A value that is a float32 number (every value of a float32 column, most of an
+        integer one) is scaled in float32: ``(x - center) / scale`` with the center and
+        scale rounded to float32. Rounding the center costs at most half its ulp over
+        the scale, in absolute terms: near the center, about what the value's own
+        rounding to float32 cost. It is a quarter of float64's cost. Any other value,
+        and any whose float32 result would overflow, is scaled in float64 and rounded
+        once. A result depends on the value alone, not on its dtype, so a float32
+        column widened to float64 on its way (as MLflow widens served inputs) gets the
+        same samples as on the batch jobs' Arrow path.
 
         Raises:
-            ValueError: if the number of columns is not the scaler's.
+            ValueError: if the number of columns is not the scaler's, or ``out`` is not
+                a float32 array of the result's shape.
         """
         per_column = self.center.shape[0] > 1
         if per_column and len(columns) != self.center.shape[0]:
@@ -77,26 +85,46 @@ class FittedScaler:
         if out is not None and (out.shape != shape or out.dtype != np.float32):
             raise ValueError(f"out must be a {shape} float32 array; got {out.shape} {out.dtype}")
         scaled = np.empty(shape, dtype=np.float32, order="F") if out is None else out
-        work: np.ndarray | None = None
         center32, scale32 = self._float32_center_scale
         for index, column in enumerate(columns):
             source = index if per_column else 0
             target = scaled[:, index]
-            if column.dtype == np.float32 and self._float32_columns[source]:
-                np.subtract(column, center32[source], out=target)
-                target /= scale32[source]
-                continue
-            if work is None:
-                work = np.empty(rows, dtype=np.float64)
-            np.copyto(work, column)
-            work -= self.center[source]
-            work /= self.scale[source]
-            target[:] = work
+            wide: np.ndarray | None = np.ones(rows, dtype=bool)
+            if self._float32_columns[source]:
+                with np.errstate(over="ignore"):
+                    narrow = column if column.dtype == np.float32 else column.astype(np.float32)
+                    np.subtract(narrow, center32[source], out=target)
+                    target /= scale32[source]
+                wide = self._needs_float64(column, narrow, target)
+            if wide is not None:
+                exact = column[wide].astype(np.float64)
+                exact -= self.center[source]
+                exact /= self.scale[source]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    target[wide] = exact
         return scaled
+
+    @staticmethod
+    def _needs_float64(
+        values: np.ndarray, narrow: np.ndarray, scaled: np.ndarray
+    ) -> np.ndarray | None:
+        """Where float32 arithmetic does not apply: values that are not float32
+        numbers (NaN among them), and finite values whose float32 result overflowed.
+        None when it applies everywhere, the common case."""
+        finite = np.isfinite(scaled)
+        if values.dtype == np.float32:
+            if finite.all():
+                return None
+            return ~finite & ~np.isinf(values)  # NaN (NaN either way) and overflows
+        with np.errstate(invalid="ignore"):
+            exact = narrow == values
+        if exact.all() and finite.all():
+            return None
+        return ~exact | (~finite & ~np.isinf(narrow))
 
     @functools.cached_property
     def _float32_center_scale(self) -> tuple[np.ndarray, np.ndarray]:
-        """The center and scale rounded to float32, for float32 inputs."""
+        """The center and scale rounded to float32, for values that are float32."""
         with np.errstate(over="ignore"):
             return self.center.astype(np.float32), self.scale.astype(np.float32)
 

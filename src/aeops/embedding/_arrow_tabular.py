@@ -141,7 +141,8 @@ class ArrowTabularPath:
         scaled = self._predictor.scaler.transform_columns(columns, self._buffers.take(shape, "F"))
         if not self._predictor.wants_row_major(scaled):
             return ArrowBatch(batch.num_rows, ids, scaled)
-        samples = self._predictor.model_layout(scaled, self._buffers.take(shape, "C"))
+        samples = self._buffers.take(shape, "C")
+        self._predictor.model_layout(scaled, samples)  # the pooled array itself goes on
         self._buffers.give(scaled)
         return ArrowBatch(batch.num_rows, ids, samples)
 
