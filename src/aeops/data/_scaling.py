@@ -39,18 +39,18 @@ class FittedScaler:
             columns = [values[:, j] for j in range(values.shape[1])]
             return np.ascontiguousarray(self.transform_columns(columns))
         center32, scale32 = self._float32_center_scale
-        with np.errstate(over="ignore"):  # beyond float32: not a float32 number, see below
-            narrow = values if values.dtype == np.float32 else values.astype(np.float32)
+        narrow, inexact = self._float32_numbers(values)
+        with np.errstate(over="ignore"):
             scaled = narrow - center32  # a new array: the caller's values stay as they are
             scaled /= scale32
-        wide = self._needs_float64(values, narrow, scaled)
+        wide = self._needs_float64(values, inexact, scaled)
         if wide is not None:
             owned = in_place and values.dtype == np.float64
             exact = values if owned else np.array(values, dtype=np.float64)
-            exact -= self.center
-            exact /= self.scale
             with np.errstate(over="ignore", invalid="ignore"):
-                scaled[wide] = exact[wide]
+                exact -= self.center
+                exact /= self.scale
+                np.copyto(scaled, exact, casting="same_kind", where=wide)
         return scaled
 
     def transform_columns(
@@ -86,41 +86,53 @@ class FittedScaler:
             raise ValueError(f"out must be a {shape} float32 array; got {out.shape} {out.dtype}")
         scaled = np.empty(shape, dtype=np.float32, order="F") if out is None else out
         center32, scale32 = self._float32_center_scale
+        work: np.ndarray | None = None
         for index, column in enumerate(columns):
             source = index if per_column else 0
             target = scaled[:, index]
-            wide: np.ndarray | None = np.ones(rows, dtype=bool)
+            wide: np.ndarray | None = None  # where float64 applies; None: everywhere
             if self._float32_columns[source]:
-                with np.errstate(over="ignore"):
-                    narrow = column if column.dtype == np.float32 else column.astype(np.float32)
-                    np.subtract(narrow, center32[source], out=target)
-                    target /= scale32[source]
-                wide = self._needs_float64(column, narrow, target)
-            if wide is not None:
-                exact = column[wide].astype(np.float64)
-                exact -= self.center[source]
-                exact /= self.scale[source]
-                with np.errstate(over="ignore", invalid="ignore"):
-                    target[wide] = exact
+                narrow, inexact = self._float32_numbers(column)
+                if inexact is None or not inexact.all():
+                    with np.errstate(over="ignore"):
+                        np.subtract(narrow, center32[source], out=target)
+                        target /= scale32[source]
+                    wide = self._needs_float64(column, inexact, target)
+                    if wide is None:
+                        continue
+            if work is None:
+                work = np.empty(rows, dtype=np.float64)
+            np.copyto(work, column)
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, as ever
+                work -= self.center[source]
+                work /= self.scale[source]
+                np.copyto(target, work, casting="same_kind", where=True if wide is None else wide)
         return scaled
 
     @staticmethod
+    def _float32_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``values`` as float32, and where they are not float32 numbers (None: all
+        are). A float32 array is taken as it is; any other is compared after the cast
+        (as float64, so an integer beyond 2^53 counts as its float64 value)."""
+        if values.dtype == np.float32:
+            return values, None
+        with np.errstate(over="ignore", invalid="ignore"):
+            narrow = values.astype(np.float32)
+            exact = narrow == values
+        return narrow, None if exact.all() else ~exact
+
+    @staticmethod
     def _needs_float64(
-        values: np.ndarray, narrow: np.ndarray, scaled: np.ndarray
+        values: np.ndarray, inexact: np.ndarray | None, scaled: np.ndarray
     ) -> np.ndarray | None:
         """Where float32 arithmetic does not apply: values that are not float32
-        numbers (NaN among them), and finite values whose float32 result overflowed.
-        None when it applies everywhere, the common case."""
+        numbers (``inexact``; NaN among them), and finite values whose float32 result
+        overflowed. None when it applies everywhere, the common case."""
         finite = np.isfinite(scaled)
-        if values.dtype == np.float32:
-            if finite.all():
-                return None
-            return ~finite & ~np.isinf(values)  # NaN (NaN either way) and overflows
-        with np.errstate(invalid="ignore"):
-            exact = narrow == values
-        if exact.all() and finite.all():
+        if inexact is None and finite.all():
             return None
-        return ~exact | (~finite & ~np.isinf(narrow))
+        overflowed = ~finite & ~np.isinf(values)  # NaN too: NaN either way
+        return overflowed if inexact is None else inexact | overflowed
 
     @functools.cached_property
     def _float32_center_scale(self) -> tuple[np.ndarray, np.ndarray]:
