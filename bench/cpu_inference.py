@@ -5,9 +5,9 @@ the served model. On the CPU its linear layers run on oneDNN where torch has it,
 every batch is padded so that a sample gets the same bits in any batch (see
 ``aeops.scoring._cpu_linear`` and ``Predictor._answer_all``). The reference is the
 same network called the usual way: ``model.encode`` (embeddings) or
-``model.elementwise_scores`` (embeddings and reconstruction errors) under
-``torch.inference_mode`` on row-major batches of the same size, each answer brought
-back as a numpy array. The predictor also runs kept on ``F.linear``, as it does
+``model.elementwise_scores`` (embeddings, and each row's mean error: what the score
+job writes) under ``torch.inference_mode`` on row-major batches of the same size, each
+answer brought back as a numpy array. The predictor also runs kept on ``F.linear``, as it does
 where torch has no oneDNN.
 
 The predictor gets the samples twice: row-major, and column-major as the batch jobs'
@@ -56,10 +56,17 @@ def bare(model: Autoencoder, samples: np.ndarray, scores: bool) -> list[np.ndarr
         for start in range(0, len(samples), BATCH):
             batch = torch.from_numpy(samples[start : start + BATCH])
             if scores:
-                answers += [a.numpy() for a in model.elementwise_scores(batch)]
+                embedding, elementwise = model.elementwise_scores(batch)
+                row_scores = elementwise.numpy().mean(axis=1, dtype=np.float64)
+                answers += [embedding.numpy(), row_scores]
             else:
                 answers.append(model.encode(batch).numpy())
     return answers
+
+
+def _score_samples(predictor: Predictor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and row scores, as the score job asks the predictor for them."""
+    return predictor.score_samples(samples, len(samples))
 
 
 def on_f_linear(work: Callable[[np.ndarray], Any], samples: np.ndarray) -> Any:
@@ -87,7 +94,9 @@ def measure(features: int, hidden: tuple[int, ...], latent: int, args: Any) -> l
     layouts = {"row-major": values, "column-major": np.asfortranarray(values)}
     results = []
     for task, scores in (("embed", False), ("score", True)):
-        ours = predictor.encode_samples if scores else predictor.embed_samples
+        ours: Callable[[np.ndarray], Any] = predictor.embed_samples
+        if scores:  # as the score job asks: embeddings and each row's score
+            ours = functools.partial(_score_samples, predictor)
         check = 4 * BATCH  # the same answers, every output, within float32 rounding
         answers = bare(model, values[:check], scores)  # per batch: (embeddings[, errors])
         outputs = 2 if scores else 1

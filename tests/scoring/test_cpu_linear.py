@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 
 import numpy as np
@@ -260,3 +261,85 @@ def test_a_row_major_copy_goes_into_the_array_given(reverse: bool) -> None:
     np.testing.assert_array_equal(out, table)
     with pytest.raises(ValueError, match=r"out must be a row-major \(300, 16\) float32"):
         predictor_module._row_major(table, np.empty((300, 16), np.float32, order="F"))
+
+
+def _stack(activation: type[nn.Module], bias: bool = True) -> nn.Sequential:
+    """An MLP stack as ``networks.mlp`` builds them, dropout included."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(9, 32, bias=bias),
+        activation(),
+        nn.Dropout(0.2),
+        nn.Linear(32, 16, bias=bias),
+        activation(),
+        nn.Dropout(0.2),
+        nn.Linear(16, 4, bias=bias),
+    ).eval()
+
+
+class _Pair(nn.Module):
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.first, self.second, self.scale = first, second, nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x)) * self.scale
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    ("activation", "bias"),
+    [(nn.ReLU, True), (nn.ReLU, False), (nn.SiLU, True), (nn.GELU, True), (nn.Tanh, True)],
+)
+def test_a_fused_twin_gives_the_bits_of_its_model_in_the_mode(
+    activation: type[nn.Module], bias: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _Pair(_stack(activation, bias), nn.Sequential(nn.Linear(4, 9), nn.ReLU())).eval()
+    twin = cpu_linear.fused_twin(model)
+    assert isinstance(twin.first, cpu_linear._FusedStack)
+    assert isinstance(twin.second, cpu_linear._FusedStack)
+    assert twin.scale is model.scale  # parameters shared, nothing copied
+    assert type(model.first) is nn.Sequential  # the model itself is left as it was
+    fused_activations = []
+    kernel = cpu_linear._onednn_linear
+
+    def counted(*args: torch.Tensor | str | None) -> torch.Tensor:
+        fused_activations.append(args[3] if len(args) > 3 else "none")
+        return kernel(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cpu_linear, "_onednn_linear", counted)
+    x = _rows(640, 9)
+    with torch.inference_mode(), OneDnnLinear():
+        expected = model(x)
+        assert fused_activations == ["none"] * 4  # the mode: one call per linear layer
+        fused_activations.clear()
+        got = twin(x)
+    assert torch.equal(got, expected)
+    relu = activation is nn.ReLU
+    assert fused_activations == ["relu" if relu else "none"] * 2 + ["none", "relu"]
+
+
+@needs_onednn
+def test_a_fused_twin_runs_its_stacks_as_they_are_where_it_cannot_fuse() -> None:
+    model = _Pair(_stack(nn.ReLU), nn.Sequential(nn.Linear(4, 9)))
+    twin = cpu_linear.fused_twin(model.eval())
+    x = _rows(64, 9)
+    with OneDnnLinear():
+        trained = twin(x)  # gradients to record: the modules, on F.linear
+        trained.sum().backward()
+        assert model.scale.grad is not None
+        with torch.inference_mode():
+            torch.testing.assert_close(twin(x), trained.detach(), rtol=1e-5, atol=1e-5)
+            double = copy.deepcopy(model).double()  # not the kernel's type: F.linear
+            assert torch.equal(cpu_linear.fused_twin(double)(x.double()), double(x.double()))
+        model.first.train()  # dropout is not the identity now: the stack runs as it is
+        with torch.inference_mode():
+            evaluated = twin.first.stack.eval()(x)
+            model.first.train()
+            torch.manual_seed(1)
+            dropped = twin.first(x)
+            torch.manual_seed(1)
+            assert torch.equal(dropped, model.first(x))
+            assert not torch.equal(dropped, evaluated)
+    plain = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))  # a layer it does not know
+    assert cpu_linear.fused_twin(_Pair(plain, nn.Identity())).first is plain

@@ -152,3 +152,26 @@ def test_a_row_gets_the_same_bits_in_a_small_batch_and_in_a_large_one() -> None:
     whole = predictor.embeddings(frame)
     for rows in (slice(0, 4), slice(100, 112), slice(4000, 4600)):
         np.testing.assert_array_equal(predictor.embeddings(frame.iloc[rows]), whole[rows])
+
+
+@pytest.mark.parametrize("rows", [0, 1, 200, 1000])
+def test_row_scores_batch_by_batch_are_the_bits_of_the_whole_input_s(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    columns = [f"x{i}" for i in range(16)]
+    model = build_model(ModelConfig(architecture="mlp", latent_dim=4), (16,))
+    values = np.random.default_rng(2).normal(scale=5, size=(1000, 16))
+    predictor = Predictor(
+        model, TabularInputs(tuple(columns)), fit_scaler(values, columns, "robust"), batch_size=64
+    )
+    samples = predictor.samples(pd.DataFrame(values[:rows], columns=columns))
+    embeddings, elementwise = predictor.encode_samples(samples)
+    expected = predictor.inputs.row_scores(rows, embeddings, elementwise)
+    # Each batch's element scores become row scores at once: the whole input's are
+    # never made.
+    monkeypatch.setattr(Predictor, "encode_samples", None)
+    got = predictor.score_samples(samples, rows)
+    for answer, reference in zip(got, expected, strict=True):
+        assert answer.dtype == reference.dtype
+        np.testing.assert_array_equal(answer, reference)

@@ -12,6 +12,7 @@ Specs are plain data with a JSON form, so the model bundle rebuilds them exactly
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -29,6 +30,8 @@ class InputSpec(Protocol):
     """What every data kind's spec offers."""
 
     kind: ClassVar[str]
+    #: whether each row is one sample, so a row's answers are its sample's alone
+    samples_are_rows: ClassVar[bool]
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -146,7 +149,7 @@ def _rows_are_samples(
     embeddings: np.ndarray, elementwise: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row answers when each row is one sample: its embedding and mean element score."""
-    flat = elementwise.reshape(elementwise.shape[0], -1)
+    flat = elementwise.reshape(elementwise.shape[0], math.prod(elementwise.shape[1:]))
     return embeddings, flat.mean(axis=1, dtype=np.float64)
 
 
@@ -155,6 +158,7 @@ class TabularInputs:
     """Rows of numeric feature columns."""
 
     kind: ClassVar[str] = "tabular"
+    samples_are_rows: ClassVar[bool] = True
     columns: tuple[str, ...]
 
     @property
@@ -204,6 +208,7 @@ class ImageInputs:
     """One image per row, in an array column, flattened or shaped (C, H, W) or (H, W)."""
 
     kind: ClassVar[str] = "image"
+    samples_are_rows: ClassVar[bool] = True
     column: str
     shape: tuple[int, int, int]
 
@@ -299,6 +304,7 @@ class WindowInputs:
     """
 
     kind: ClassVar[str] = "timeseries"
+    samples_are_rows: ClassVar[bool] = False  # a row is in several windows
     columns: tuple[str, ...]
     length: int
     stride: int

@@ -291,8 +291,7 @@ class EmbedJob:
             flat = pa.array(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1))
             column = pa.FixedSizeListArray.from_arrays(flat, embedding.shape[1])
             return pa.RecordBatch.from_arrays([ids, column], schema=schema)
-        embeddings, elementwise = predictor.encode_samples(prepared.samples)
-        _, errors = predictor.inputs.row_scores(prepared.n_rows, embeddings, elementwise)
+        _, errors = predictor.score_samples(prepared.samples, prepared.n_rows)
         assert predictor.threshold is not None, "a registered bundle always has a threshold"
         flags = errors > predictor.threshold.value
         return pa.RecordBatch.from_arrays([ids, pa.array(errors), pa.array(flags)], schema=schema)
