@@ -408,14 +408,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument(
         "--set",
-        nargs="*",
+        nargs="+",
+        action="extend",
         default=[],
         metavar="AREA.KEY=VALUE",
-        help="override a shipped parameter (YAML value), to explore other defaults",
+        help="override shipped parameters (YAML values), to explore other defaults; "
+        "repeat it or list several",
     )
     args = parser.parse_args()
     for item in args.set:
-        key, _, value = item.partition("=")
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            parser.error(f"--set takes AREA.KEY=VALUE, got {item!r}")
         OVERRIDES[key] = yaml.safe_load(value)
     os.environ.setdefault("KMP_WARNINGS", "0")
     torch.set_num_threads(max(1, torch.get_num_threads()))
