@@ -14,7 +14,7 @@ import torch
 
 from aeops.data import FittedScaler, InputSpec
 from aeops.models import Autoencoder
-from aeops.scoring._cpu_linear import OneDnnLinear, fused_twin, onednn_linear_available
+from aeops.scoring._cpu_linear import OneDnnLinear, direct_twin, onednn_linear_available
 from aeops.scoring._threshold import Threshold
 
 # Samples per host-to-device transfer, at most (see Predictor._batches).
@@ -157,7 +157,7 @@ class Predictor:
         model: Autoencoder = self.model
         kernels: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if self._on_onednn():
-            model, kernels = cast(Autoencoder, fused_twin(self.model)), OneDnnLinear()
+            model, kernels = cast(Autoencoder, direct_twin(self.model)), OneDnnLinear()
         keep = finish or (lambda arrays: arrays)
         groups = []
         with torch.inference_mode(), kernels:
