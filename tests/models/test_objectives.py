@@ -103,6 +103,28 @@ def test_vae_elbo_scores_are_deterministic_whatever_the_batch() -> None:
     assert not torch.allclose(whole, reconstruction_only)
 
 
+@pytest.mark.parametrize("kind", ["vanilla", "sparse", "vae"])
+@pytest.mark.parametrize("anomaly_score", ["reconstruction", "elbo"])
+def test_errors_apart_from_scores_leave_out_only_a_vae_s_kl_share(
+    kind: str, anomaly_score: str
+) -> None:
+    torch.manual_seed(0)
+    model = _model(kind, anomaly_score=anomaly_score, score_samples=4, dropout=0.0).eval()
+    x = torch.randn(6, 6)
+    with torch.inference_mode():
+        z, scores, errors = model.scores_and_errors(x)
+        expected_z, expected_scores = model.elementwise_scores(x)
+    assert torch.equal(z, expected_z)
+    assert torch.equal(scores, expected_scores)
+    if kind == "vae" and anomaly_score == "elbo":
+        mu, logvar = model.posterior(x)
+        kl_share = (gaussian_kl(mu, logvar) / x.shape[1])[:, None]
+        torch.testing.assert_close(scores - errors, kl_share.expand_as(scores))
+        assert bool((kl_share > 0).all())
+    else:
+        assert torch.equal(errors, scores)
+
+
 def test_bce_score_is_zero_for_a_perfect_reconstruction_of_gray_pixels() -> None:
     target = torch.tensor([[0.2, 0.5, 0.9]])
     perfect = torch.logit(target)

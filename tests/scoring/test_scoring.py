@@ -175,3 +175,25 @@ def test_row_scores_batch_by_batch_are_the_bits_of_the_whole_input_s(
     for answer, reference in zip(got, expected, strict=True):
         assert answer.dtype == reference.dtype
         np.testing.assert_array_equal(answer, reference)
+
+
+@pytest.mark.parametrize("anomaly_score", ["reconstruction", "elbo"])
+def test_diagnose_gives_each_value_its_reconstruction_error_apart_from_the_score(
+    anomaly_score: str,
+) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(kind="vae", architecture="mlp", latent_dim=2, anomaly_score=anomaly_score)
+    model = build_model(config, (3,))
+    values = np.random.default_rng(0).normal(size=(300, 3))
+    predictor = Predictor(
+        model, TabularInputs(("a", "b", "c")), fit_scaler(values, ["a", "b", "c"], "standard")
+    )
+    frame = pd.DataFrame(values, columns=["a", "b", "c"])
+    embeddings, scores, value_errors = predictor.diagnose(frame)
+    np.testing.assert_array_equal(embeddings, predictor.embeddings(frame))
+    np.testing.assert_array_equal(scores, predictor.reconstruction_errors(frame))
+    gap = scores - value_errors.mean(axis=1)  # the KL share, which no value owns
+    if anomaly_score == "elbo":
+        assert bool((gap > 1e-6).all())
+    else:
+        np.testing.assert_allclose(gap, 0.0, atol=1e-12)

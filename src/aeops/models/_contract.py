@@ -131,6 +131,16 @@ class Autoencoder(nn.Module):
         logits = self.decode_logits(z)
         return z, elementwise_reconstruction_error(logits, x, self.config.reconstruction_loss)
 
+    def scores_and_errors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`elementwise_scores` and, apart, each element's reconstruction error.
+
+        The two are the same tensor unless a score holds a share that no element owns
+        (a VAE scored by its ELBO spreads its KL term over the elements); the errors
+        then say which elements a sample's score comes from.
+        """
+        z, elementwise = self.elementwise_scores(x)
+        return z, elementwise, elementwise
+
     @torch.inference_mode()
     def score(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Embedding (B, latent_dim) and per-sample anomaly score (B,) of clean ``x``.

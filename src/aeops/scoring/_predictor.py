@@ -222,10 +222,16 @@ class Predictor:
 
     def diagnose(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One pass for evaluation: per-row embeddings (N, L), anomaly scores (N,) and
-        the score of each value in a row (N, values per row: features or pixels)."""
-        embeddings, elementwise = self.encode_samples(self.samples(frame))
+        the reconstruction error of each value in a row (N, values per row: features
+        or pixels), which says where a row's score comes from (see
+        ``Autoencoder.scores_and_errors``)."""
+        samples = self.samples(frame)
+        shapes = ((self.model.config.latent_dim,), samples.shape[1:], samples.shape[1:])
+        embeddings, elementwise, errors = self._answer_all(
+            samples, lambda model, b: model.scores_and_errors(b), shapes
+        )
         row_embeddings, scores = self.inputs.row_scores(len(frame), embeddings, elementwise)
-        return row_embeddings, scores, self.inputs.row_value_scores(len(frame), elementwise)
+        return row_embeddings, scores, self.inputs.row_value_scores(len(frame), errors)
 
     def reconstruction_errors(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row anomaly scores (N,) of raw rows."""

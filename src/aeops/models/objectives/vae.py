@@ -83,8 +83,14 @@ class VariationalAutoencoder(Autoencoder):
         of elements, so a sample's scores sum to its negative ELBO. The draws are fixed
         (seeded), so the same row always gets the same score, whatever the batch.
         """
+        return self.scores_and_errors(x)[:2]
+
+    def scores_and_errors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """With ``anomaly_score: elbo``, the errors are the reconstruction losses
+        averaged over the draws, without the KL share every element's score carries."""
         if self.config.anomaly_score == "reconstruction":
-            return super().elementwise_scores(x)
+            mean_code, errors = super().elementwise_scores(x)
+            return mean_code, errors, errors
         mu, logvar = self.posterior(x)
         generator = torch.Generator(device="cpu").manual_seed(_SCORE_SEED)
         draws = torch.randn(self.config.score_samples, mu.shape[1], generator=generator)
@@ -94,9 +100,10 @@ class VariationalAutoencoder(Autoencoder):
         for eps in draws:
             logits = self.decode_logits(mu + std * eps)
             total += elementwise_reconstruction_error(logits, x, self.config.reconstruction_loss)
+        errors = total / len(draws)
         n_elements = x[0].numel()
         kl = gaussian_kl(mu, logvar).view(-1, *([1] * (x.dim() - 1)))
-        return mu, total / len(draws) + kl / n_elements
+        return mu, errors + kl / n_elements, errors
 
     @torch.inference_mode()
     def generate(
