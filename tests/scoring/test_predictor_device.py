@@ -64,6 +64,11 @@ def _compare_with_the_cpu(samples: np.ndarray, device: Predictor, cpu: Predictor
         device.reconstruct_samples(samples), cpu.reconstruct_samples(samples), rtol=1e-4, atol=1e-5
     )
     assert device.embed_samples(samples[:0]).shape == (0, 3)
+    # Row scores group by group (several batches per transfer) against the whole input's.
+    embeddings, elementwise = device.encode_samples(samples)
+    expected = device.inputs.row_scores(len(samples), embeddings, elementwise)
+    for got, reference in zip(device.score_samples(samples, len(samples)), expected, strict=True):
+        np.testing.assert_allclose(got, reference, rtol=1e-6, atol=0)
 
 
 # Groups of 4 batches of 7 rows (4 x 7 rows x 6 float32 = 672 bytes); 1003 rows end
