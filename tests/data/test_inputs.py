@@ -11,6 +11,7 @@ from aeops.data import (
     TabularInputs,
     WindowInputs,
     fit_input_scaler,
+    fit_scaler,
     input_spec_from_dict,
     make_input_spec,
     split_by_kind,
@@ -113,3 +114,14 @@ def test_series_split_names_segments_shorter_than_a_window() -> None:
     config = DataConfig(kind="timeseries", window={"length": 25, "stride": 5})
     with pytest.raises(ValueError, match=r"\['validation'\] are shorter than one window"):
         split_by_kind(_series(100), config)
+
+
+def test_no_rows_map_back_to_empty_answers_of_the_right_width() -> None:
+    image = ImageInputs("pixels", (1, 2, 3))
+    no_pixels = np.empty((0, 1, 2, 3), np.float32)
+    assert image.row_value_scores(0, no_pixels).shape == (0, 6)
+    scaler = fit_scaler(np.ones((4, 6)), [f"p{i}" for i in range(6)], "none")
+    assert image.row_reconstructions(0, no_pixels, scaler).shape == (0, 6)
+    table = TabularInputs(("a", "b"))
+    embeddings, scores = table.row_scores(0, np.empty((0, 3), np.float32), np.empty((0, 2)))
+    assert embeddings.shape == (0, 3) and scores.shape == (0,) and scores.dtype == np.float64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -300,14 +301,19 @@ def test_a_direct_twin_gives_the_bits_of_its_model_in_the_mode(
     assert isinstance(twin.second, cpu_linear._DirectStack)
     assert twin.scale is model.scale  # parameters shared, nothing copied
     assert type(model.first) is nn.Sequential  # the model itself is left as it was
-    calls = []
-    kernel = cpu_linear._onednn_linear
+    calls, through_the_mode = [], []
+    kernel, handler = cpu_linear._onednn_linear, OneDnnLinear.__torch_function__
 
     def counted(*args: torch.Tensor | None) -> torch.Tensor:
         calls.append(args[0].shape)
         return kernel(*args)
 
+    def seen(self: OneDnnLinear, func: Any, *rest: Any, **kwargs: Any) -> Any:
+        through_the_mode.append(func)
+        return handler(self, func, *rest, **kwargs)
+
     monkeypatch.setattr(cpu_linear, "_onednn_linear", counted)
+    monkeypatch.setattr(OneDnnLinear, "__torch_function__", seen)
     x = _rows(640, 9)
     # Values that overflow float32 on the way: NaN after a layer (inf - inf), which
     # torch's ReLU keeps and oneDNN's fused one would make 0.
@@ -316,8 +322,11 @@ def test_a_direct_twin_gives_the_bits_of_its_model_in_the_mode(
     with torch.inference_mode(), OneDnnLinear():
         expected = model(x)
         assert len(calls) == 4  # the mode: every linear layer on oneDNN
+        assert through_the_mode.count(F.linear) == 4
+        through_the_mode.clear()
         got = twin(x)
     assert len(calls) == 8  # the twin: the same kernel, called directly
+    assert F.linear not in through_the_mode
     assert torch.isnan(expected[1:3]).any()
     np.testing.assert_array_equal(got.view(torch.int32).numpy(), expected.view(torch.int32).numpy())
 
@@ -349,3 +358,31 @@ def test_a_direct_twin_runs_its_stacks_as_they_are_where_it_cannot_go_direct() -
     hooked = _stack(nn.ReLU)  # a hook the direct calls would skip
     hooked[0].register_forward_hook(lambda *args: None)
     assert cpu_linear.direct_twin(_Pair(hooked, nn.Identity())).first is hooked
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    "layers",
+    [
+        (nn.ReLU(), nn.Linear(9, 5), nn.ReLU()),  # a ReLU on the caller's input
+        (nn.ReLU(inplace=True), nn.Linear(9, 5)),  # which the module changes, as before
+        (nn.GELU(), nn.ReLU(), nn.Linear(9, 5), nn.ReLU(), nn.ReLU()),
+        (nn.Linear(9, 5), nn.Dropout(0.5), nn.ReLU(inplace=True), nn.Tanh(), nn.ReLU()),
+    ],
+    ids=["relu first", "inplace relu first", "activations around", "dropout between"],
+)
+def test_a_direct_stack_changes_only_what_the_stack_itself_changes(
+    layers: tuple[nn.Module, ...],
+) -> None:
+    torch.manual_seed(0)
+    stack = nn.Sequential(*layers).eval()
+    twin = cpu_linear.direct_twin(_Pair(stack, nn.Identity()))
+    assert isinstance(twin.first, cpu_linear._DirectStack)
+    x = _rows(64, 9)
+    with torch.inference_mode(), OneDnnLinear():
+        given, expected_input = x.clone(), x.clone()
+        expected = stack(expected_input)
+        got = twin.first(given)
+    assert torch.equal(got, expected)
+    assert torch.equal(given, expected_input)  # the input as the stack itself leaves it
+    assert torch.equal(given, x) == torch.equal(expected_input, x)

@@ -264,11 +264,13 @@ class ImageInputs:
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
     ) -> np.ndarray:
         """Reconstructed images, flattened C x H x W, in original pixel units."""
-        return scaler.inverse_transform(reconstructions.reshape(reconstructions.shape[0], -1))
+        flat = reconstructions.reshape(len(reconstructions), math.prod(reconstructions.shape[1:]))
+        return scaler.inverse_transform(flat)
 
     def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
         """Each pixel's score, flattened C x H x W, (N, C*H*W)."""
-        return elementwise.reshape(elementwise.shape[0], -1).astype(np.float64, copy=False)
+        flat = elementwise.reshape(len(elementwise), math.prod(elementwise.shape[1:]))
+        return flat.astype(np.float64, copy=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
