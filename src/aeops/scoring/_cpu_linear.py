@@ -171,16 +171,16 @@ class _DirectStack(nn.Module):
 
 def direct_twin(model: nn.Module) -> nn.Module:
     """``model`` for CPU inference on oneDNN: a shallow copy whose direct children that
-    are plain stacks (see :class:`_DirectStack`) run fused. It shares every parameter
-    and submodule with ``model``, which is left as it was; ``model`` itself when no
-    child is such a stack. Use it within :class:`OneDnnLinear`."""
-    fused = {
+    are plain stacks (see :class:`_DirectStack`) run as direct calls. It shares every
+    parameter and submodule with ``model``, which is left as it was; ``model`` itself
+    when no child is such a stack. Use it within :class:`OneDnnLinear`."""
+    direct = {
         name: _DirectStack(child)
         for name, child in model.named_children()
         if _DirectStack.fits(child)
     }
-    if not fused:
+    if not direct:
         return model
     twin = copy.copy(model)
-    twin._modules = {**model._modules, **fused}
+    twin._modules = {**model._modules, **direct}
     return twin
