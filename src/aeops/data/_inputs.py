@@ -145,12 +145,16 @@ def _require_finite(values: np.ndarray, where: Any, allow_missing: bool = False)
         )
 
 
+def _per_row(samples: np.ndarray) -> np.ndarray:
+    """(S, ...) as (S, values per sample), no rows included (``reshape(S, -1)`` is not)."""
+    return samples.reshape(len(samples), math.prod(samples.shape[1:]))
+
+
 def _rows_are_samples(
     embeddings: np.ndarray, elementwise: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row answers when each row is one sample: its embedding and mean element score."""
-    flat = elementwise.reshape(elementwise.shape[0], math.prod(elementwise.shape[1:]))
-    return embeddings, flat.mean(axis=1, dtype=np.float64)
+    return embeddings, _per_row(elementwise).mean(axis=1, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -264,13 +268,11 @@ class ImageInputs:
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
     ) -> np.ndarray:
         """Reconstructed images, flattened C x H x W, in original pixel units."""
-        flat = reconstructions.reshape(len(reconstructions), math.prod(reconstructions.shape[1:]))
-        return scaler.inverse_transform(flat)
+        return scaler.inverse_transform(_per_row(reconstructions))
 
     def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
         """Each pixel's score, flattened C x H x W, (N, C*H*W)."""
-        flat = elementwise.reshape(len(elementwise), math.prod(elementwise.shape[1:]))
-        return flat.astype(np.float64, copy=False)
+        return _per_row(elementwise).astype(np.float64, copy=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

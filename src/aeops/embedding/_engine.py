@@ -361,9 +361,7 @@ class EmbedJob:
         suite: CompiledSuite | None,
     ) -> _Prepared:
         """One batch of :meth:`_prepare`."""
-        ready = fast.prepare(batch, offset) if fast is not None else None
-        if ready is not None:
-            assert fast is not None
+        if fast is not None and (ready := fast.prepare(batch, offset)) is not None:
             recycle = functools.partial(fast.recycle, ready)
             return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None, recycle)
         frame = batch.to_pandas()
