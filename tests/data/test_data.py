@@ -98,6 +98,21 @@ def test_scalers_keep_constant_columns_finite(method: str) -> None:
     scaled = scaler.transform(values)
     assert np.isfinite(scaled).all()
     assert scaled.dtype == np.float32
+    if method != "none":
+        assert scaler.scale[1] == 1.0  # the constant column: scale 1, so it scales to 0
+        assert (scaled[:, 1] == 0.0).all()
+
+
+def test_robust_scaler_centers_on_medians_and_falls_back_to_the_std_for_a_zero_iqr() -> None:
+    # a: 0..9 (median 4.5, IQR 6.75 - 2.25); b: constant; c: one 1 among zeros (IQR 0,
+    # std 0.3), whose rare value must still stand out rather than be scaled by 1.
+    values = np.column_stack([np.arange(10.0), np.full(10, 5.0), np.r_[np.zeros(9), 1.0]])
+    scaler = fit_scaler(values, ["a", "b", "c"], "robust")
+    np.testing.assert_allclose(scaler.center, [4.5, 5.0, 0.0])
+    np.testing.assert_allclose(scaler.scale, [4.5, 1.0, 0.3])
+    scaled = scaler.transform(values)
+    np.testing.assert_allclose(scaled[:, 0], (np.arange(10.0) - 4.5) / 4.5, rtol=1e-6)
+    assert scaled[-1, 2] == pytest.approx(1 / 0.3)
 
 
 def test_standard_scaler_is_fit_on_the_given_rows_only() -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from aeops.data import TabularInputs, fit_scaler
+from aeops.embedding import _engine
 from aeops.embedding import _source as source_module
 from aeops.embedding._arrow_tabular import ArrowTabularPath, _Buffers
 from aeops.embedding._checks import CompiledSuite
@@ -105,16 +106,27 @@ def test_nan_ids_are_declined_even_in_arrow_where_nan_is_not_null() -> None:
     assert path.prepare(batch, 0) is None
 
 
-def test_the_model_gets_half_the_cpus_during_a_job_and_the_setting_comes_back() -> None:
+def test_the_model_gets_half_the_cpus_during_a_job_and_the_setting_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = _predictor().model
-    before = torch.get_num_threads()
-    with pytest.raises(RuntimeError, match="boom"), _cpu_share_for_the_model(model):
-        assert torch.get_num_threads() <= max(1, before)
-        with _cpu_share_for_the_model(model):  # a second job in the same process
-            pass
-        assert torch.get_num_threads() <= max(1, before)
-        raise RuntimeError("boom")
-    assert torch.get_num_threads() == before
+    monkeypatch.setattr(_engine, "_usable_cpus", lambda: 8)
+    original = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        with pytest.raises(RuntimeError, match="boom"), _cpu_share_for_the_model(model):
+            assert torch.get_num_threads() == 4
+            with _cpu_share_for_the_model(model):  # a second job in the same process
+                assert torch.get_num_threads() == 4
+            assert torch.get_num_threads() == 4  # the first job still runs
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 8
+        torch.set_num_threads(2)  # never more than the setting it had
+        with _cpu_share_for_the_model(model):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(original)
 
 
 def _grouped_parquet(path: Path, group_rows: list[int], columns: int = 8) -> pa.Table:

@@ -55,10 +55,13 @@ def test_eval_answers_are_deterministic_and_survive_a_state_dict_round_trip(
     first, second = model.score(x), model.score(x)
     assert torch.equal(first[0], second[0])
     assert torch.equal(first[1], second[1])
-    copy = _build(kind, architecture, dropout=0.3)
-    torch.nn.init.zeros_(next(copy.parameters()))
+    copy = _build(kind, architecture, dropout=0.3).eval()
+    with torch.no_grad():  # every tensor differs until the state dict comes in
+        for tensor in copy.state_dict().values():
+            tensor.copy_(torch.rand_like(tensor.float()).to(tensor.dtype))
+    assert not torch.equal(copy.score(x)[1], first[1])
     copy.load_state_dict(model.state_dict())
-    copy.eval()
+    assert torch.equal(copy.score(x)[0], first[0])
     assert torch.equal(copy.score(x)[1], first[1])
 
 

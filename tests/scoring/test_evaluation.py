@@ -89,6 +89,13 @@ def test_evaluate_frame_on_tabular_rows_gives_metrics_table_and_figures() -> Non
         "is_anomaly",
         "label",
     ]
+    scores = evaluation.scores
+    np.testing.assert_array_equal(scores["id"], frame["id"])  # the rows in their order
+    np.testing.assert_array_equal(scores["label"], frame["label"])
+    errors = predictor.reconstruction_errors(frame.drop(columns=["id", "label"]))
+    np.testing.assert_array_equal(scores["reconstruction_error"], errors)
+    np.testing.assert_array_equal(scores["is_anomaly"], errors > 1.0)
+    assert 0 < scores["is_anomaly"].sum() < len(scores)  # the threshold splits these rows
     assert sorted(evaluation.feature_errors["feature"]) == ["a", "b", "c"]
     assert set(evaluation.figures) == {
         "error_histogram.png",

@@ -37,8 +37,11 @@ def test_detection_metrics_on_a_known_ranking() -> None:
     metrics = detection_metrics(labels, errors, threshold=0.45, prefix="test")
     # Of 8 (anomaly, normal) pairs, the anomaly outranks the normal row in 7.
     assert metrics["test_auroc"] == pytest.approx(7 / 8)
+    # Average precision: 1/1 at the first anomaly (0.9), 2/3 at the second (0.4).
+    assert metrics["test_auprc"] == pytest.approx((1 + 2 / 3) / 2)
     assert metrics["test_precision"] == pytest.approx(0.5)
     assert metrics["test_recall"] == pytest.approx(0.5)
+    assert metrics["test_f1"] == pytest.approx(0.5)
     assert metrics["test_alert_rate"] == pytest.approx(2 / 6)
     # k = 2 anomalies; the two highest errors are 0.9 (anomaly) and 0.5 (normal).
     assert metrics["test_precision_at_k"] == pytest.approx(0.5)

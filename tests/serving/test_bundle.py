@@ -108,11 +108,14 @@ def test_logged_pyfunc_predicts_like_the_predictor_with_and_without_ids() -> Non
     assert answers["key"].tolist() == rows["key"].tolist()
     np.testing.assert_allclose(answers["reconstruction_error"], expected.reconstruction_error)
     np.testing.assert_allclose(np.stack(answers["embedding"]), expected.embedding)
+    np.testing.assert_array_equal(answers["is_anomaly"], expected.is_anomaly)
+    assert 0 < expected.is_anomaly.sum() < len(rows)  # both answers occur
     only_errors = model.predict(
         rows.drop(columns=["key"]), params={"output": "reconstruction_error"}
     )
     assert list(only_errors.columns) == ["key", "reconstruction_error"]
     assert only_errors["key"].tolist() == list(range(len(rows)))
+    np.testing.assert_allclose(only_errors["reconstruction_error"], expected.reconstruction_error)
 
 
 @pytest.mark.usefixtures("tracking_uri")

@@ -131,11 +131,13 @@ def test_resume_continues_an_early_stopped_run_to_the_same_end(
     assert expected.stopped_early
     with pytest.raises(InterruptedRunError):  # resumes from epoch 4, replays 5 and 6
         fit(make_model(), plane(), plane(seed=1), config("split"), interrupt_after(6))
-    resumed = make_model()
+    resumed = make_model(seed=123)  # its own weights are replaced by the checkpoint
+    assert not weights_equal(resumed, whole)
     result = fit(resumed, plane(), plane(seed=1), config("split", resume=True))
+    assert result.resumed_from_epoch == 4
     assert result.stopped_early
     assert result.best_epoch == expected.best_epoch
-    assert len(result.history) == len(expected.history)
+    assert numbers(result.history) == numbers(expected.history)
     assert weights_equal(resumed, whole)  # both hold the restored best weights
 
 

@@ -46,8 +46,12 @@ def test_bf16_autocast_trains_on_cpu_and_keeps_fp32_weights(
     plane: PlaneData, make_model: MakeModel
 ) -> None:
     model = make_model()
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    dtypes: set[torch.dtype] = set()
+    linear.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
     config = TrainingConfig(epochs=10, batch_size=32, lr=1e-2, precision="bf16", progress=False)
     result = fit(model, plane(), plane(seed=1), config)
+    assert dtypes == {torch.bfloat16}  # the layers ran under autocast, in training and validation
     losses = [r.validation_loss for r in result.history]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0]
