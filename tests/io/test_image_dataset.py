@@ -19,6 +19,8 @@ def test_npz_with_labels_and_ids(tmp_path: Path) -> None:
     assert frame["id"].tolist() == [7, 9]
     assert frame["label"].tolist() == [0, 1]
     assert frame["image"].iloc[1].shape == (1, 3, 4)
+    np.testing.assert_array_equal(frame["image"].iloc[0][0], images[0])  # in order
+    np.testing.assert_array_equal(frame["image"].iloc[1][0], images[1])
     assert frame.attrs["source"].endswith("set.npz")
 
 
@@ -36,6 +38,8 @@ def test_parquet_with_nested_arrays(tmp_path: Path) -> None:
     ).to_parquet(path)
     frame = ImageDataset(filepath=str(path)).load()
     assert frame["image"].iloc[0].shape == (2, 2)
+    np.testing.assert_array_equal(frame["image"].iloc[0], np.ones((2, 2)))
+    np.testing.assert_array_equal(frame["image"].iloc[1], np.zeros((2, 2)))
 
 
 def test_folder_of_pngs_with_label_subfolders(tmp_path: Path) -> None:

@@ -315,7 +315,7 @@ def test_generate_refuses_a_model_that_is_not_a_vae(trained: KedroProject) -> No
 
 
 def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
-    trained: KedroProject,
+    trained: KedroProject, tmp_path: Path
 ) -> None:
     for pipeline in ("score", "embed"):
         result = trained.run(pipeline=pipeline)
@@ -330,8 +330,25 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
         shared["reconstruction_error"], evaluated["reconstruction_error"], rtol=1e-6
     )
     embeddings = pd.read_parquet(outputs / "embeddings.parquet")
-    assert len(embeddings) == len(raw)
-    assert len(embeddings["embedding"].iloc[0]) == 4
+    assert embeddings["id"].tolist() == raw["id"].tolist()
+    vectors = np.stack(embeddings["embedding"])
+    assert vectors.shape == (len(raw), 4)
+    assert (vectors.std(axis=0) > 0).all()
+    served = tmp_path / "served.parquet"
+    trained.python(
+        textwrap.dedent(
+            f"""
+            import mlflow, pandas as pd
+            mlflow.set_tracking_uri("sqlite:///mlflow.db")
+            model = mlflow.pyfunc.load_model("models:/{MODEL_NAME}@champion")
+            raw = pd.read_csv("{DEMO}").drop(columns=["label"])
+            model.predict(raw)[["id", "embedding"]].to_parquet("{served}")
+            """
+        )
+    )
+    expected = pd.read_parquet(served)
+    assert expected["id"].tolist() == raw["id"].tolist()
+    np.testing.assert_allclose(vectors, np.stack(expected["embedding"]), rtol=1e-5, atol=1e-6)
 
 
 def test_a_model_uri_that_does_not_exist_fails_and_writes_nothing(trained: KedroProject) -> None:

@@ -112,6 +112,14 @@ def test_named_combinations_register_and_serve_the_evaluated_scores(
     assert len(served["embedding"].iloc[0]) == 3
     reconstructions = model.predict(test_frame, params={"output": "reconstruction"})
     assert len(reconstructions) == len(test_frame)
+    # In the input's units, as the registered bundle's own predictor gives them.
+    bundle = load_registered_bundle(str(registration["model_uri"]))
+    np.testing.assert_allclose(
+        np.stack(reconstructions["reconstruction"]),
+        bundle.predictor.reconstructions(test_frame),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_denoising_reconstructions_of_noisy_rows_are_closer_to_the_clean_rows(

@@ -128,3 +128,9 @@ def test_threshold_methods_run_in_the_pipeline_on_validation_labels(
     metrics = catalog.load("evaluation_metrics")
     assert metrics["threshold"] > 0
     assert metrics["test_f1"] > 0.5  # shifted anomalies: any sensible threshold finds them
+    # The method asked for is the one that chose it (the evaluation consumed it above).
+    catalog = _memory_catalog(tabular_frame, DATA)
+    catalog["params:threshold"] = {"method": method}
+    SequentialRunner().run(create_pipeline().to_nodes("choose_anomaly_threshold_node"), catalog)
+    chosen = catalog.load("anomaly_threshold")
+    assert (chosen.method, chosen.value) == (method, metrics["threshold"])

@@ -187,7 +187,7 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
     "latent_dim larger than the input": (
         None,
         ["--params=model.latent_dim=64"],
-        [r"latent_dim=64", r"30"],
+        [r"model\.latent_dim=64 must be smaller than the 30 input values"],
     ),
 }
 
@@ -261,6 +261,11 @@ SCORE_CASES = {
         _set("mean_area", 6, 1e308),
         [r"column 'mean_area'\): expected finite values", r"sample rows \[6\]", r"1e\+308"],
     ),
+    # Two clean batches of 100 rows go out before the bad one: none may be left behind.
+    "1e308 in the third batch": (
+        _set("mean_area", 250, 1e308),
+        [r"rows 200-299", r"sample rows \[250\]"],
+    ),
 }
 
 
@@ -272,12 +277,14 @@ def test_input_unlike_the_models_schema_stops_the_batch_job(
     change, patterns = SCORE_CASES[case]
     bad = odd_but_valid.root / "data/01_raw/bad.csv"
     change(pd.read_csv(odd_but_valid.root / DEMO)).to_csv(bad, index=False)
+    output = odd_but_valid.root / "data/07_model_output" / f"{pipeline}_of_bad.parquet"
+    output_entry = {"score": "scores", "embed": "embeddings"}[pipeline]
     _local_catalog(
         odd_but_valid,
-        f"{pipeline}_input:\n  type: aeops.io.TableSourceDataset\n  filepath: {bad}\n",
+        f"{pipeline}_input:\n  type: aeops.io.TableSourceDataset\n  filepath: {bad}\n"
+        f"{output_entry}:\n  type: aeops.io.BatchJobOutputDataset\n  filepath: {output}\n",
     )
     before = _registry_state(odd_but_valid)
-    output = odd_but_valid.root / "data/07_model_output" / f"{pipeline}_of_bad.parquet"
     result = odd_but_valid.run(f"--params={pipeline}.batch_rows=100", pipeline=pipeline)
     text = result.stdout + result.stderr
     assert result.returncode != 0, output_of(result)
