@@ -47,6 +47,18 @@ def test_detection_metrics_on_a_known_ranking() -> None:
     assert metrics["test_precision_at_k"] == pytest.approx(0.5)
 
 
+def test_precision_at_k_does_not_depend_on_the_order_of_tied_rows() -> None:
+    errors = np.array([0.9, 0.5, 0.5, 0.5, 0.5, 0.1])
+    first = np.array([1, 1, 0, 0, 0, 0])  # k = 2: 0.9 is an anomaly; one slot, 4 tied rows
+    last = np.array([1, 0, 0, 0, 1, 0])
+    for labels in (first, last):
+        metrics = detection_metrics(labels, errors, threshold=0.45, prefix="t")
+        # One sure hit, plus the tied group's 1 anomaly in 4 for the one slot left.
+        assert metrics["t_precision_at_k"] == pytest.approx((1 + 1 / 4) / 2)
+    constant = detection_metrics(np.array([0, 0, 0, 0, 1, 1]), np.ones(6), 0.5, "t")
+    assert constant["t_precision_at_k"] == pytest.approx(2 / 6)  # the base rate
+
+
 def test_single_class_labels_omit_auroc() -> None:
     metrics = detection_metrics(np.zeros(4), np.arange(4.0), 2.5, "test")
     assert "test_auroc" not in metrics

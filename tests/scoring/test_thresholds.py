@@ -43,6 +43,11 @@ def test_fpr_flags_the_target_share_of_normal_rows_only() -> None:
     assert same.value == pytest.approx(chosen.value)  # anomalies do not move it
 
 
+def test_fpr_without_normal_validation_rows_is_a_clear_error() -> None:
+    with pytest.raises(ThresholdError, match=r"needs normal rows .* 4 labelled rows are all"):
+        choose_threshold(np.arange(4.0), ThresholdConfig(method="fpr"), np.ones(4))
+
+
 def test_f1_finds_the_gap_between_classes() -> None:
     errors = np.array([0.1, 0.2, 0.3, 0.9, 1.0, 1.1])
     labels = np.array([0, 0, 0, 1, 1, 1])

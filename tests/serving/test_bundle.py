@@ -314,6 +314,40 @@ def test_a_failed_alias_decision_leaves_the_registry_as_it_was(
     assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
 
 
+@pytest.mark.usefixtures("tracking_uri")
+@pytest.mark.parametrize("metric", [0.90, 0.70])  # takes champion / challenger, then fails
+def test_a_failure_after_the_alias_moved_gives_the_alias_back(
+    monkeypatch: pytest.MonkeyPatch, metric: float
+) -> None:
+    client = MlflowClient()
+    _register({"test_auroc": 0.80}, seed=0)  # version 1, champion
+    _register({"test_auroc": 0.60}, seed=1)  # version 2, challenger
+    set_alias = MlflowClient.set_registered_model_alias
+
+    def applied_then_lost(self: MlflowClient, name: str, alias: str, version: object) -> None:
+        set_alias(self, name, alias, version)  # the store applies it; the answer is lost
+        if str(version) == "3":
+            raise _StoreFailureError
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", applied_then_lost)
+    with pytest.raises(_StoreFailureError):
+        _register({"test_auroc": metric}, seed=2)
+    versions = client.search_model_versions("name = 'unit-model'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+    assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias("unit-model", CHALLENGER).version) == "2"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_champion_without_a_number_is_displaced_and_a_nan_never_wins() -> None:
+    first = _register_on({"test_auroc": float("nan")}, "data-A", None)
+    assert first["alias"] == CHAMPION  # the first version of a name
+    second = _register_on({"test_auroc": 0.70}, "data-A", None)
+    assert second["alias"] == CHAMPION
+    third = _register_on({"test_auroc": float("nan")}, "data-A", None)
+    assert third["alias"] == CHALLENGER
+
+
 def test_a_kept_registration_keeps_its_training_rows(tmp_path: Path) -> None:
     config = RegistryConfig(model_name="unit-model")
     for rows in (np.array([5, 1, 9], dtype=np.uint64), None):

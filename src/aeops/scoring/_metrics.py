@@ -33,12 +33,23 @@ def detection_metrics(
     if np.unique(labels).size == 2:
         metrics["auroc"] = float(roc_auc_score(labels, errors))
         metrics["auprc"] = float(average_precision_score(labels, errors))
-        # Precision among the k highest errors, k = the number of true anomalies.
-        k = int(labels.sum())
-        top = np.argsort(-np.asarray(errors), kind="stable")[:k]
-        metrics["precision_at_k"] = float(labels[top].mean())
+        metrics["precision_at_k"] = _precision_at_k(labels, np.asarray(errors))
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, flagged.astype(int), average="binary", zero_division=0
     )
     metrics.update(precision=float(precision), recall=float(recall), f1=float(f1))
     return {f"{prefix}_{name}": value for name, value in metrics.items()}
+
+
+def _precision_at_k(labels: np.ndarray, errors: np.ndarray) -> float:
+    """Precision among the k highest errors, k = the number of true anomalies.
+
+    Rows tied with the k-th highest error share the slots left for them, each
+    counting for its share: the value does not depend on the rows' order in the file.
+    """
+    k = int(labels.sum())
+    kth = np.sort(errors)[::-1][k - 1]
+    above, tied = errors > kth, errors == kth
+    slots_left = k - int(above.sum())
+    hits = labels[above].sum() + labels[tied].sum() * slots_left / tied.sum()
+    return float(hits / k)

@@ -140,6 +140,12 @@ def choose_threshold(
         value = float(q3 + (config.k or 1.5) * (q3 - q1))
     elif method == "fpr":
         normal = errors if known is None else errors[known == 0]
+        if normal.size == 0:
+            raise ThresholdError(
+                "threshold.method='fpr' needs normal rows (label 0) on the validation split, "
+                f"and its {errors.size} labelled rows are all anomalies; choose quantile or "
+                "pot, or a split with normal rows"
+            )
         value = float(np.quantile(normal, 1.0 - config.target_fpr))
     elif method == "f1":
         if known is None or np.unique(known).size < 2:

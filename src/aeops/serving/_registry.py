@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -236,13 +237,18 @@ def log_bundle(
         )
 
 
-def _champion(client: MlflowClient, name: str) -> Any | None:
+def _holder(client: MlflowClient, name: str, alias: str) -> Any | None:
+    """The version of ``name`` that holds ``alias``; None when none does."""
     try:
-        return client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(error).lower():
             return None
         raise
+
+
+def _champion(client: MlflowClient, name: str) -> Any | None:
+    return _holder(client, name, CHAMPION)
 
 
 def _version_of(model_version: Any | None) -> str | None:
@@ -250,9 +256,10 @@ def _version_of(model_version: Any | None) -> str | None:
 
 
 def _beats(new: float | None, old: float | None, greater_is_better: bool) -> bool:
-    if new is None:
+    """Whether ``new`` is better; a missing or NaN value is beaten by any number."""
+    if new is None or not math.isfinite(new):
         return False
-    if old is None:
+    if old is None or not math.isfinite(old):
         return True
     return new > old if greater_is_better else new < old
 
@@ -338,10 +345,28 @@ def _compare_with(
     return _Outcome("reevaluated", champion_value, version_value, tags)
 
 
-def _unregister(client: MlflowClient, name: str, version: str, whole_model: bool) -> None:
+def _unregister(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    whole_model: bool,
+    aliases_before: dict[str, str | None],
+) -> None:
     """Take back a version, and the model when this version created it and no other
-    run has registered a version of it since."""
+    run has registered a version of it since.
+
+    Each alias the version took (``aliases_before``: alias -> the version that held it
+    before, or None) goes back to that version first, unless another run has moved it
+    since. Deleting the version alone would leave no ``champion`` at all.
+    """
     try:
+        for alias, before in aliases_before.items():
+            if _version_of(_holder(client, name, alias)) != version:
+                continue
+            if before is None:
+                client.delete_registered_model_alias(name, alias)
+            else:
+                client.set_registered_model_alias(name, alias, before)
         client.delete_model_version(name, version)
         if whole_model and not client.search_model_versions(f"name = '{name}'"):
             client.delete_registered_model(name)
@@ -362,8 +387,12 @@ def _decide_alias(
     config: RegistryConfig,
     evaluation_digest: str | None,
     compare: Compare | None,
+    aliases_before: dict[str, str | None],
 ) -> tuple[str, Any | None, _Outcome]:
     """Compare ``version`` with the champion, tag it, and give it its alias.
+
+    Each alias it sets is recorded in ``aliases_before`` with the version that held it
+    just before, so that a failure can give it back.
 
     Returns:
         The alias given, the champion it was compared with, and how they compared.
@@ -401,6 +430,8 @@ def _decide_alias(
                     version_tags[f"champion_{config.compare_metric}"] = f"{old_value:.6g}"
             for key, value in version_tags.items():
                 client.set_model_version_tag(config.model_name, version.version, key, value)
+            holder = _version_of(_holder(client, config.model_name, alias))
+            aliases_before.setdefault(alias, holder)
             client.set_registered_model_alias(config.model_name, alias, version.version)
             if not promote or _version_of(_champion(client, config.model_name)) == str(
                 version.version
@@ -455,14 +486,24 @@ def register_bundle(
     base_tags["compare_metric"] = config.compare_metric
     if evaluation_digest is not None:
         base_tags[EVALUATION_DIGEST] = evaluation_digest
+    aliases_before: dict[str, str | None] = {}
     try:
         alias, champion, outcome = _decide_alias(
-            client, version, new_value, base_tags, config, evaluation_digest, compare
+            client,
+            version,
+            new_value,
+            base_tags,
+            config,
+            evaluation_digest,
+            compare,
+            aliases_before,
         )
     except BaseException:
         # A version without its alias and tags would be an orphan in the registry:
         # the failed run leaves the registry as it found it.
-        _unregister(client, config.model_name, str(version.version), first_of_its_name)
+        _unregister(
+            client, config.model_name, str(version.version), first_of_its_name, aliases_before
+        )
         raise
     before = "no champion before" if champion is None else f"champion: version {champion.version}"
     if outcome.champion_value is not None:
