@@ -62,7 +62,12 @@ def test_spark_output_equals_the_local_engine(
     local_metadata = pq.read_schema(tmp_path / "local" / "part-0.parquet").metadata
     # The local engine's parts also name the input part each came from; Spark's
     # partitions come from no one input file.
-    source_keys = {b"aeops.source_part", b"aeops.source_bytes", b"aeops.source_mtime_ns"}
+    source_keys = {
+        b"aeops.source_part",
+        b"aeops.source_bytes",
+        b"aeops.source_mtime_ns",
+        b"aeops.invalid_rows",
+    }
     assert local_metadata[b"aeops.source_part"] == b"part-0.parquet"
     assert spark_metadata == {k: v for k, v in local_metadata.items() if k not in source_keys}
     expected = local_table.to_pandas().sort_values("id").reset_index(drop=True)
@@ -87,3 +92,21 @@ def test_spark_embeds_images_like_the_local_engine(
     np.testing.assert_allclose(
         np.stack(actual["embedding"]), np.stack(expected["embedding"]), rtol=1e-6
     )
+
+
+def test_spark_stops_at_rows_that_fail_the_suite_and_writes_nothing(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    rows = tabular_rows(300)
+    rows.loc[[7, 8], "f2"] = np.nan
+    rows.to_parquet(tmp_path / "in.parquet")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    job = EmbedJob(TableSource(tmp_path / "in.parquet"), bundle, engine="spark")
+    with pytest.raises(Exception, match=r"(?s)failed the model's validation suite.*column 'f2'"):
+        job.run(tmp_path / "spark")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+    quarantining = EmbedJob(
+        TableSource(tmp_path / "in.parquet"), bundle, engine="spark", invalid_rows="quarantine"
+    )
+    with pytest.raises(ValueError, match="invalid_rows='quarantine' needs engine='local'"):
+        quarantining.run(tmp_path / "spark")

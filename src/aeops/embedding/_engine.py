@@ -35,7 +35,7 @@ from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.data import DataConfig, TabularInputs, WindowInputs
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
-from aeops.embedding._source import TableSource
+from aeops.embedding._source import PARQUET_SUFFIXES, TableSource, open_parquet
 from aeops.validation import validation_view
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,19 @@ class _AtomicParquetWriter:
             self.temp.unlink(missing_ok=True)
 
 
+# pandas' nullable integer dtypes, which keep int ids with a null exact.
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+}
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A batch made ready for the model in the reader thread."""
@@ -197,7 +210,7 @@ class _Prepared:
     n_read: int  # rows read
     ids: pa.Array
     samples: np.ndarray
-    rejected: pd.DataFrame | None
+    rejected: pa.RecordBatch | None  # the input's columns and aeops_failed
     recycle: Callable[[], None] | None = None  # gives the samples' memory back, once used
 
 
@@ -264,6 +277,8 @@ class EmbedJob:
                     "aeops.source_part": part.name,
                     "aeops.source_bytes": str(stat.st_size),
                     "aeops.source_mtime_ns": str(stat.st_mtime_ns),
+                    # A part finished with rows set aside is not one a failing run accepts.
+                    "aeops.invalid_rows": self.invalid_rows,
                 }
             )
         return metadata
@@ -317,25 +332,23 @@ class EmbedJob:
 
     def _checked(
         self, frame: pd.DataFrame, offset: int, part: Path, suite: CompiledSuite | None
-    ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        """The rows to score, and the rows quarantined (or an error when failing)."""
+    ) -> tuple[np.ndarray, list[str]] | None:
+        """The rows to set aside and why, None when every row passes; an error instead
+        when failing."""
         if suite is None:
-            return frame, None
+            return None
         config = self._data_config
         view = frame if config.kind == "tabular" else validation_view(frame, config).frame
         result = suite.evaluate(view, row_offset=offset)
         if result.success:
-            return frame, None
+            return None
         if result.column_failures or self.invalid_rows == "fail":
             failures = result.column_failures + result.row_failures
             raise BatchValidationError(
                 f"{part}: rows {offset}-{offset + len(frame) - 1} failed the model's "
                 "validation suite:\n" + "\n".join(f"  - {f.describe()}" for f in failures)
             )
-        bad = result.bad_rows
-        quarantined = frame[bad].copy()
-        quarantined["aeops_failed"] = result.reasons_of_bad_rows()
-        return frame[~bad], quarantined
+        return np.asarray(result.bad_rows, dtype=bool), list(result.reasons_of_bad_rows())
 
     def _prepare(
         self, batches: Iterator[tuple[pa.RecordBatch, int]], part: Path, suite: CompiledSuite | None
@@ -365,18 +378,31 @@ class EmbedJob:
             recycle = functools.partial(fast.recycle, ready)
             return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None, recycle)
         frame = batch.to_pandas()
-        keep, rejected = self._checked(frame, offset, part, suite)
-        if self._id_column in keep.columns:
-            # The input's own id type, whichever path a batch takes: pandas would
-            # turn int ids with a (quarantined) null into floats.
-            id_type = batch.schema.field(self._id_column).type
-            ids = pa.array(keep[self._id_column].to_numpy(), from_pandas=True)
-            ids = ids.cast(id_type)
+        if self._id_column in frame.columns and batch.column(self._id_column).null_count:
+            # Integer ids with a null would become floats, which changes ids above 2**53
+            # (and makes them look duplicated to the suite): keep them exact.
+            ids = batch.column(self._id_column).to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+            frame[self._id_column] = ids.array
+        checked = self._checked(frame, offset, part, suite)
+        kept_batch, rejected, positions = batch, None, np.arange(batch.num_rows)
+        if checked is not None:
+            # Ids and set-aside rows are cut from the Arrow batch, in the input's own
+            # types: through pandas a null would turn int64 ids into floats (and ids
+            # above 2**53 into others), and each batch's set-aside rows could get other
+            # column types than the first's.
+            bad, reasons = checked
+            kept_batch = batch.filter(pa.array(~bad))
+            rejected = batch.filter(pa.array(bad)).append_column(
+                "aeops_failed", pa.array(reasons, pa.string())
+            )
+            positions = np.flatnonzero(~bad)
+            frame = frame[~bad].reset_index(drop=True)
+        if self._id_column in batch.schema.names:
+            ids = kept_batch.column(self._id_column)
         else:
-            ids = pa.array(keep.index.to_numpy(dtype=np.int64) + offset)
-        keep = keep.reset_index(drop=True)
-        samples = self.bundle.predictor.samples(keep)
-        return _Prepared(len(keep), len(frame), ids, samples, rejected)
+            ids = pa.array(positions.astype(np.int64) + offset)
+        samples = self.bundle.predictor.samples(frame)
+        return _Prepared(len(frame), batch.num_rows, ids, samples, rejected)
 
     def _refuse_what_would_cut_series(self) -> None:
         """A series bundle scores windows of consecutive steps, so it needs each part
@@ -413,6 +439,46 @@ class EmbedJob:
         ]
         return "; ".join(changed) or None
 
+    def _id_type(self, part: Path) -> pa.DataType:
+        """The id column's type in a Parquet ``part``; int64 (row numbers) otherwise."""
+        if part.suffix.lower() in PARQUET_SUFFIXES:
+            schema = open_parquet(part).schema_arrow
+            if self._id_column in schema.names:
+                return schema.field(self._id_column).type
+        return pa.int64()
+
+    def _targets(self, parts: list[Path], destination: Path) -> list[Path]:
+        """Each part's output file; two parts of a folder that would share one (say
+        ``a.csv`` and ``a.parquet``) are refused."""
+        targets = [self._target(destination, part) for part in parts]
+        seen: dict[Path, Path] = {}
+        for part, target in zip(parts, targets, strict=True):
+            if target in seen:
+                raise ValueError(
+                    f"{seen[target].name} and {part.name} in {self.source.path} would both "
+                    f"be written to {target.name}; rename one of them"
+                )
+            seen[target] = part
+        return targets
+
+    def _remove_outdated_parts(self, destination: Path, targets: list[Path]) -> None:
+        """Drop the output parts (and set-aside rows) of input parts that are gone, so
+        the folder holds this input's rows only: an earlier run's part for a renamed or
+        deleted input would be read again with the rest. Only files this engine wrote
+        (with ``aeops.source_part`` metadata) are touched."""
+        keep = set(targets)
+        for path in sorted(destination.glob("*.parquet")):
+            if path in keep:
+                continue
+            try:
+                metadata = pq.read_schema(path).metadata or {}
+            except (pa.ArrowInvalid, OSError):
+                continue
+            if b"aeops.source_part" in metadata:
+                logger.warning("Removing %s: its input part is no longer in the input", path)
+                path.unlink()
+                self._quarantine_target(path).unlink(missing_ok=True)
+
     def _quarantine_target(self, target: Path) -> Path:
         """Where a part's set-aside rows go: beside a file output, or in the folder
         output's ``_quarantine/``, which readers of the folder (pyarrow, Spark) skip."""
@@ -434,6 +500,11 @@ class EmbedJob:
         started = time.perf_counter()
         self._refuse_what_would_cut_series()
         if self.engine == "spark":
+            if self.invalid_rows == "quarantine":
+                raise ValueError(
+                    "invalid_rows='quarantine' needs engine='local'; the Spark engine stops "
+                    "at the first batch that fails the model's suite (invalid_rows='fail')"
+                )
             from aeops.embedding._spark import run_spark
 
             report = run_spark(self, self._pinned_model_uri(), destination)
@@ -446,9 +517,9 @@ class EmbedJob:
         if self.source.is_folder:
             destination.mkdir(parents=True, exist_ok=True)
             (destination / SUCCESS_MARKER).unlink(missing_ok=True)
+        targets = self._targets(parts, destination)
         rows = written = skipped = quarantined = 0
-        for part in parts:
-            target = self._target(destination, part)
+        for part, target in zip(parts, targets, strict=True):
             if self.source.is_folder and target.exists():
                 stale = self._stale_reason(target, part)
                 if stale is None:
@@ -462,6 +533,7 @@ class EmbedJob:
             quarantined += part_quarantined
             written += 1
         if self.source.is_folder:
+            self._remove_outdated_parts(destination, targets)
             (destination / SUCCESS_MARKER).write_text("")
         return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
 
@@ -479,14 +551,11 @@ class EmbedJob:
         try:
             for prepared in _background(self._prepare(self._frames(part), part, suite)):
                 rejected = prepared.rejected
-                if rejected is not None and len(rejected):
+                if rejected is not None and rejected.num_rows:
                     if quarantine is None:
-                        quarantine = _AtomicParquetWriter(
-                            quarantine_target,
-                            pa.Schema.from_pandas(rejected, preserve_index=False),
-                        )
-                    quarantine.write(pa.RecordBatch.from_pandas(rejected, preserve_index=False))
-                    bad_rows += len(rejected)
+                        quarantine = _AtomicParquetWriter(quarantine_target, rejected.schema)
+                    quarantine.write(rejected)
+                    bad_rows += rejected.num_rows
                 if writer is None:
                     schema = self.output_schema(prepared.ids.type, part)
                     writer = _AtomicParquetWriter(target, schema)
@@ -498,7 +567,8 @@ class EmbedJob:
                 if progress is not None:
                     progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
-                writer = _AtomicParquetWriter(target, self.output_schema(pa.int64(), part))
+                schema = self.output_schema(self._id_type(part), part)
+                writer = _AtomicParquetWriter(target, schema)
             # The set-aside rows first: a part counts as done once its output exists.
             if quarantine is not None:
                 quarantine.commit()
@@ -506,9 +576,12 @@ class EmbedJob:
                 quarantine_target.unlink(missing_ok=True)
             writer.commit()
         except BaseException:
-            for open_writer in (writer, quarantine):
+            for open_writer in (writer, quarantine):  # each one, whatever the other does
                 if open_writer is not None:
-                    open_writer.abort()
+                    try:
+                        open_writer.abort()
+                    except Exception as error:
+                        logger.warning("Could not clean up %s: %s", open_writer.temp, error)
             raise
         logger.info("Wrote %d rows of %s to %s", rows, self.output, target)
         if bad_rows:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aeops.data import TabularInputs
+from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER, EmbedJob, JobReport
 
 if TYPE_CHECKING:
@@ -77,6 +79,10 @@ def run_spark(
             f"the Spark engine needs the id column {id_column!r} in the input "
             f"(columns: {frame.columns}); row positions are not stable across partitions"
         )
+    suite = job.bundle.spec.validation_suite
+    if suite and isinstance(job.bundle.predictor.inputs, TabularInputs):
+        checker = _PartitionChecker(suite, id_column, str(job.source.path))
+        frame = frame.mapInArrow(checker, frame.schema)
     id_type = frame.schema[id_column].dataType.simpleString()
     udf = mlflow.pyfunc.spark_udf(
         spark,
@@ -93,7 +99,7 @@ def run_spark(
 
     temp = destination.with_name(f".{destination.name}.tmp-{uuid.uuid4().hex[:8]}")
     temp.mkdir(parents=True)
-    schema = job.output_schema(_arrow_type(id_type))
+    schema = job.output_schema(_arrow_type(frame.schema[id_column].dataType))
     writer = _PartitionWriter(str(temp), schema, job.output)
     try:
         counts = scored.mapInArrow(writer, "part string, rows long").collect()
@@ -113,13 +119,41 @@ def run_spark(
     return JobReport(rows, len(counts), 0, 0, 0.0)
 
 
-def _arrow_type(spark_type: str) -> pa.DataType:
-    return {
-        "bigint": pa.int64(),
-        "int": pa.int32(),
-        "string": pa.string(),
-        "double": pa.float64(),
-    }.get(spark_type, pa.string())
+def _arrow_type(spark_type: Any) -> pa.DataType:
+    """The Arrow type of a Spark column type, as Spark hands it to Python."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    return to_arrow_type(spark_type)
+
+
+class _PartitionChecker:
+    """Runs on each executor before the model: the bundle's validation suite on every
+    batch, as the local engine checks it, so bad rows stop the job with their
+    partition, rows and the failed expectations instead of being scored."""
+
+    def __init__(self, suite: dict[str, Any], id_column: str, source: str) -> None:
+        self.suite = suite
+        self.id_column = id_column
+        self.source = source
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        suite = CompiledSuite(self.suite, {self.id_column})
+        offset = 0
+        for batch in batches:
+            result = suite.evaluate(batch.to_pandas(), row_offset=offset)
+            if not result.success:
+                failures = result.column_failures + result.row_failures
+                raise BatchValidationError(
+                    f"{self.source}: Spark partition {partition}, its rows {offset}-"
+                    f"{offset + batch.num_rows - 1}, failed the model's validation suite:\n"
+                    + "\n".join(f"  - {f.describe()}" for f in failures)
+                )
+            offset += batch.num_rows
+            yield batch
 
 
 class _PartitionWriter:
@@ -135,9 +169,12 @@ class _PartitionWriter:
 
         context = TaskContext.get()
         index = context.partitionId() if context is not None else 0
+        attempt = context.taskAttemptId() if context is not None else 0
         name = f"part-{index:05d}.parquet"
         target = Path(self.folder) / name
-        temp = Path(self.folder) / f".{name}.tmp"
+        # One temporary file per attempt: a retried or speculative task may run
+        # beside the first, and the last to finish replaces the part whole.
+        temp = Path(self.folder) / f".{name}.tmp-{attempt}"
         rows = 0
         with pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS) as writer:
             for batch in batches:
