@@ -366,11 +366,15 @@ def test_two_parts_that_would_share_an_output_are_refused(
     store: dict[str, Any], tmp_path: Path
 ) -> None:
     (tmp_path / "in").mkdir()
-    tabular_rows(10, seed=0).to_csv(tmp_path / "in" / "a.csv", index=False)
     tabular_rows(10, seed=1).to_parquet(tmp_path / "in" / "a.parquet")
+    _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
+    before = (tmp_path / "out" / "a.parquet").read_bytes()
+    tabular_rows(10, seed=0).to_csv(tmp_path / "in" / "a.csv", index=False)
     with pytest.raises(ValueError, match=r"a.csv and a.parquet .* both be written to a.parquet"):
         _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
-    assert not (tmp_path / "out" / "a.parquet").exists()
+    # Refused before anything moved: the finished output is still whole and marked so.
+    assert (tmp_path / "out" / "a.parquet").read_bytes() == before
+    assert (tmp_path / "out" / SUCCESS_MARKER).exists()
 
 
 def test_a_rerun_drops_the_outputs_of_input_parts_that_are_gone(
@@ -381,6 +385,9 @@ def test_a_rerun_drops_the_outputs_of_input_parts_that_are_gone(
     _job(store, "tabular", tmp_path / "in").run(out)
     (tmp_path / "in" / "part-001.parquet").rename(tmp_path / "in" / "part-009.parquet")
     (out / "notes.parquet").write_bytes(b"not ours")  # not the engine's: left alone
+    (tmp_path / "other").mkdir()  # another input folder's part in the same output: kept
+    tabular_rows(10, seed=5).to_parquet(tmp_path / "other" / "x.parquet")
+    _job(store, "tabular", tmp_path / "other").run(out)
     report = _job(store, "tabular", tmp_path / "in").run(out)
     assert (report.parts_written, report.parts_skipped) == (1, 1)
     assert sorted(p.name for p in out.glob("part-*.parquet")) == [
@@ -388,6 +395,7 @@ def test_a_rerun_drops_the_outputs_of_input_parts_that_are_gone(
         "part-009.parquet",
     ]
     assert (out / "notes.parquet").exists()
+    assert (out / "x.parquet").exists()
     result = pd.concat(pd.read_parquet(p) for p in sorted(out.glob("part-*.parquet")))
     assert sorted(result["id"]) == sorted(ids)  # every row once
 

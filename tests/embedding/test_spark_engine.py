@@ -64,6 +64,7 @@ def test_spark_output_equals_the_local_engine(
     # partitions come from no one input file.
     source_keys = {
         b"aeops.source_part",
+        b"aeops.source_folder",
         b"aeops.source_bytes",
         b"aeops.source_mtime_ns",
         b"aeops.invalid_rows",

@@ -339,6 +339,27 @@ def test_a_failure_after_the_alias_moved_gives_the_alias_back(
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_a_failed_version_goes_even_when_its_alias_cannot_be_given_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = MlflowClient()
+    _register({"test_auroc": 0.80}, seed=0)  # version 1, champion
+    set_alias = MlflowClient.set_registered_model_alias
+
+    def restore_fails(self: MlflowClient, name: str, alias: str, version: object) -> None:
+        if str(version) == "1":  # giving champion back fails (say, version 1 was deleted)
+            raise MlflowException("version 1 cannot be found")
+        set_alias(self, name, alias, version)
+        raise _StoreFailureError  # the new version's own write, then the failure
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", restore_fails)
+    with pytest.raises(_StoreFailureError):
+        _register({"test_auroc": 0.90}, seed=1)
+    versions = client.search_model_versions("name = 'unit-model'")
+    assert [str(v.version) for v in versions] == ["1"]  # version 2 and its alias are gone
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_champion_without_a_number_is_displaced_and_a_nan_never_wins() -> None:
     first = _register_on({"test_auroc": float("nan")}, "data-A", None)
     assert first["alias"] == CHAMPION  # the first version of a name

@@ -275,6 +275,7 @@ class EmbedJob:
             metadata.update(
                 {
                     "aeops.source_part": part.name,
+                    "aeops.source_folder": str(part.parent.resolve()),
                     "aeops.source_bytes": str(stat.st_size),
                     "aeops.source_mtime_ns": str(stat.st_mtime_ns),
                     # A part finished with rows set aside is not one a failing run accepts.
@@ -464,9 +465,10 @@ class EmbedJob:
     def _remove_outdated_parts(self, destination: Path, targets: list[Path]) -> None:
         """Drop the output parts (and set-aside rows) of input parts that are gone, so
         the folder holds this input's rows only: an earlier run's part for a renamed or
-        deleted input would be read again with the rest. Only files this engine wrote
-        (with ``aeops.source_part`` metadata) are touched."""
+        deleted input would be read again with the rest. Only parts this engine wrote
+        from this input folder (its ``aeops.source_folder`` metadata) are touched."""
         keep = set(targets)
+        folder = str(self.source.path.resolve()).encode()
         for path in sorted(destination.glob("*.parquet")):
             if path in keep:
                 continue
@@ -474,7 +476,7 @@ class EmbedJob:
                 metadata = pq.read_schema(path).metadata or {}
             except (pa.ArrowInvalid, OSError):
                 continue
-            if b"aeops.source_part" in metadata:
+            if metadata.get(b"aeops.source_folder") == folder:
                 logger.warning("Removing %s: its input part is no longer in the input", path)
                 path.unlink()
                 self._quarantine_target(path).unlink(missing_ok=True)
@@ -514,10 +516,10 @@ class EmbedJob:
         parts = self.source.parts()
         if self.source.is_folder and not parts:
             raise ValueError(f"{self.source.path} holds no parts")
+        targets = self._targets(parts, destination)  # before anything at the destination moves
         if self.source.is_folder:
             destination.mkdir(parents=True, exist_ok=True)
             (destination / SUCCESS_MARKER).unlink(missing_ok=True)
-        targets = self._targets(parts, destination)
         rows = written = skipped = quarantined = 0
         for part, target in zip(parts, targets, strict=True):
             if self.source.is_folder and target.exists():

@@ -176,11 +176,15 @@ class _PartitionWriter:
         # beside the first, and the last to finish replaces the part whole.
         temp = Path(self.folder) / f".{name}.tmp-{attempt}"
         rows = 0
-        with pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS) as writer:
-            for batch in batches:
-                writer.write_batch(self._conform(batch))
-                rows += batch.num_rows
-        temp.replace(target)
+        try:
+            with pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS) as writer:
+                for batch in batches:
+                    writer.write_batch(self._conform(batch))
+                    rows += batch.num_rows
+            temp.replace(target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         yield pa.RecordBatch.from_pydict({"part": [name], "rows": [rows]})
 
     def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:

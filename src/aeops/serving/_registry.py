@@ -359,14 +359,23 @@ def _unregister(
     before, or None) goes back to that version first, unless another run has moved it
     since. Deleting the version alone would leave no ``champion`` at all.
     """
-    try:
-        for alias, before in aliases_before.items():
+    for alias, before in aliases_before.items():
+        try:
             if _version_of(_holder(client, name, alias)) != version:
                 continue
             if before is None:
                 client.delete_registered_model_alias(name, alias)
             else:
                 client.set_registered_model_alias(name, alias, before)
+        except MlflowException as error:  # the version still goes, and its alias with it
+            logger.warning(
+                "Could not give %s of %s back to version %s (%s); set it by hand",
+                alias,
+                name,
+                before,
+                error,
+            )
+    try:
         client.delete_model_version(name, version)
         if whole_model and not client.search_model_versions(f"name = '{name}'"):
             client.delete_registered_model(name)
@@ -431,7 +440,8 @@ def _decide_alias(
             for key, value in version_tags.items():
                 client.set_model_version_tag(config.model_name, version.version, key, value)
             holder = _version_of(_holder(client, config.model_name, alias))
-            aliases_before.setdefault(alias, holder)
+            if holder != str(version.version):  # the latest other holder is the one to restore
+                aliases_before[alias] = holder
             client.set_registered_model_alias(config.model_name, alias, version.version)
             if not promote or _version_of(_champion(client, config.model_name)) == str(
                 version.version
