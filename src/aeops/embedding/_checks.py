@@ -32,6 +32,16 @@ _SKIPPED = {"expect_table_row_count_to_be_between"}
 class BatchValidationError(ValueError):
     """A batch of input rows failed the bundle's suite."""
 
+    @classmethod
+    def of(cls, rows: str, result: BatchResult) -> BatchValidationError:
+        """The error for ``rows`` (where they are: file and row range) and every
+        failure in ``result``."""
+        failures = result.column_failures + result.row_failures
+        return cls(
+            f"{rows} failed the model's validation suite:\n"
+            + "\n".join(f"  - {f.describe()}" for f in failures)
+        )
+
 
 @dataclass(frozen=True)
 class BatchFailure:

@@ -344,11 +344,8 @@ class EmbedJob:
         if result.success:
             return None
         if result.column_failures or self.invalid_rows == "fail":
-            failures = result.column_failures + result.row_failures
-            raise BatchValidationError(
-                f"{part}: rows {offset}-{offset + len(frame) - 1} failed the model's "
-                "validation suite:\n" + "\n".join(f"  - {f.describe()}" for f in failures)
-            )
+            last = offset + len(frame) - 1
+            raise BatchValidationError.of(f"{part}: rows {offset}-{last}", result)
         return np.asarray(result.bad_rows, dtype=bool), list(result.reasons_of_bad_rows())
 
     def _prepare(

@@ -146,12 +146,9 @@ class _PartitionChecker:
         for batch in batches:
             result = suite.evaluate(batch.to_pandas(), row_offset=offset)
             if not result.success:
-                failures = result.column_failures + result.row_failures
-                raise BatchValidationError(
-                    f"{self.source}: Spark partition {partition}, its rows {offset}-"
-                    f"{offset + batch.num_rows - 1}, failed the model's validation suite:\n"
-                    + "\n".join(f"  - {f.describe()}" for f in failures)
-                )
+                last = offset + batch.num_rows - 1
+                where = f"{self.source}: Spark partition {partition}, its rows {offset}-{last},"
+                raise BatchValidationError.of(where, result)
             offset += batch.num_rows
             yield batch
 
