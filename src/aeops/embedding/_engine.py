@@ -375,19 +375,17 @@ class EmbedJob:
         if fast is not None and (ready := fast.prepare(batch, offset)) is not None:
             recycle = functools.partial(fast.recycle, ready)
             return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None, recycle)
+        # Through pandas, integer ids with a null become floats (ids above 2**53
+        # change, and look duplicated to the suite), and a batch's set-aside rows could
+        # get other column types than the first batch's. So the suite sees exact
+        # nullable ids, and ids and set-aside rows are cut from the Arrow batch.
         frame = batch.to_pandas()
         if self._id_column in frame.columns and batch.column(self._id_column).null_count:
-            # Integer ids with a null would become floats, which changes ids above 2**53
-            # (and makes them look duplicated to the suite): keep them exact.
-            ids = batch.column(self._id_column).to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
-            frame[self._id_column] = ids.array
+            exact = batch.column(self._id_column).to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+            frame[self._id_column] = exact.array
         checked = self._checked(frame, offset, part, suite)
         kept_batch, rejected, positions = batch, None, np.arange(batch.num_rows)
         if checked is not None:
-            # Ids and set-aside rows are cut from the Arrow batch, in the input's own
-            # types: through pandas a null would turn int64 ids into floats (and ids
-            # above 2**53 into others), and each batch's set-aside rows could get other
-            # column types than the first's.
             bad, reasons = checked
             kept_batch = batch.filter(pa.array(~bad))
             rejected = batch.filter(pa.array(bad)).append_column(

@@ -83,11 +83,11 @@ def run_spark(
     if suite and isinstance(job.bundle.predictor.inputs, TabularInputs):
         checker = _PartitionChecker(suite, id_column, str(job.source.path))
         frame = frame.mapInArrow(checker, frame.schema)
-    id_type = frame.schema[id_column].dataType.simpleString()
+    id_type = frame.schema[id_column].dataType
     udf = mlflow.pyfunc.spark_udf(
         spark,
         model_uri,
-        result_type=_result_type(job, id_type),
+        result_type=_result_type(job, id_type.simpleString()),
         env_manager="local",
         params={"output": "embedding" if job.output == "embeddings" else "all"},
     )
@@ -99,7 +99,7 @@ def run_spark(
 
     temp = destination.with_name(f".{destination.name}.tmp-{uuid.uuid4().hex[:8]}")
     temp.mkdir(parents=True)
-    schema = job.output_schema(_arrow_type(frame.schema[id_column].dataType))
+    schema = job.output_schema(_arrow_type(id_type))
     writer = _PartitionWriter(str(temp), schema, job.output)
     try:
         counts = scored.mapInArrow(writer, "part string, rows long").collect()
@@ -117,6 +117,14 @@ def run_spark(
         "Spark wrote %d rows of %s in %d parts to %s", rows, job.output, len(counts), destination
     )
     return JobReport(rows, len(counts), 0, 0, 0.0)
+
+
+def _task() -> tuple[int, int]:
+    """The running Spark task's partition and attempt ids (0, 0 outside a task)."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return (0, 0) if context is None else (context.partitionId(), context.taskAttemptId())
 
 
 def _arrow_type(spark_type: Any) -> pa.DataType:
@@ -137,10 +145,7 @@ class _PartitionChecker:
         self.source = source
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        partition = context.partitionId() if context is not None else 0
+        partition, _ = _task()
         suite = CompiledSuite(self.suite, {self.id_column})
         offset = 0
         for batch in batches:
@@ -162,11 +167,7 @@ class _PartitionWriter:
         self.output = output
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        index = context.partitionId() if context is not None else 0
-        attempt = context.taskAttemptId() if context is not None else 0
+        index, attempt = _task()
         name = f"part-{index:05d}.parquet"
         target = Path(self.folder) / name
         # One temporary file per attempt: a retried or speculative task may run
