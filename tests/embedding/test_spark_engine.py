@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,28 +41,45 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
+@contextmanager
+def small_splits(spark: Any, max_bytes: int) -> Iterator[None]:
+    """Spark cuts input files into splits of about ``max_bytes`` within the block."""
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(max_bytes))
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
 @pytest.mark.parametrize("output", ["embeddings", "scores"])
-def test_spark_output_equals_the_local_engine(
+def test_spark_output_equals_the_local_engine_row_for_row(
     store: dict[str, Any], spark: Any, tmp_path: Path, output: str
 ) -> None:
+    # Parts of unequal sizes, the largest in row groups that Spark reads as separate
+    # splits: Spark numbers its partitions largest split first, not in input order.
     source = tmp_path / "in"
     source.mkdir()
-    for part in range(2):
-        tabular_rows(250, seed=part).to_parquet(source / f"part-{part}.parquet")
+    for part, rows in enumerate([120, 900, 350]):
+        frame = tabular_rows(rows, seed=part)
+        frame["id"] += 10_000 * part
+        frame.to_parquet(source / f"part-{part}.parquet", row_group_size=100)
     bundle = load_registered_bundle(store["models"]["tabular"])
     local = EmbedJob(TableSource(source), bundle, output=output)
     local.run(tmp_path / "local")
     spark_job = EmbedJob(TableSource(source), bundle, output=output, engine="spark")
-    report = spark_job.run(tmp_path / "spark")
-    assert report.rows == 500
+    with small_splits(spark, 4096):
+        report = spark_job.run(tmp_path / "spark")
+    assert report.rows == 1370
+    assert report.parts_written > 3  # the large part came in several splits
     assert (tmp_path / "spark" / SUCCESS_MARKER).exists()
     local_table = pq.read_table(tmp_path / "local")
     spark_table = pq.read_table(tmp_path / "spark")
     assert spark_table.schema.equals(local_table.schema, check_metadata=False)
     spark_metadata = pq.read_schema(next((tmp_path / "spark").glob("part-*.parquet"))).metadata
     local_metadata = pq.read_schema(tmp_path / "local" / "part-0.parquet").metadata
-    # The local engine's parts also name the input part each came from; Spark's
-    # partitions come from no one input file.
+    # The local engine's parts also name the input part each came from.
     source_keys = {
         b"aeops.source_part",
         b"aeops.source_folder",
@@ -71,9 +89,28 @@ def test_spark_output_equals_the_local_engine(
     }
     assert local_metadata[b"aeops.source_part"] == b"part-0.parquet"
     assert spark_metadata == {k: v for k, v in local_metadata.items() if k not in source_keys}
-    expected = local_table.to_pandas().sort_values("id").reset_index(drop=True)
-    actual = spark_table.to_pandas().sort_values("id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-6)
+    # Read in name order, Spark's parts hold the rows in the input's order.
+    pd.testing.assert_frame_equal(
+        spark_table.to_pandas(), local_table.to_pandas(), check_exact=False, rtol=1e-6
+    )
+
+
+def test_spark_writes_an_empty_part_for_an_empty_input(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    tabular_rows(10).iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    report = EmbedJob(TableSource(tmp_path / "empty.parquet"), bundle, engine="spark").run(
+        tmp_path / "spark"
+    )
+    assert report.rows == 0
+    table = pq.read_table(tmp_path / "spark")
+    assert table.num_rows == 0
+    assert table.schema.names == ["id", "embedding"]
+    assert (
+        table.schema.metadata[b"aeops.model_version"]
+        == str(bundle.provenance["model_version"]).encode()
+    )
 
 
 def test_spark_embeds_images_like_the_local_engine(
@@ -86,8 +123,8 @@ def test_spark_embeds_images_like_the_local_engine(
     bundle = load_registered_bundle(store["models"]["image"])
     EmbedJob(TableSource(source), bundle).run(tmp_path / "local.parquet")
     EmbedJob(TableSource(source), bundle, engine="spark").run(tmp_path / "spark")
-    expected = pq.read_table(tmp_path / "local.parquet").to_pandas().sort_values("id")
-    actual = pq.read_table(tmp_path / "spark").to_pandas().sort_values("id")
+    expected = pq.read_table(tmp_path / "local.parquet").to_pandas()
+    actual = pq.read_table(tmp_path / "spark").to_pandas()
     assert len(actual) == len(images)
     np.testing.assert_array_equal(actual["id"], expected["id"])
     np.testing.assert_allclose(

@@ -6,20 +6,30 @@ partition is written by its executor with pyarrow, so the output has exactly the
 local engine's schema (a fixed-size-list embedding) and provenance metadata, which
 Spark's own Parquet writer cannot express. Parts go to a temporary folder that is
 renamed into place when every partition is done.
+
+Spark numbers its partitions by the size of their input splits, not by where the
+splits lie in the input. So the output is written one part per input split, named by
+the input file's place in name order (as the local engine reads a folder) and the
+split's first byte: read in name order, the parts give the rows in the input's order.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aeops.data import TabularInputs
@@ -30,6 +40,11 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
+
+# Where each row comes from, carried from the scan to the writer: the input file and
+# the first byte of its split (Spark's hidden ``_metadata`` fields).
+_FILE = "__aeops_source_file"
+_SPLIT = "__aeops_source_split"
 
 
 def _read(spark: SparkSession, path: Path) -> DataFrame:
@@ -79,9 +94,16 @@ def run_spark(
             f"the Spark engine needs the id column {id_column!r} in the input "
             f"(columns: {frame.columns}); row positions are not stable across partitions"
         )
+    inputs = frame.columns
+    file_ranks = {_file_key(uri): rank for rank, uri in enumerate(sorted(frame.inputFiles()))}
+    frame = frame.select(
+        *[F.col(f"`{c}`") for c in inputs],
+        F.col("_metadata.file_path").alias(_FILE),
+        F.col("_metadata.file_block_start").alias(_SPLIT),
+    )
     suite = job.bundle.spec.validation_suite
     if suite and isinstance(job.bundle.predictor.inputs, TabularInputs):
-        checker = _PartitionChecker(suite, id_column, str(job.source.path))
+        checker = _PartitionChecker(suite, id_column, str(job.source.path), inputs)
         frame = frame.mapInArrow(checker, frame.schema)
     id_type = frame.schema[id_column].dataType
     udf = mlflow.pyfunc.spark_udf(
@@ -91,18 +113,21 @@ def run_spark(
         env_manager="local",
         params={"output": "embedding" if job.output == "embeddings" else "all"},
     )
-    scored = frame.select(udf(F.struct(*[F.col(c) for c in frame.columns])).alias("r")).select(
-        "r.*"
+    schema = job.output_schema(_arrow_type(id_type))
+    answers = frame.select(
+        udf(F.struct(*[F.col(f"`{c}`") for c in inputs])).alias("r"), _FILE, _SPLIT
     )
-    if job.output == "scores":
-        scored = scored.select(id_column, "reconstruction_error", "is_anomaly")
+    scored = answers.select(
+        *[F.col("r").getField(name).alias(name) for name in schema.names], _FILE, _SPLIT
+    )
 
     temp = destination.with_name(f".{destination.name}.tmp-{uuid.uuid4().hex[:8]}")
     temp.mkdir(parents=True)
-    schema = job.output_schema(_arrow_type(id_type))
-    writer = _PartitionWriter(str(temp), schema, job.output)
+    writer = _SplitWriter(str(temp), schema, file_ranks)
     try:
-        counts = scored.mapInArrow(writer, "part string, rows long").collect()
+        written = scored.mapInArrow(writer, "part string, rows long").collect()
+        if not written:  # no rows at all: one empty part keeps the schema readable
+            pq.write_table(schema.empty_table(), temp / _part_name(0, 0), **PARQUET_WRITE_OPTIONS)
         (temp / SUCCESS_MARKER).write_text("")
         if destination.is_dir():
             shutil.rmtree(destination)
@@ -112,11 +137,23 @@ def run_spark(
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    rows = sum(int(row["rows"]) for row in counts)
-    logger.info(
-        "Spark wrote %d rows of %s in %d parts to %s", rows, job.output, len(counts), destination
-    )
-    return JobReport(rows, len(counts), 0, 0, 0.0)
+    rows = sum(int(row["rows"]) for row in written)
+    parts = max(1, len(written))
+    logger.info("Spark wrote %d rows of %s in %d parts to %s", rows, job.output, parts, destination)
+    return JobReport(rows, parts, 0, 0, 0.0)
+
+
+def _file_key(uri: str) -> str:
+    """A file's URI as one spelling: Spark lists ``file:///a%20b`` and names the same
+    file ``file:/a%20b`` in a row's ``_metadata``."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}{unquote(parts.path)}"
+
+
+def _part_name(file_rank: int, split_start: int) -> str:
+    """The output part of the input split starting at byte ``split_start`` of the input
+    file at ``file_rank`` in name order; the names sort in the input's row order."""
+    return f"part-{file_rank:06d}-{split_start:015d}.parquet"
 
 
 def _task() -> tuple[int, int]:
@@ -139,17 +176,20 @@ class _PartitionChecker:
     batch, as the local engine checks it, so bad rows stop the job with their
     partition, rows and the failed expectations instead of being scored."""
 
-    def __init__(self, suite: dict[str, Any], id_column: str, source: str) -> None:
+    def __init__(
+        self, suite: dict[str, Any], id_column: str, source: str, inputs: list[str]
+    ) -> None:
         self.suite = suite
         self.id_column = id_column
         self.source = source
+        self.inputs = inputs
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         partition, _ = _task()
         suite = CompiledSuite(self.suite, {self.id_column})
         offset = 0
         for batch in batches:
-            result = suite.evaluate(batch.to_pandas(), row_offset=offset)
+            result = suite.evaluate(batch.select(self.inputs).to_pandas(), row_offset=offset)
             if not result.success:
                 last = offset + batch.num_rows - 1
                 where = f"{self.source}: Spark partition {partition}, its rows {offset}-{last},"
@@ -158,32 +198,75 @@ class _PartitionChecker:
             yield batch
 
 
-class _PartitionWriter:
-    """Runs on each executor: writes its partition as one Parquet part, atomically."""
+@dataclass
+class _OpenPart:
+    """An output part being written, under its temporary name."""
 
-    def __init__(self, folder: str, schema: pa.Schema, output: str) -> None:
+    name: str
+    temp: Path
+    writer: pq.ParquetWriter
+    rows: int = 0
+
+
+class _SplitWriter:
+    """Runs on each executor: writes the rows of each input split in its partition as
+    one Parquet part (see :func:`_part_name`), each atomically."""
+
+    def __init__(self, folder: str, schema: pa.Schema, file_ranks: dict[str, int]) -> None:
         self.folder = folder
         self.schema = schema
-        self.output = output
+        self.file_ranks = file_ranks
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        index, attempt = _task()
-        name = f"part-{index:05d}.parquet"
-        target = Path(self.folder) / name
+        _, attempt = _task()
+        written: list[tuple[str, int]] = []
+        part: _OpenPart | None = None
+        try:
+            for batch in batches:
+                for name, rows in self._splits(batch):
+                    if part is not None and part.name != name:
+                        written.append(self._finish(part))
+                        part = None
+                    if part is None:
+                        part = self._open(name, attempt)
+                    part.writer.write_batch(self._conform(rows))
+                    part.rows += rows.num_rows
+            if part is not None:
+                written.append(self._finish(part))
+                part = None
+        except BaseException:
+            if part is not None:
+                part.writer.close()
+                part.temp.unlink(missing_ok=True)
+            raise
+        if written:
+            names, counts = zip(*written, strict=True)
+            yield pa.RecordBatch.from_pydict({"part": list(names), "rows": list(counts)})
+
+    def _splits(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
+        """``batch`` cut into runs of rows from one input split, with their part names."""
+        files, starts = batch.column(_FILE), batch.column(_SPLIT)
+        if batch.num_rows == 0:
+            return
+        changed = pc.or_(
+            pc.not_equal(files.slice(1), files.slice(0, len(files) - 1)),
+            pc.not_equal(starts.slice(1), starts.slice(0, len(starts) - 1)),
+        )
+        bounds = [0, *(np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1), len(batch)]
+        for first, end in itertools.pairwise(bounds):
+            rank = self.file_ranks[_file_key(files[first].as_py())]
+            yield _part_name(rank, starts[first].as_py()), batch.slice(first, end - first)
+
+    def _open(self, name: str, attempt: int) -> _OpenPart:
         # One temporary file per attempt: a retried or speculative task may run
         # beside the first, and the last to finish replaces the part whole.
         temp = Path(self.folder) / f".{name}.tmp-{attempt}"
-        rows = 0
-        try:
-            with pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS) as writer:
-                for batch in batches:
-                    writer.write_batch(self._conform(batch))
-                    rows += batch.num_rows
-            temp.replace(target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        yield pa.RecordBatch.from_pydict({"part": [name], "rows": [rows]})
+        return _OpenPart(name, temp, pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS))
+
+    def _finish(self, part: _OpenPart) -> tuple[str, int]:
+        part.writer.close()
+        part.temp.replace(Path(self.folder) / part.name)
+        return part.name, part.rows
 
     def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         columns: list[Any] = []
