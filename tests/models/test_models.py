@@ -154,6 +154,15 @@ def test_conv_refuses_images_too_small_for_its_layers() -> None:
         )
 
 
+@pytest.mark.parametrize(("architecture", "shape"), [("conv", (1, 8, 8)), ("recurrent", (9, 2))])
+def test_conv_and_recurrent_name_an_empty_hidden_dims(
+    architecture: str, shape: tuple[int, ...]
+) -> None:
+    config = ModelConfig(architecture=architecture, latent_dim=2, hidden_dims=())
+    with pytest.raises(ValueError, match=rf"'{architecture}' needs at least one .*hidden_dims"):
+        build_model(config, shape)
+
+
 def test_recurrent_gru_and_stacked_layers() -> None:
     config = ModelConfig(architecture="recurrent", cell="gru", latent_dim=2, hidden_dims=(6, 6))
     model = build_model(config, (9, 2))

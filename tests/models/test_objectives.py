@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from aeops.models import MODEL_REGISTRY, ModelConfig, NoiseConfig, build_model
-from aeops.models._losses import elementwise_reconstruction_error
+from aeops.models._losses import (
+    elementwise_reconstruction_error,
+    elementwise_reconstruction_loss,
+)
 from aeops.models.objectives.denoising import corrupt
 from aeops.models.objectives.sparse import kl_sparsity, l1_activity
 from aeops.models.objectives.vae import gaussian_kl
@@ -130,6 +133,30 @@ def test_bce_score_is_zero_for_a_perfect_reconstruction_of_gray_pixels() -> None
     perfect = torch.logit(target)
     assert elementwise_reconstruction_error(perfect, target, "bce").abs().max() < 1e-5
     assert F.binary_cross_entropy_with_logits(perfect, target) > 0.3  # raw BCE is not
+
+
+def test_bce_compares_a_target_outside_0_1_as_its_bound_and_scores_the_distance() -> None:
+    # A minmax-scaled value beyond the training range: before, its loss went negative
+    # without bound in training and its score was clamped to 0.
+    logits = torch.zeros(1, 3)  # reconstructs 0.5 everywhere
+    target = torch.tensor([[0.5, 1.5, 3.0]])
+    loss = elementwise_reconstruction_loss(logits, target, "bce")
+    assert (loss >= 0).all()
+    assert loss[0, 1] == pytest.approx(loss[0, 2].item())  # both compared as 1
+    error = elementwise_reconstruction_error(logits, target, "bce")
+    assert error[0, 0].item() == pytest.approx(0.0, abs=1e-6)
+    assert 0.0 < error[0, 1].item() < error[0, 2].item()
+    assert error[0, 2].item() == pytest.approx(
+        error[0, 1].item() + (2.0**2 - 0.5**2), rel=1e-5
+    )  # KL to the bound plus the squared distance past it
+
+
+def test_kl_sparsity_stays_finite_for_a_saturated_unit_in_bf16() -> None:
+    # In bf16, 1 - 1e-6 rounds to 1: the clamp let a rate of 1 through, and log(0) out.
+    saturated = torch.ones(8, 2, dtype=torch.bfloat16)
+    penalty = kl_sparsity(saturated, 0.05)
+    assert torch.isfinite(penalty)
+    assert penalty.item() > 10
 
 
 def test_vae_generates_samples_in_input_space() -> None:

@@ -139,6 +139,26 @@ def test_empty_or_mismatched_sets_are_rejected(plane: PlaneData, make_model: Mak
         fit(make_model(), plane(), plane()[:, :9], TrainingConfig())
 
 
+def test_bce_refuses_training_samples_outside_0_1(plane: PlaneData) -> None:
+    from aeops.models import ModelConfig, build_model
+
+    config = ModelConfig(architecture="mlp", latent_dim=2, reconstruction_loss="bce")
+    model = build_model(config, (10,))
+    train = plane()
+    assert train.min() < 0
+    with pytest.raises(ValueError, match=r"bce needs inputs in \[0, 1\].*span \[-"):
+        fit(model, train, plane(seed=1), TrainingConfig(epochs=1))
+    unit = (train - train.min()) / (train.max() - train.min())
+    result = fit(model, unit, unit[:50], TrainingConfig(epochs=1))
+    assert len(result.history) == 1
+
+
+def test_cosine_schedule_refuses_a_floor_above_the_rate() -> None:
+    with pytest.raises(ValueError, match=r"min_lr=0\.5 is above training\.lr=0\.001"):
+        TrainingConfig(lr=1e-3, lr_schedule={"kind": "cosine", "min_lr": 0.5})
+    assert TrainingConfig(lr=1e-3, lr_schedule={"kind": "cosine", "min_lr": 1e-5})
+
+
 def test_metric_history_has_one_value_per_epoch(plane: PlaneData, make_model: MakeModel) -> None:
     config = TrainingConfig(epochs=4, lr=3e-3)
     history = fit(make_model(), plane(), plane(seed=1), config).metric_history()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from aeops.training import TrainingDivergedError
@@ -36,10 +37,15 @@ def test_ranges_sample_ints_or_floats_and_refuse_bad_bounds() -> None:
     assert RangeSpec(low=2, high=16).integer
     assert not RangeSpec(low=0.1, high=1).integer
     assert not RangeSpec(low=2, high=16, type="float").integer
-    with pytest.raises(ValidationError, match=r"low 5\.0 is above high 1\.0"):
+    with pytest.raises(ValidationError, match=r"low 5 is above high 1"):
         RangeSpec(low=5, high=1)
     with pytest.raises(ValidationError, match="log range needs low > 0"):
         RangeSpec(low=0, high=1, log=True)
+    # As written in YAML: 1.0 is a float, so the range is too.
+    assert not RangeSpec(**yaml.safe_load("{low: 1.0, high: 4.0}")).integer
+    assert RangeSpec(**yaml.safe_load("{low: 1, high: 4}")).integer
+    with pytest.raises(ValidationError, match=r"an int range needs a whole step, got 2\.5"):
+        RangeSpec(low=0, high=10, step=2.5)
 
 
 def test_space_keys_must_name_model_or_training_parameters() -> None:

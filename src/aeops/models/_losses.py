@@ -28,7 +28,10 @@ def elementwise_reconstruction_loss(
     if kind == "l1":
         return F.l1_loss(logits, target, reduction=reduction)
     if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, target, reduction=reduction)
+        # A target outside [0, 1] (a minmax-scaled row beyond the training range) has no
+        # lower bound on its loss; it is compared as the nearest bound.
+        bounded = target.clamp(0.0, 1.0)
+        return F.binary_cross_entropy_with_logits(logits, bounded, reduction=reduction)
     raise ValueError(f"model.reconstruction_loss={kind!r} is unknown; choose one of: bce, l1, mse")
 
 
@@ -49,9 +52,13 @@ def elementwise_reconstruction_error(logits: Tensor, target: Tensor, kind: str) 
     0 on targets strictly between 0 and 1 (gray pixels): it is bounded below by the
     target's own entropy, so raw BCE would rank inputs by how gray they are. The score
     subtracts that entropy, leaving KL(Bernoulli(target) || Bernoulli(reconstruction)),
-    which is 0 exactly when the reconstruction equals the target.
+    which is 0 exactly when the reconstruction equals the target. A target outside
+    [0, 1] (minmax scaling sees values beyond the training range) adds its squared
+    distance to the range, so the further out, the higher the score.
     """
     loss = elementwise_reconstruction_loss(logits, target, kind)
     if kind == "bce":
-        return (loss - _binary_entropy(target)).clamp_min(0.0)
+        bounded = target.clamp(0.0, 1.0)
+        excess = (target - bounded).square()
+        return (loss - _binary_entropy(bounded)).clamp_min(0.0) + excess
     return loss

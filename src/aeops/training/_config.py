@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class EarlyStoppingConfig(BaseModel):
@@ -63,3 +63,12 @@ class TrainingConfig(BaseModel):
     checkpoint_every: int = Field(default=0, ge=0)
     resume: bool = False
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _floor_below_rate(self) -> TrainingConfig:
+        if self.lr_schedule.kind == "cosine" and self.lr_schedule.min_lr > self.lr:
+            raise ValueError(
+                f"training.lr_schedule.min_lr={self.lr_schedule.min_lr} is above "
+                f"training.lr={self.lr}; cosine annealing goes down to min_lr"
+            )
+        return self

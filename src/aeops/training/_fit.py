@@ -477,8 +477,9 @@ def fit(
         The history and where the best epoch was.
 
     Raises:
-        ValueError: if either set is empty, their sample shapes differ, or the
-            precision does not suit the device.
+        ValueError: if either set is empty, their sample shapes differ, the
+            precision does not suit the device, or a ``bce`` model's training samples
+            leave [0, 1].
         CheckpointMismatchError: if ``resume`` finds a checkpoint of another run.
         TrainingDivergedError: if a loss becomes NaN or infinite (after saving the
             diverged state under ``checkpoint_dir``).
@@ -493,6 +494,14 @@ def fit(
             f"train and validation samples differ in shape: {tuple(train.shape[1:])} and "
             f"{tuple(validation.shape[1:])}"
         )
+    if model.config.reconstruction_loss == "bce":
+        low, high = float(train.min()), float(train.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                "model.reconstruction_loss=bce needs inputs in [0, 1] (image pixels, or "
+                f"scaling.method: minmax), but the training samples span [{low:.4g}, "
+                f"{high:.4g}]; use mse or l1 with standard or robust scaling"
+            )
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
     with deterministic_algorithms(config.deterministic):

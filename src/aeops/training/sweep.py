@@ -30,10 +30,11 @@ class RangeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    low: float
-    high: float
+    # int | float keeps what the file wrote: 1 is an int, 1.0 a float.
+    low: int | float
+    high: int | float
     log: bool = False
-    step: float | None = Field(default=None, gt=0.0)
+    step: int | float | None = Field(default=None, gt=0)
     type: Literal["int", "float"] | None = None
 
     @model_validator(mode="after")
@@ -44,14 +45,18 @@ class RangeSpec(BaseModel):
             raise ValueError(f"a log range needs low > 0, got {self.low}")
         if self.log and self.step is not None:
             raise ValueError("a range cannot be both log and stepped")
+        if self.integer and self.step is not None and not float(self.step).is_integer():
+            raise ValueError(f"an int range needs a whole step, got {self.step}")
+        if self.integer and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"an int range needs whole ends, got {self.low} and {self.high}")
         return self
 
     @property
     def integer(self) -> bool:
-        """Whether the range samples ints."""
+        """Whether the range samples ints: ``type: int``, or both ends written as ints."""
         if self.type is not None:
             return self.type == "int"
-        return float(self.low).is_integer() and float(self.high).is_integer()
+        return isinstance(self.low, int) and isinstance(self.high, int)
 
 
 class SweepConfig(BaseModel):

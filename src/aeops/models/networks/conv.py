@@ -67,7 +67,8 @@ def build_conv(
     """Stride-2 3x3 convolutions with ``hidden_dims`` channels, then a linear code.
 
     Raises:
-        ValueError: if the input is not (C, H, W) or too small for the layers.
+        ValueError: if the input is not (C, H, W), too small for the layers, or
+            ``hidden_dims`` is empty.
     """
     if len(input_shape) != 3:
         raise ValueError(
@@ -76,6 +77,11 @@ def build_conv(
         )
     channels_in, height, width = input_shape
     channels = list(config.hidden_dims)
+    if not channels:
+        raise ValueError(
+            "model.architecture='conv' needs at least one convolution: model.hidden_dims "
+            "lists their channels, e.g. [32, 64]"
+        )
     sizes = [(height, width)]
     for _ in channels:
         sizes.append((_halved(sizes[-1][0]), _halved(sizes[-1][1])))

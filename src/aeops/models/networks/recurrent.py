@@ -9,6 +9,11 @@ from aeops.models._registry import register_network
 
 
 def _rnn(config: ModelConfig, input_size: int) -> nn.Module:
+    if not config.hidden_dims:
+        raise ValueError(
+            "model.architecture='recurrent' needs at least one layer: model.hidden_dims "
+            "gives the width (its first entry) and the depth (its length), e.g. [64]"
+        )
     cell = nn.LSTM if config.cell == "lstm" else nn.GRU
     return cell(
         input_size=input_size,

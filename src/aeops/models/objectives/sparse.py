@@ -22,7 +22,8 @@ def kl_sparsity(activations: Tensor, target: float) -> Tensor:
     ``activations`` are in (0, 1), shape (B, L); the mean over the batch is each unit's
     activation rate. The penalty is 0 exactly when every unit's rate equals ``target``.
     """
-    rate = activations.mean(dim=0).clamp(1e-6, 1 - 1e-6)  # (L,)
+    # In float32: in bf16, 1 - 1e-6 rounds to 1, and a saturated unit's KL is infinite.
+    rate = activations.float().mean(dim=0).clamp(1e-6, 1 - 1e-6)  # (L,)
     rho = torch.as_tensor(target, dtype=rate.dtype, device=rate.device)
     kl = rho * torch.log(rho / rate) + (1 - rho) * torch.log((1 - rho) / (1 - rate))
     return kl.sum()

@@ -30,8 +30,11 @@ class VariationalAutoencoder(Autoencoder):
     """Gaussian encoder, reparameterised sample, loss = reconstruction + beta * KL.
 
     Both terms are per-sample sums (over input elements and latent units) averaged
-    over the batch, so the loss is the negative ELBO of a unit-variance Gaussian
-    likelihood up to a constant when ``reconstruction_loss`` is ``mse``. ``beta``
+    over the batch. With ``reconstruction_loss: mse`` the reconstruction term is the
+    sum of squared errors: the negative log-likelihood, up to a constant, of a Gaussian
+    of variance 1/2 (robust scaling leaves a normal feature with variance 0.55), so
+    the loss is that likelihood's negative ELBO; ``l1`` is a unit Laplace's and
+    ``bce`` a Bernoulli's. ``beta``
     ramps from 0 over ``kl_warmup_epochs`` in training; validation always uses the
     full ``beta``, so early stopping compares like with like. The embedding is the
     posterior mean, so it is deterministic.
