@@ -18,6 +18,7 @@ from aeops.data import (
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import InputSchemaError, Predictor, Threshold
 from aeops.scoring.evaluation import evaluate_frame, feature_error_table, row_hashes
+from aeops.scoring.plots import image_grid, sample_grid
 
 
 def test_feature_error_table_ranks_the_feature_anomalies_are_off_in() -> None:
@@ -119,6 +120,18 @@ def test_evaluate_frame_draws_image_reconstructions() -> None:
     assert "image_reconstructions.png" in evaluation.figures
     assert "test_auroc" not in evaluation.metrics
     assert len(evaluation.feature_errors) == 64  # one row per pixel
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_image_plots_draw_any_number_of_channels(channels: int) -> None:
+    # matplotlib draws 1, 3 or 4 channels: two raised a TypeError, which failed evaluation.
+    images = np.random.default_rng(0).uniform(size=(5, channels, 6, 6))
+    grid = image_grid(images, images * 0.9, np.arange(5.0), per_row=3)
+    samples = sample_grid(images, per_row=3)
+    drawn = [axis.images[0].get_array() for axis in grid.axes if axis.images]
+    assert len(drawn) == 12  # 3 highest and 3 lowest, each input and reconstruction
+    assert drawn[0].shape == ((6, 6) if channels < 3 else (6, 6, 3))
+    assert sum(1 for axis in samples.axes if axis.images) == 5
 
 
 def test_evaluate_frame_draws_the_series_with_its_scores() -> None:

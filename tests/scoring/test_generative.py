@@ -71,6 +71,28 @@ def test_generated_rows_are_in_original_units_and_follow_the_data(vae: Predictor
     assert np.abs(real - fake).max() < 0.35
 
 
+def test_generated_tables_name_their_sample_column_apart_from_the_model_s_own() -> None:
+    # A feature named "sample" (or "step" for a series) made pandas refuse the table.
+    config = ModelConfig(kind="vae", architecture="mlp", latent_dim=1, hidden_dims=(4,))
+    table = TabularInputs(("sample", "_sample", "x"))
+    values = np.random.default_rng(0).normal(size=(20, 3))
+    predictor = Predictor(
+        build_model(config, (3,)), table, fit_scaler(values, list(table.columns), "standard")
+    )
+    frame = samples_frame(predictor, generate_samples(predictor, 2))
+    assert list(frame.columns) == ["__sample", "sample", "_sample", "x"]
+    assert frame["__sample"].tolist() == [0, 1]
+    window = WindowInputs(columns=("step", "sample"), length=4, stride=4)
+    predictor = Predictor(
+        build_model(config.model_copy(update={"architecture": "recurrent"}), (4, 2)),
+        window,
+        fit_scaler(values[:, :2], ["step", "sample"], "standard"),
+    )
+    frame = samples_frame(predictor, generate_samples(predictor, 2))
+    assert list(frame.columns) == ["_sample", "_step", "step", "sample"]
+    assert frame["_step"].tolist() == [0, 1, 2, 3] * 2
+
+
 def test_the_same_seed_gives_the_same_samples_and_another_seed_others(vae: Predictor) -> None:
     first = generate_samples(vae, 16, seed=7)
     np.testing.assert_array_equal(first, generate_samples(vae, 16, seed=7))

@@ -43,6 +43,15 @@ def test_fpr_flags_the_target_share_of_normal_rows_only() -> None:
     assert same.value == pytest.approx(chosen.value)  # anomalies do not move it
 
 
+@pytest.mark.parametrize(("n", "flagged"), [(20, 0), (50, 0), (100, 1), (250, 2), (1000, 10)])
+def test_fpr_never_flags_more_than_the_target_share_of_a_small_set(n: int, flagged: int) -> None:
+    # An interpolated quantile flagged the largest of 20 rows: 5 times the target.
+    errors = np.random.default_rng(n).exponential(size=n)
+    chosen = choose_threshold(errors, ThresholdConfig(method="fpr", target_fpr=0.01))
+    assert int((errors > chosen.value).sum()) == flagged
+    assert chosen.value in errors
+
+
 def test_fpr_without_normal_validation_rows_is_a_clear_error() -> None:
     with pytest.raises(ThresholdError, match=r"needs normal rows .* 4 labelled rows are all"):
         choose_threshold(np.arange(4.0), ThresholdConfig(method="fpr"), np.ones(4))

@@ -119,6 +119,22 @@ def test_logged_pyfunc_predicts_like_the_predictor_with_and_without_ids() -> Non
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_the_served_model_takes_text_ids_and_whole_number_features_as_the_predictor_does() -> None:
+    # The example had int64 ids and float features: MLflow's signature check refused
+    # text ids and an int64 column for a float feature, which the predictor accepts.
+    model = mlflow.pyfunc.load_model(str(_register({"test_auroc": 0.8})["model_uri"]))
+    rows = _rows().round()
+    rows["a"] = rows["a"].astype(np.int64)
+    rows["key"] = [f"row-{i}" for i in range(len(rows))]
+    expected = _predictor().score_frame(rows)
+    answers = model.predict(rows)
+    assert answers["key"].tolist() == rows["key"].tolist()
+    np.testing.assert_allclose(answers["reconstruction_error"], expected.reconstruction_error)
+    with pytest.raises(InputSchemaError, match="'b'"):
+        model.predict(rows.assign(b="x"))
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_pyfunc_rejects_rows_without_the_feature_columns() -> None:
     registration = _register({"test_auroc": 0.8})
     model = mlflow.pyfunc.load_model(str(registration["model_uri"]))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
 
 
 class ThresholdConfig(BaseModel):
@@ -146,7 +149,7 @@ def choose_threshold(
                 f"and its {errors.size} labelled rows are all anomalies; choose quantile or "
                 "pot, or a split with normal rows"
             )
-        value = float(np.quantile(normal, 1.0 - config.target_fpr))
+        value = _at_most_fpr(normal, config.target_fpr)
     elif method == "f1":
         if known is None or np.unique(known).size < 2:
             raise ThresholdError(
@@ -167,3 +170,19 @@ def choose_threshold(
     if method == "quantile":
         diagnostics["quantile"] = config.quantile
     return Threshold(value=value, method=method, diagnostics=diagnostics)
+
+
+def _at_most_fpr(normal: np.ndarray, target_fpr: float) -> float:
+    """The smallest order statistic of ``normal`` that flags (``>``) no more than
+    ``target_fpr`` of them: an interpolated quantile flags the largest row of a set
+    smaller than 1 / ``target_fpr``, several times the target."""
+    allowed = int(np.floor(target_fpr * normal.size + 1e-9))
+    if allowed == 0:
+        logger.warning(
+            "threshold.method='fpr' at %g needs at least %d normal validation rows to "
+            "flag any of them; with %d the threshold is their largest error",
+            target_fpr,
+            int(np.ceil(1 / target_fpr - 1e-9)),
+            normal.size,
+        )
+    return float(np.partition(normal, normal.size - 1 - allowed)[normal.size - 1 - allowed])

@@ -7,6 +7,7 @@ on the scale of the observed ones.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,24 +65,34 @@ def samples_frame(predictor: Predictor, samples: np.ndarray) -> pd.DataFrame:
 
     Tables: one row per sample, ``sample`` then the feature columns. Images: ``sample``
     and the image column, one flattened C x H x W array per row. Series: one row per time step,
-    ``sample``, ``step``, then the reading columns.
+    ``sample``, ``step``, then the reading columns. Where a model's own column has one
+    of those names, the added column gets leading underscores (``_sample``).
     """
     inputs = predictor.inputs
     n = samples.shape[0]
     numbers = np.arange(n)
     if isinstance(inputs, TabularInputs):
         frame = pd.DataFrame(samples, columns=list(inputs.columns))
-        frame.insert(0, SAMPLE_COLUMN, numbers)
+        frame.insert(0, _free(SAMPLE_COLUMN, inputs.columns), numbers)
         return frame
     if isinstance(inputs, ImageInputs):  # flattened C x H x W, as Parquet stores arrays
-        return pd.DataFrame({SAMPLE_COLUMN: numbers, inputs.column: list(samples.reshape(n, -1))})
+        sample = _free(SAMPLE_COLUMN, [inputs.column])
+        return pd.DataFrame({sample: numbers, inputs.column: list(samples.reshape(n, -1))})
     if isinstance(inputs, WindowInputs):
         length = inputs.length
         frame = pd.DataFrame(samples.reshape(n * length, -1), columns=list(inputs.columns))
-        frame.insert(0, STEP_COLUMN, np.tile(np.arange(length), n))
-        frame.insert(0, SAMPLE_COLUMN, np.repeat(numbers, length))
+        step = _free(STEP_COLUMN, inputs.columns)
+        frame.insert(0, step, np.tile(np.arange(length), n))
+        frame.insert(0, _free(SAMPLE_COLUMN, [*inputs.columns, step]), np.repeat(numbers, length))
         return frame
     raise GenerationError(f"no table form for generated {inputs.kind} samples")
+
+
+def _free(name: str, taken: Sequence[str]) -> str:
+    """``name``, with leading underscores until no column in ``taken`` has it."""
+    while name in taken:
+        name = f"_{name}"
+    return name
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,8 @@ def image_grid(
 ) -> Figure:
     """Inputs above their reconstructions: the highest-error test images, then the lowest.
 
-    ``images`` and ``reconstructions`` are (N, C, H, W) in original units; channels
-    beyond the first three are not drawn.
+    ``images`` and ``reconstructions`` are (N, C, H, W) in original units; two
+    channels are drawn as their mean, and channels beyond the first three not at all.
     """
     order = np.argsort(-errors, kind="stable")
     count = min(per_row, len(order))
@@ -159,8 +159,7 @@ def image_grid(
     high = float(max(images.max(initial=1.0), reconstructions.max(initial=1.0)))
 
     def show(axis: Any, image: np.ndarray) -> None:
-        picture = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
-        axis.imshow((picture - low) / (high - low or 1.0), cmap="gray", vmin=0, vmax=1)
+        axis.imshow((_picture(image) - low) / (high - low or 1.0), cmap="gray", vmin=0, vmax=1)
 
     for group, (name, indices) in enumerate(groups):
         for column in range(axes.shape[1]):
@@ -226,8 +225,7 @@ def sample_grid(images: np.ndarray, per_row: int = 8, max_images: int = 64) -> F
         if index >= len(images):
             axis.axis("off")
             continue
-        image = images[index]
-        picture = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+        picture = _picture(images[index])
         axis.imshow((picture - low) / (high - low or 1.0), cmap="gray", vmin=0, vmax=1)
     figure.suptitle(f"{len(images)} images sampled from the VAE's prior")
     figure.tight_layout()
@@ -270,3 +268,11 @@ def feature_distributions(rows: np.ndarray, names: list[str], max_features: int 
     figure.suptitle("Distributions of rows sampled from the VAE's prior")
     figure.tight_layout()
     return figure
+
+
+def _picture(image: np.ndarray) -> np.ndarray:
+    """A (C, H, W) image as matplotlib draws it: one channel as gray, two as their
+    mean in gray (it draws only 1, 3 or 4), more as the first three in colour."""
+    if image.shape[0] < 3:
+        return image.mean(axis=0)
+    return np.moveaxis(image[:3], 0, -1)

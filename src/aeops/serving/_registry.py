@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict
 
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
-from aeops.data import ImageInputs
 from aeops.scoring import InputSchemaError, Predictor
 from aeops.serving._loading import NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
@@ -173,32 +172,19 @@ def _requirement(distribution: str) -> str:
 def _signature(
     predictor: Predictor, spec: BundleSpec, example: pd.DataFrame, optional: set[str]
 ) -> ModelSignature:
-    """Input as in ``example`` with ``optional`` columns not required; output: ``all``.
+    """Input: the columns of ``example``, ``optional`` ones not required; output: ``all``.
 
-    Integer features, images, and optional columns the model does not read (a series'
-    timestamp), take any type: MLflow would refuse int64 for a double column ("cannot
-    safely convert"), an image shaped (C, H, W) or (H, W) for the flat array of the
-    example, and a timestamp given as text, where the model itself accepts all of
-    them. The model checks its features' values and image sizes itself.
+    Every input column takes any type. MLflow would refuse int64 for a double column
+    ("cannot safely convert"), text ids for the example's integer ids, an image shaped
+    (C, H, W) or (H, W) for the flat array of the example, and a timestamp given as
+    text, where the model itself accepts all of them: the id is only carried through,
+    and the model checks its features' types, values and image sizes itself, naming
+    the column, as the batch jobs do.
     """
     output = predict_frame(predictor, example, spec.id_column)
     inferred = infer_signature(example, output, params={"output": "all"})
-    lenient = {
-        name
-        for name in example.columns
-        if name != spec.id_column
-        and (
-            name in optional
-            or pd.api.types.is_integer_dtype(example[name])
-            or isinstance(predictor.inputs, ImageInputs)
-        )
-    }
     inputs: list[ColSpec | TensorSpec] = [
-        ColSpec(
-            AnyType() if col.name in lenient else col.type,
-            col.name,
-            required=col.name not in optional,
-        )
+        ColSpec(AnyType(), col.name, required=col.name not in optional)
         for col in inferred.inputs.inputs
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs, params=inferred.params)

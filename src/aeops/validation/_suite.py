@@ -286,24 +286,41 @@ def suite_roles(suite: gx.ExpectationSuite) -> dict[str, Any]:
     return dict(roles) if isinstance(roles, Mapping) else {}
 
 
+def suite_for_evaluation(payload: Mapping[str, Any], labelled: bool) -> dict[str, Any]:
+    """A copy of a suite's JSON form for re-evaluating its model on other data.
+
+    The minimum row count goes: it guards training, not a month's sample. The label's
+    expectations stay when the data has the label, and go when it has none: the
+    evaluation then reports the scores and alert rate without AUROC. Everything else
+    (columns present, types, ranges, unique ids) still holds.
+    """
+    label = dict(payload.get("meta", {}).get(META_KEY) or {}).get("label_column")
+    kept = [
+        expectation
+        for expectation in payload.get("expectations") or []
+        if expectation.get("type") != "expect_table_row_count_to_be_between"
+        and (labelled or not label or (expectation.get("kwargs") or {}).get("column") != label)
+    ]
+    return {**payload, "expectations": kept}
+
+
 def suite_for_imputation(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a suite's JSON form that accepts missing feature values.
 
     Imputation fills missing values, so the feature columns' not-null expectations go;
     so do the label's expectations and the minimum row count, which only training
-    needs. Everything else (columns present, numeric types, ranges, unique ids, and a
-    series' time steps) still holds: range checks skip missing values.
+    needs (see :func:`suite_for_evaluation`). Everything else (columns present,
+    numeric types, ranges, unique ids, and a series' time steps) still holds: range
+    checks skip missing values.
     """
-    roles = dict(payload.get("meta", {}).get(META_KEY) or {})
-    features = set(roles.get("feature_columns") or [])
-    label = roles.get("label_column")
-    kept = []
-    for expectation in payload.get("expectations") or []:
-        kind = expectation.get("type")
-        column = (expectation.get("kwargs") or {}).get("column")
-        if kind == "expect_table_row_count_to_be_between" or (label and column == label):
-            continue
-        if kind == "expect_column_values_to_not_be_null" and column in features:
-            continue
-        kept.append(expectation)
+    features = set(dict(payload.get("meta", {}).get(META_KEY) or {}).get("feature_columns") or [])
+    unlabelled = suite_for_evaluation(payload, labelled=False)
+    kept = [
+        expectation
+        for expectation in unlabelled["expectations"]
+        if not (
+            expectation.get("type") == "expect_column_values_to_not_be_null"
+            and (expectation.get("kwargs") or {}).get("column") in features
+        )
+    ]
     return {**payload, "expectations": kept}

@@ -14,7 +14,12 @@ from aeops.pipelines._params import parse_params
 from aeops.pipelines._registered import load_model_for
 from aeops.scoring.evaluation import evaluate_frame
 from aeops.serving import LoadedBundle, log_dataset_input
-from aeops.validation import suite_from_dict, validate_frame, validation_view
+from aeops.validation import (
+    suite_for_evaluation,
+    suite_from_dict,
+    validate_frame,
+    validation_view,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,9 @@ def evaluate_registered_model(
 
     The data block (id, label, kinds) and the Great Expectations suite come from the
     bundle, so the model is judged on data it accepts, exactly as ``score`` would see it.
+    Data without the label column, or fewer rows than training needed, is evaluated
+    too (see :func:`~aeops.validation.suite_for_evaluation`): without labels, on its
+    scores and alert rate alone.
 
     Raises:
         DataValidationError: naming every failed expectation of the model's suite.
@@ -56,7 +64,8 @@ def evaluate_registered_model(
     frame.attrs["source"] = evaluate_input.attrs.get("source", "evaluate_input")
     if bundle.spec.validation_suite:
         view = validation_view(frame, data)
-        suite = suite_from_dict(bundle.spec.validation_suite)
+        labelled = data.label_column is not None and data.label_column in frame.columns
+        suite = suite_from_dict(suite_for_evaluation(bundle.spec.validation_suite, labelled))
         validate_frame(
             view.frame, suite, source=frame.attrs["source"], id_column=data.id_column
         ).raise_for_failures()
