@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aeops.data import DataConfig, ingest
+from aeops.data import DataConfig, DataIngestionError, ingest
 from aeops.validation import DataValidationError, build_suite, validate_frame, validation_view
 
 
@@ -59,11 +59,41 @@ def test_gaps_beyond_the_tolerance_fail() -> None:
         _validate(frame, config)
 
 
-def test_unparseable_timestamps_are_named() -> None:
+def test_unparseable_timestamps_are_named_with_their_row_id_and_value() -> None:
     frame = _series()
     frame.loc[3, "timestamp"] = "yesterday"
+    frame.insert(0, "id", range(100, 120))
+    message = (
+        r"'timestamp' holds 1 value\(s\) that are not date-times, row 3 \(id=103\): 'yesterday'"
+    )
+    with pytest.raises(DataIngestionError, match=message):
+        _validate(frame, SERIES)
+
+
+def test_missing_timestamps_are_named_by_validation_with_their_ids() -> None:
+    frame = _series()
+    frame.loc[3, "timestamp"] = ""
     with pytest.raises(DataValidationError, match=r"timestamp_step_seconds.*null.*sample ids \[3"):
         _validate(frame, SERIES)
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        # local time across a daylight-saving switch: pandas refused mixed offsets
+        ["2026-03-29T00:00:00+01:00", "2026-03-29T01:00:00+01:00", "2026-03-29T03:00:00+02:00"],
+        # midnight as a bare date: pandas took the first value's format for all
+        ["2026-01-01", "2026-01-01 01:00:00", "2026-01-01 02:00:00"],
+        ["2026-01-01 00:00:00", "2026-01-01 01:00:00Z", "2026-01-01 02:00:00"],
+        ["2026-01-01 00:00:00", "2026-01-01 01:00:00.0", "2026-01-01 02:00:00"],
+        ["01/01/2026 00:00", "01/01/2026 01:00", "01/01/2026 02:00"],
+    ],
+)
+def test_timestamps_in_any_iso_mix_parse_to_their_instants(stamps: list[str]) -> None:
+    frame = pd.DataFrame({"timestamp": stamps, "value": [1.0, 2.0, 3.0]})
+    parsed = ingest(frame, SERIES)["timestamp"]
+    assert pd.api.types.is_datetime64_any_dtype(parsed)
+    assert parsed.diff().dropna().dt.total_seconds().tolist() == [3600.0, 3600.0]
 
 
 def test_a_series_shorter_than_one_window_fails_on_row_count() -> None:

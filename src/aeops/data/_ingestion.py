@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from aeops.data._config import DataConfig
@@ -71,9 +72,10 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     every answer can be joined back to its input. Columns are not cast here: a column
     of the wrong type is validation's to report, with its bad values.
 
-    For time series the timestamp column is parsed to datetimes (unparseable values
-    become NaT, which validation reports with their ids); numeric timestamps stay
-    numeric.
+    For time series the timestamp column is parsed to datetimes: ISO 8601 in any mix of
+    dates, times, fractions and offsets (offsets that change, as across a daylight
+    saving switch, give UTC), else each value's own format. Empty values become NaT,
+    which validation reports with their ids; numeric timestamps stay numeric.
 
     Args:
         raw: the table as the catalog loaded it.
@@ -83,7 +85,8 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
         A new frame; ``raw`` is not changed.
 
     Raises:
-        DataIngestionError: if the table has no columns or no rows.
+        DataIngestionError: if the table has no columns or no rows, or a timestamp is
+            not a date-time (naming its row, id and value).
     """
     source = raw.attrs.get("source", "the raw table")
     if raw.shape[1] == 0:
@@ -95,7 +98,7 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
         )
     frame = raw.copy()
     if config.kind == "timeseries":
-        frame = _parse_timestamps(frame, config.timestamp_column)
+        frame = _parse_timestamps(frame, config, source)
     frame.columns = [str(name) for name in frame.columns]
     if config.id_column not in frame.columns:
         frame.insert(0, config.id_column, pd.RangeIndex(len(frame), name=None).to_numpy())
@@ -104,12 +107,58 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _parse_timestamps(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd.DataFrame:
+    column = config.timestamp_column
     if column not in frame.columns:
         raise DataIngestionError(
             f"data.timestamp_column={column!r} is not a column of the series; "
             f"columns are {list(map(str, frame.columns))}"
         )
-    if not pd.api.types.is_numeric_dtype(frame[column]):
-        frame[column] = pd.to_datetime(frame[column], errors="coerce")
+    values = frame[column]
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return frame
+    text = values.astype("string").str.strip()
+    try:
+        parsed = _datetimes(text, utc=False)
+    except (ValueError, TypeError):  # offsets that change (a DST switch), or naive and aware
+        parsed = _datetimes(text, utc=True)
+    unreadable = (_present(text) & parsed.isna()).to_numpy(dtype=bool)
+    if unreadable.any():
+        rows = np.flatnonzero(unreadable)
+        shown = rows[:3].tolist()
+        ids = frame[config.id_column].iloc[shown].tolist() if config.id_column in frame else None
+        examples = ", ".join(
+            f"row {row}{'' if ids is None else f' ({config.id_column}={ids[i]!r})'}: "
+            f"{text.iloc[row]!r}"
+            for i, row in enumerate(shown)
+        )
+        raise DataIngestionError(
+            f"{source}: data.timestamp_column={column!r} holds {rows.size} value(s) that are "
+            f"not date-times, {examples}; expected ISO 8601 date-times such as "
+            "'2026-01-01 00:05:00' (any UTC offset) or numbers"
+        )
+    frame[column] = parsed
     return frame
+
+
+def _datetimes(text: pd.Series, utc: bool) -> pd.Series:
+    """Date-times of ``text``, NaT where none: ISO 8601 first (fast, and any mix of
+    dates, times, fractions and offsets), then each remaining value by its own format.
+
+    Raises:
+        ValueError: for offsets that change from value to value, unless ``utc``.
+    """
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=utc)
+    left = _present(text) & parsed.isna()
+    if left.any():
+        retry = pd.to_datetime(text[left], format="mixed", errors="coerce", utc=utc)
+        if retry.notna().any():
+            if (retry.dt.tz is None) != (parsed.dt.tz is None):
+                raise ValueError(f"naive and aware date-times: {parsed.dtype}, {retry.dtype}")
+            parsed = parsed.where(~left, retry.astype(parsed.dtype))
+    return parsed
+
+
+def _present(text: pd.Series) -> pd.Series:
+    """Whether each value holds text (not missing, not blank), as plain booleans."""
+    return (text.fillna("") != "").astype(bool)
