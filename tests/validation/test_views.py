@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from aeops.data import DataConfig, DataIngestionError, ingest
+from aeops.io import ImageDataset
 from aeops.validation import DataValidationError, build_suite, validate_frame, validation_view
 
 
@@ -131,6 +134,29 @@ def test_pixels_out_of_range_and_non_finite_are_named() -> None:
     message = str(caught.value)
     assert "image_max" in message and "sample ids [1]" in message
     assert "sample ids [3]" in message
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4), None])
+def test_a_missing_image_column_is_named_as_missing(shape: tuple[int, int, int] | None) -> None:
+    # Without a shape it asked for data.image_shape; with one it failed on the bounds.
+    config = IMAGES.model_copy(update={"image_column": "pixels", "image_shape": shape})
+    with pytest.raises(
+        DataValidationError, match=r"expect_column_to_exist \(column 'pixels'\).*missing"
+    ):
+        _validate(_images(), config)
+
+
+def test_null_ragged_and_text_images_are_named_with_their_ids(tmp_path: Path) -> None:
+    # In Parquet these failed the whole load, naming neither row nor id.
+    path = tmp_path / "images.parquet"
+    cells = [np.full((4, 4), 8.0).tolist() for _ in range(5)]
+    cells[1] = None
+    cells[3] = [[1.0, 2.0], [3.0]]
+    pd.DataFrame({"id": [10, 11, 12, 13, 14], "image": cells}).to_parquet(path)
+    frame = ImageDataset(filepath=str(path)).load()
+    frame.at[4, "image"] = np.array([["a"] * 4] * 4)
+    with pytest.raises(DataValidationError, match=r"image_channels.*sample ids \[11, 13, 14\]"):
+        _validate(frame, IMAGES)
 
 
 def test_counts_in_messages_read_as_english() -> None:

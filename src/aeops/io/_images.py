@@ -110,7 +110,7 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             raise DatasetError(
                 f"{path} has no image column {image_column!r}; columns: {list(frame.columns)}"
             )
-        frame[image_column] = [nested_array(cell) for cell in frame[image_column]]
+        frame[image_column] = [_image_cell(cell) for cell in frame[image_column]]
         return frame
 
     def _load_folder(self, path: Path) -> pd.DataFrame:
@@ -142,3 +142,14 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _exists(self) -> bool:
         return self._filepath.exists()
+
+
+def _image_cell(cell: Any) -> Any:
+    """A Parquet image cell as one array; a null or ragged cell stays as it is, for
+    validation to name with its row's id rather than the load failing on it."""
+    if cell is None:
+        return None
+    try:
+        return nested_array(cell)
+    except (TypeError, ValueError):
+        return cell

@@ -54,7 +54,11 @@ def _image_facts(cells: pd.Series, shape: tuple[int, int, int]) -> pd.DataFrame:
     read against the expected shape."""
     facts = []
     for cell in cells:
-        array = np.asarray(cell, dtype=np.float64)
+        try:
+            array = np.asarray(cell, dtype=np.float64)
+        except (TypeError, ValueError):  # ragged, or not numbers: null facts name the row
+            facts.append((np.nan,) * len(IMAGE_COLUMNS))
+            continue
         if array.ndim == 2:
             dims = (1, *array.shape)
         elif array.ndim == 3:
@@ -80,20 +84,18 @@ def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
     """
     bounds = dict(config.bounds)
     if config.kind == "image":
+        if config.image_column not in frame.columns:  # the suite names the missing column
+            return ValidationView(frame, [config.image_column], bounds, config.min_rows)
         shape = infer_image_shape(frame, config)
-        derived = frame.drop(columns=[config.image_column], errors="ignore")
-        if config.image_column in frame.columns:
-            derived = derived.join(_image_facts(frame[config.image_column], shape))
+        derived = frame.drop(columns=[config.image_column])
+        derived = derived.join(_image_facts(frame[config.image_column], shape))
         for name, size in zip(IMAGE_COLUMNS[:3], shape, strict=True):
             bounds[name] = (size, size)
         if config.pixel_range is not None:
             low, high = config.pixel_range
             bounds["image_min"] = (low, None)
             bounds["image_max"] = (None, high)
-        features = list(IMAGE_COLUMNS)
-        if config.image_column not in frame.columns:  # the suite names the missing column
-            features = [config.image_column]
-        return ValidationView(derived, features, bounds, config.min_rows)
+        return ValidationView(derived, list(IMAGE_COLUMNS), bounds, config.min_rows)
 
     features = resolve_feature_columns(frame, config)
     if config.kind == "timeseries" and config.timestamp_column in frame.columns:
