@@ -56,17 +56,40 @@ def test_validation_gate_passes_clean_data_and_stops_bad_data(
         enforce_validation(bad, report)
 
 
+def _suite(frame: pd.DataFrame) -> dict[str, Any]:
+    return validate_raw_data(frame, DATA)[2]
+
+
 def test_scaler_node_uses_the_configured_method(tabular_frame: pd.DataFrame) -> None:
-    spec, scaler = fit_feature_scaler(tabular_frame, DATA, {"method": "minmax"})
+    suite = _suite(tabular_frame)
+    spec, scaler = fit_feature_scaler(tabular_frame, suite, DATA, {"method": "minmax"})
     assert spec.sample_shape == (6,)
     assert scaler.method == "minmax"
     assert scaler.columns == tuple(f"f{i}" for i in range(6))
     with pytest.raises(ParameterError, match=r"scaling\.method"):
-        fit_feature_scaler(tabular_frame, DATA, {"method": "zscore"})
+        fit_feature_scaler(tabular_frame, suite, DATA, {"method": "zscore"})
+
+
+def test_the_features_are_those_validation_chose_on_the_whole_table(
+    tabular_frame: pd.DataFrame,
+) -> None:
+    # Text of which 48% parse as numbers: not a feature of the whole table, so never
+    # validated. Chosen again on a split where they are the majority, it became one,
+    # and training failed on it.
+    frame = tabular_frame.copy()
+    frame["code"] = ["A" if i % 25 >= 12 else str(i) for i in range(len(frame))]
+    report, _, suite = validate_raw_data(frame, DATA)
+    assert report.success
+    train = frame[frame["code"] != "A"].head(60)  # numbers only
+    spec, scaler = fit_feature_scaler(train, suite, DATA, {"method": "robust"})
+    assert scaler.columns == tuple(f"f{i}" for i in range(6))
+    assert spec.sample_shape == (6,)
 
 
 def test_train_node_follows_the_seed_and_reports_history(tabular_frame: pd.DataFrame) -> None:
-    spec, scaler = fit_feature_scaler(tabular_frame, DATA, {"method": "robust"})
+    spec, scaler = fit_feature_scaler(
+        tabular_frame, _suite(tabular_frame), DATA, {"method": "robust"}
+    )
     args = (tabular_frame.iloc[:150], tabular_frame.iloc[150:], spec, scaler, MODEL)
     config = {**TRAINING, "epochs": 5}
     model_a, history, figure = train_autoencoder(*args, config, DATA)

@@ -19,6 +19,7 @@ from aeops.validation._suite import (
     suite_for_evaluation,
     suite_for_imputation,
     suite_from_dict,
+    suite_json_roles,
     suite_roles,
     suite_to_dict,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "suite_for_evaluation",
     "suite_for_imputation",
     "suite_from_dict",
+    "suite_json_roles",
     "suite_roles",
     "suite_to_dict",
     "to_jsonable",

@@ -286,6 +286,12 @@ def suite_roles(suite: gx.ExpectationSuite) -> dict[str, Any]:
     return dict(roles) if isinstance(roles, Mapping) else {}
 
 
+def suite_json_roles(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The column roles of a suite's JSON form (see :func:`suite_roles`); ``{}`` if none."""
+    roles = (payload.get("meta") or {}).get(META_KEY)
+    return dict(roles) if isinstance(roles, Mapping) else {}
+
+
 def suite_for_evaluation(payload: Mapping[str, Any], labelled: bool) -> dict[str, Any]:
     """A copy of a suite's JSON form for re-evaluating its model on other data.
 
@@ -294,7 +300,7 @@ def suite_for_evaluation(payload: Mapping[str, Any], labelled: bool) -> dict[str
     evaluation then reports the scores and alert rate without AUROC. Everything else
     (columns present, types, ranges, unique ids) still holds.
     """
-    label = dict(payload.get("meta", {}).get(META_KEY) or {}).get("label_column")
+    label = suite_json_roles(payload).get("label_column")
     kept = [
         expectation
         for expectation in payload.get("expectations") or []
@@ -313,7 +319,7 @@ def suite_for_imputation(payload: Mapping[str, Any]) -> dict[str, Any]:
     numeric types, ranges, unique ids, and a series' time steps) still holds: range
     checks skip missing values.
     """
-    features = set(dict(payload.get("meta", {}).get(META_KEY) or {}).get("feature_columns") or [])
+    features = set(suite_json_roles(payload).get("feature_columns") or [])
     unlabelled = suite_for_evaluation(payload, labelled=False)
     kept = [
         expectation

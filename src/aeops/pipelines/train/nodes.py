@@ -37,6 +37,7 @@ from aeops.training import TrainingConfig, fit, seed_everything
 from aeops.validation import (
     ValidationReport,
     build_suite,
+    suite_json_roles,
     suite_to_dict,
     validate_frame,
     validation_view,
@@ -110,10 +111,24 @@ def split_data(
 
 
 def fit_feature_scaler(
-    train_frame: pd.DataFrame, data: dict[str, Any], scaling: dict[str, Any]
+    train_frame: pd.DataFrame,
+    validation_suite: dict[str, Any],
+    data: dict[str, Any],
+    scaling: dict[str, Any],
 ) -> tuple[InputSpec, FittedScaler]:
-    """Resolve how rows become samples, and fit the scaler on the training split only."""
-    spec = make_input_spec(train_frame, parse_params(DataConfig, data, "data"))
+    """Resolve how rows become samples, and fit the scaler on the training split only.
+
+    The features are the ones validation chose and checked on the whole table (the
+    suite records them): chosen again on the training split alone, a text column
+    that is mostly numbers could pass or miss the share that makes it a feature.
+    """
+    config = parse_params(DataConfig, data, "data")
+    if config.kind != "image" and not config.feature_columns:
+        # The suite's features also hold derived checks (a series' time steps).
+        validated = suite_json_roles(validation_suite).get("feature_columns") or []
+        chosen = tuple(column for column in validated if column in train_frame.columns)
+        config = config.model_copy(update={"feature_columns": chosen or None})
+    spec = make_input_spec(train_frame, config)
     method = parse_params(ScalingConfig, scaling, "scaling").method
     return spec, fit_input_scaler(spec, train_frame, method)
 

@@ -56,7 +56,7 @@ def create_pipeline(**kwargs: Any) -> Pipeline:
             ),
             Node(
                 func=fit_feature_scaler,
-                inputs=["train_frame", "params:data", "params:scaling"],
+                inputs=["train_frame", "validation_suite", "params:data", "params:scaling"],
                 outputs=["input_spec", "scaler"],
                 name="fit_feature_scaler_node",
             ),
