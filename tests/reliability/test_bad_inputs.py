@@ -127,6 +127,7 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         [
             r"failed validation",
             r"column 'mean_area'\): expected finite values \(within \+-3\.40282e\+38",
+            r"observed 1 value that is infinite or outside float32",
             r"sample ids \[9\]",
         ],
     ),

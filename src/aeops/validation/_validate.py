@@ -233,7 +233,7 @@ def _map_failure(
     }.get(expectation, "unexpected value")
     if expectation == _BETWEEN:
         noun = (
-            "non-finite value"
+            "value that is infinite or outside float32|values that are infinite or outside float32"
             if _is_finite_check(kwargs)
             else "value out of bounds|values out of bounds"
         )
