@@ -67,10 +67,20 @@ def test_unparseable_timestamps_are_named_with_their_row_id_and_value() -> None:
     frame.loc[3, "timestamp"] = "yesterday"
     frame.insert(0, "id", range(100, 120))
     message = (
-        r"'timestamp' holds 1 value\(s\) that are not date-times, row 3 \(id=103\): 'yesterday'"
+        r"'timestamp' holds 1 value\(s\) that are not time stamps, row 3 \(id=103\): 'yesterday'"
     )
     with pytest.raises(DataIngestionError, match=message):
         _validate(frame, SERIES)
+
+
+def test_numbers_stored_as_text_are_numeric_time_stamps() -> None:
+    frame = pd.DataFrame({"id": [1, 2, 3], "timestamp": ["60", "120", "180"], "value": 1.0})
+    parsed = ingest(frame, SERIES)["timestamp"]
+    assert parsed.tolist() == [60.0, 120.0, 180.0]
+    frame.loc[1, "timestamp"] = "later"
+    message = r"row 1 \(id=2\): 'later'; expected numbers, as the column's other values are"
+    with pytest.raises(DataIngestionError, match=message):
+        ingest(frame, SERIES)
 
 
 def test_missing_timestamps_are_named_by_validation_with_their_ids() -> None:
@@ -146,17 +156,22 @@ def test_a_missing_image_column_is_named_as_missing(shape: tuple[int, int, int] 
         _validate(_images(), config)
 
 
-def test_null_ragged_and_text_images_are_named_with_their_ids(tmp_path: Path) -> None:
-    # In Parquet these failed the whole load, naming neither row nor id.
+@pytest.mark.parametrize("shape", [(1, 4, 4), None])
+def test_null_ragged_and_text_images_are_named_with_their_ids(
+    tmp_path: Path, shape: tuple[int, int, int] | None
+) -> None:
+    # In Parquet these failed the whole load, naming neither row nor id; without a
+    # configured shape, a bad first image failed the shape's inference.
     path = tmp_path / "images.parquet"
     cells = [np.full((4, 4), 8.0).tolist() for _ in range(5)]
-    cells[1] = None
+    cells[0] = None
     cells[3] = [[1.0, 2.0], [3.0]]
     pd.DataFrame({"id": [10, 11, 12, 13, 14], "image": cells}).to_parquet(path)
     frame = ImageDataset(filepath=str(path)).load()
     frame.at[4, "image"] = np.array([["a"] * 4] * 4)
-    with pytest.raises(DataValidationError, match=r"image_channels.*sample ids \[11, 13, 14\]"):
-        _validate(frame, IMAGES)
+    config = IMAGES.model_copy(update={"image_shape": shape})
+    with pytest.raises(DataValidationError, match=r"image_channels.*sample ids \[10, 13, 14\]"):
+        _validate(frame, config)
 
 
 def test_counts_in_messages_read_as_english() -> None:

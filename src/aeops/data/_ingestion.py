@@ -118,11 +118,20 @@ def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> p
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
         return frame
     text = values.astype("string").str.strip()
-    try:
-        parsed = _datetimes(text, utc=False)
-    except (ValueError, TypeError):  # offsets that change (a DST switch), or naive and aware
-        parsed = _datetimes(text, utc=True)
-    unreadable = (_present(text) & parsed.isna()).to_numpy(dtype=bool)
+    present = _present(text)
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    if present.any() and numbers[present].notna().mean() >= 0.5:  # numbers stored as text
+        parsed, expected = numbers, "numbers, as the column's other values are"
+    else:
+        try:
+            parsed = _datetimes(text, utc=False)
+        except (ValueError, TypeError):  # offsets that change (a DST switch), naive and aware
+            parsed = _datetimes(text, utc=True)
+        expected = (
+            "ISO 8601 date-times such as '2026-01-01 00:05:00' (any UTC offset), another "
+            "date-time format, or numbers"
+        )
+    unreadable = (present & parsed.isna()).to_numpy(dtype=bool)
     if unreadable.any():
         rows = np.flatnonzero(unreadable)
         shown = rows[:3].tolist()
@@ -134,8 +143,7 @@ def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> p
         )
         raise DataIngestionError(
             f"{source}: data.timestamp_column={column!r} holds {rows.size} value(s) that are "
-            f"not date-times, {examples}; expected ISO 8601 date-times such as "
-            "'2026-01-01 00:05:00' (any UTC offset) or numbers"
+            f"not time stamps, {examples}; expected {expected}"
         )
     frame[column] = parsed
     return frame
@@ -143,15 +151,19 @@ def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> p
 
 def _datetimes(text: pd.Series, utc: bool) -> pd.Series:
     """Date-times of ``text``, NaT where none: ISO 8601 first (fast, and any mix of
-    dates, times, fractions and offsets), then each remaining value by its own format.
+    dates, times, fractions and offsets); then the remaining values in the format
+    pandas infers from the first of them (fast too: one format, such as
+    ``01/31/2026 10:00``); then each value left by its own format (slow, dateutil).
 
     Raises:
         ValueError: for offsets that change from value to value, unless ``utc``.
     """
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=utc)
-    left = _present(text) & parsed.isna()
-    if left.any():
-        retry = pd.to_datetime(text[left], format="mixed", errors="coerce", utc=utc)
+    for format in (None, "mixed"):
+        left = _present(text) & parsed.isna()
+        if not left.any():
+            break
+        retry = pd.to_datetime(text[left], format=format, errors="coerce", utc=utc)
         if retry.notna().any():
             if (retry.dt.tz is None) != (parsed.dt.tz is None):
                 raise ValueError(f"naive and aware date-times: {parsed.dtype}, {retry.dtype}")

@@ -17,17 +17,20 @@ from aeops.data._split import split_frame
 def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int, int]:
     """(C, H, W) from ``data.image_shape``, else from the first image's array shape.
 
+    Null cells, and cells that are no array of numbers (ragged, text), are passed
+    over: validation names their rows.
+
     Raises:
         DataIngestionError: if the shape can be neither read nor inferred.
     """
     if config.image_shape is not None:
         return config.image_shape
     column = config.image_column
-    if column not in frame.columns or frame.empty:
+    first = None if column not in frame.columns else _first_image(frame[column])
+    if first is None:
         raise DataIngestionError(
             f"no images to infer a shape from in column {column!r}; set data.image_shape"
         )
-    first = np.asarray(frame[column].iloc[0])
     if first.ndim == 2:
         return (1, *first.shape)
     if first.ndim == 3:
@@ -36,6 +39,18 @@ def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int
         f"the first image in column {column!r} has shape {list(first.shape)}; store images "
         "as (H, W) or (C, H, W) arrays, or set data.image_shape for flattened pixels"
     )
+
+
+def _first_image(cells: pd.Series) -> np.ndarray | None:
+    """The first cell that is an array of numbers, or None."""
+    for cell in cells:
+        try:
+            array = np.asarray(cell, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        if array.ndim > 0:
+            return array
+    return None
 
 
 def make_input_spec(frame: pd.DataFrame, config: DataConfig) -> InputSpec:

@@ -95,7 +95,9 @@ def run_spark(
             f"(columns: {frame.columns}); row positions are not stable across partitions"
         )
     inputs = frame.columns
-    file_ranks = {_file_key(uri): rank for rank, uri in enumerate(sorted(frame.inputFiles()))}
+    # Ranked by the unescaped paths, as the local engine sorts names ("a b" before "a!b").
+    files = sorted(_file_key(uri) for uri in frame.inputFiles())
+    file_ranks = {key: rank for rank, key in enumerate(files)}
     frame = frame.select(
         *[F.col(f"`{c}`") for c in inputs],
         F.col("_metadata.file_path").alias(_FILE),
