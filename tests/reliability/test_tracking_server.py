@@ -137,14 +137,13 @@ def test_a_server_that_stops_mid_run_leaves_the_model_to_register_later(
     output = "".join(seen) + process.communicate(timeout=600)[0]
     assert process.returncode != 0
     assert "stopped answering during the run" in output, output[-4000:]
-    command = re.search(r"python -m aeops\.serving\.pending (\S+)", output)
-    assert command is not None, output[-4000:]
-    folder = project.root / command[1]
+    assert re.search(r"python -m aeops\.serving\.pending\s", output), output[-4000:]
+    (folder,) = (project.root / "data/06_models/unlogged").iterdir()
     assert (folder / "bundle" / "bundle.json").exists()
 
     server.start()  # the same store, back on the same port
     result = project.call(
-        [sys.executable, "-m", "aeops.serving.pending", command[1]],
+        [sys.executable, "-m", "aeops.serving.pending"],  # every kept model
         env={"MLFLOW_TRACKING_URI": server.uri},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -152,5 +151,10 @@ def test_a_server_that_stops_mid_run_leaves_the_model_to_register_later(
     version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert version.tags["threshold_method"] == "quantile"
     assert float(version.tags["metric.test_auroc"]) > 0.8
-    assert client.get_run(version.run_id).data.tags["registered_from"].endswith(folder.name)
+    tags = client.get_run(version.run_id).data.tags
+    assert tags["registered_from"].endswith(folder.name)
     assert not folder.exists()
+    # The train run its process could not close is closed now.
+    train_run = client.get_run(tags["source_run_id"])
+    assert train_run.info.status == "FAILED"
+    assert folder.name.endswith(train_run.info.run_id[:8])

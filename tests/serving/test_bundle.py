@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from aeops.serving import (
     register_bundle,
     write_bundle,
 )
-from aeops.serving.pending import PendingRegistration, log_pending
+from aeops.serving.pending import NothingPendingError, PendingRegistration, log_pending
 from aeops.serving.pending import main as pending_main
 
 COLUMNS = ["a", "b", "c", "d"]
@@ -479,6 +480,27 @@ def test_a_kept_registration_is_readable_like_any_other_folder(tmp_path: Path) -
         os.umask(previous)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # mkdtemp gives 0o700
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # no staging left
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_kept_model_is_registered_once_even_when_its_folder_outlived_a_crash(
+    tmp_path: Path,
+) -> None:
+    config = RegistryConfig(model_name="unit-model")
+    folder = PendingRegistration(_predictor(), SPEC, _rows(3), {}, config, {}).save(
+        tmp_path / "kept"
+    )
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    first = log_pending(folder, experiment="unit")
+    assert first is not None and str(first.version) == "1"
+    copy.rename(folder)  # as if the command had died before removing the folder
+    assert log_pending(folder, experiment="unit") is None
+    assert not folder.exists()
+    versions = MlflowClient().search_model_versions("name = 'unit-model'")
+    assert [str(v.version) for v in versions] == ["1"]
+    with pytest.raises(NothingPendingError, match="holds no pending registration"):
+        log_pending(folder, experiment="unit")
 
 
 def test_the_pending_command_names_a_folder_with_nothing_to_register(

@@ -1,7 +1,12 @@
 """A registration kept on disk when the tracking server went away mid-run, and the
 command that logs and registers it once the server is back::
 
-    python -m aeops.serving.pending data/06_models/unlogged/<stamp>-<model name>
+    python -m aeops.serving.pending                      # every kept model, oldest first
+    python -m aeops.serving.pending data/06_models/unlogged/<stamp>-<model name>-<run>
+
+Registering a folder is safe to repeat and to run twice at once: a lock serialises
+the commands, and each kept model carries an id its registry version is tagged with,
+so a folder registered before a crash (but not yet removed) is not registered again.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from aeops.bundle import BundleSpec, read_bundle, write_bundle
 from aeops.data import nested_array
 from aeops.scoring import Predictor
+from aeops.serving._locks import exclusive_lock
 from aeops.serving._registry import (
     Registration,
     RegistryConfig,
@@ -37,6 +43,10 @@ _EXAMPLE = "input_example.parquet"
 _BUNDLE = "bundle"
 _TRAINING_ROWS = "training_rows.npy"
 _EVALUATION = "evaluation.parquet"
+# Where the train pipeline keeps models (relative to the project), and the tag that
+# ties a registry version to the kept model it came from.
+UNLOGGED = Path("data/06_models/unlogged")
+PENDING_ID_TAG = "pending_registration_id"
 
 
 @dataclass
@@ -58,6 +68,9 @@ class PendingRegistration:
     training_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
     evaluation_frame: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     label_column: str | None = None
+    # The train run that could not finish logging, closed as FAILED once registered.
+    source_run_id: str | None = None
+    pending_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def save(self, folder: Path) -> Path:
         """Write the bundle, input example and request into ``folder`` atomically."""
@@ -75,6 +88,8 @@ class PendingRegistration:
                 "optional_columns": sorted(self.optional_columns),
                 "evaluation_digest": self.evaluation_digest,
                 "label_column": self.label_column,
+                "source_run_id": self.source_run_id,
+                "pending_id": self.pending_id,
             }
             if self.training_rows is not None:
                 np.save(staging / _TRAINING_ROWS, self.training_rows, allow_pickle=False)
@@ -125,6 +140,9 @@ class PendingRegistration:
                 else None
             ),
             label_column=request.get("label_column"),
+            source_run_id=request.get("source_run_id"),
+            # A folder kept before ids were written gets one now (no earlier version has it).
+            pending_id=request.get("pending_id") or uuid.uuid4().hex,
         )
 
     def register(self) -> Registration:
@@ -151,7 +169,7 @@ class PendingRegistration:
             self.input_example,
             self.metrics,
             self.config,
-            self.tags,
+            {**self.tags, PENDING_ID_TAG: self.pending_id},
             optional_columns=self.optional_columns,
             evaluation_digest=self.evaluation_digest,
             compare=compare,
@@ -188,37 +206,110 @@ def _read_frame(path: Path, array_columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def log_pending(folder: Path, experiment: str = "aeops") -> Registration:
+class NothingPendingError(FileNotFoundError):
+    """The folder holds no kept model (any more)."""
+
+
+def log_pending(folder: Path, experiment: str = "aeops") -> Registration | None:
     """Log and register a kept registration in a new run of ``experiment``; the folder
-    is removed once the model is registered."""
-    pending = PendingRegistration.load(folder)
-    # Not mlflow.set_experiment: that would change the caller's active experiment.
-    prepare_tracking_store(mlflow.get_tracking_uri(), experiment)
-    client = MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"register {folder.name}"):
-        mlflow.set_tags({**pending.tags, "registered_from": str(folder)})
-        if pending.metrics:
-            mlflow.log_metrics(pending.metrics)
-        registration = pending.register()
-    shutil.rmtree(folder)
+    is removed once the model is registered.
+
+    Returns:
+        The registration; None when a version tagged with this folder's id is already
+        in the registry (an earlier command registered it and stopped before removing
+        the folder, which is removed now).
+
+    Raises:
+        NothingPendingError: if the folder holds no kept model, for instance because
+            another command registered it meanwhile.
+    """
+    with exclusive_lock(folder.parent / ".pending.lock"):
+        if not (folder / _REQUEST).is_file():
+            raise NothingPendingError(
+                f"{folder} holds no pending registration (no {_REQUEST} in it); another "
+                "`python -m aeops.serving.pending` may have registered it"
+            )
+        pending = PendingRegistration.load(folder)
+        # Not mlflow.set_experiment: that would change the caller's active experiment.
+        prepare_tracking_store(mlflow.get_tracking_uri(), experiment)
+        client = MlflowClient()
+        done = client.search_model_versions(
+            f"name = '{pending.config.model_name}' and tags.{PENDING_ID_TAG} = "
+            f"'{pending.pending_id}'"
+        )
+        if done:
+            logger.info(
+                "%s is already registered as %s version %s; removing the folder",
+                folder,
+                pending.config.model_name,
+                done[0].version,
+            )
+            shutil.rmtree(folder)
+            return None
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"register {folder.name}"):
+            tags = {**pending.tags, "registered_from": str(folder)}
+            if pending.source_run_id:
+                tags["source_run_id"] = pending.source_run_id
+            mlflow.set_tags(tags)
+            if pending.metrics:
+                mlflow.log_metrics(pending.metrics)
+            registration = pending.register()
+        _close_source_run(client, pending.source_run_id)
+        shutil.rmtree(folder)
     return registration
 
 
+def _close_source_run(client: MlflowClient, run_id: str | None) -> None:
+    """Mark the train run that lost its server FAILED, if it is still RUNNING: its
+    process could not tell the server it ended."""
+    if not run_id:
+        return
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FAILED")
+    except Exception as error:  # the model is registered; the old run is a detail
+        logger.warning("Could not mark the train run %s FAILED: %s", run_id, error)
+
+
+def pending_folders(root: Path = UNLOGGED) -> list[Path]:
+    """The kept models under ``root``, oldest first (their names start with the time)."""
+    if not root.is_dir():
+        return []
+    # Hidden folders are a save that never finished (see PendingRegistration.save).
+    kept = (p for p in root.iterdir() if not p.name.startswith("."))
+    return sorted(p for p in kept if (p / _REQUEST).is_file())
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m aeops.serving.pending FOLDER [--experiment NAME]``."""
+    """``python -m aeops.serving.pending [FOLDER ...] [--experiment NAME]``."""
     parser = argparse.ArgumentParser(
         prog="python -m aeops.serving.pending", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("folder", type=Path, help="a folder under data/06_models/unlogged")
+    parser.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        help=f"folders under {UNLOGGED} (default: every one there, oldest first)",
+    )
     parser.add_argument("--experiment", default="aeops", help="MLflow experiment (aeops)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not (args.folder / _REQUEST).is_file():
-        parser.error(f"{args.folder} holds no pending registration (no {_REQUEST} in it)")
-    registration = log_pending(args.folder, args.experiment)
-    logger.info("Registered: %s", json.dumps(registration.to_dict(), indent=2))
+    folders = args.folders or pending_folders()
+    if not folders:
+        parser.error(f"no pending registrations under {UNLOGGED}")
+    for folder in folders:
+        if not (folder / _REQUEST).is_file():
+            parser.error(f"{folder} holds no pending registration (no {_REQUEST} in it)")
+    for folder in folders:
+        try:
+            registration = log_pending(folder, args.experiment)
+        except NothingPendingError as error:
+            logger.info("%s", error)
+            continue
+        if registration is not None:
+            logger.info("Registered: %s", json.dumps(registration.to_dict(), indent=2))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ from aeops.pipelines.train.nodes import (
 from aeops.scoring import Predictor
 from aeops.scoring.evaluation import evaluate_frame
 from aeops.serving import TrackingServerUnreachableError, require_tracking_server
+from aeops.serving.pending import UNLOGGED
 
 logger = logging.getLogger(__name__)
-
-UNLOGGED = Path("data/06_models/unlogged")
 
 
 def _tracking_server_is_gone() -> bool:
@@ -91,15 +90,19 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
         value("params:registry"),
         data,
     )
+    run = mlflow.active_run()
+    request.source_run_id = None if run is None else run.info.run_id
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = request.save(project_path / UNLOGGED / f"{stamp}-{request.config.model_name}")
-    relative = folder.relative_to(project_path)
+    # The run's id keeps two runs that lose the server in one second apart.
+    unique = (request.source_run_id or request.pending_id)[:8]
+    name = f"{stamp}-{request.config.model_name}-{unique}"
+    folder = request.save(project_path / UNLOGGED / name)
     logger.error(
         "The MLflow tracking server %s stopped answering during the run. The trained "
         "model was kept at %s (bundle, threshold, metrics). Once the server is back, "
-        "log and register it with:\n    python -m aeops.serving.pending %s",
+        "log and register every kept model, from the project folder, with:\n"
+        "    python -m aeops.serving.pending",
         mlflow.get_tracking_uri(),
-        relative,
-        relative,
+        folder.relative_to(project_path),
     )
     return folder
