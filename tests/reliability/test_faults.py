@@ -56,6 +56,34 @@ def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(
     np.testing.assert_array_equal(actual["reconstruction_error"], expected["reconstruction_error"])
 
 
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+def test_a_run_stopped_by_a_signal_is_recorded_as_killed(
+    project: KedroProject, stop: signal.Signals, status: int
+) -> None:
+    # Before: SIGTERM left the run RUNNING for ever, and Ctrl-C recorded it FINISHED.
+    process = subprocess.Popen(
+        project.command("--params=training.epochs=500,training.early_stopping.enabled=false"),
+        cwd=project.root,
+        env=project.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "Running node: train_autoencoder_node" in line:
+            time.sleep(1.0)  # into the epochs
+            process.send_signal(stop)
+            break
+    output = "".join(seen) + process.communicate(timeout=300)[0]
+    assert process.returncode == status, output[-4000:]
+    (run,) = project.runs()
+    assert run.info.status == "KILLED", output[-4000:]
+    assert not project.client().search_registered_models()  # nothing registered
+
+
 def _mount_tmpfs(target: Path, options: str) -> None:
     target.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
