@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,33 @@ class KedroProject:
             timeout=600,
             check=False,
         )
+
+    def run_until(
+        self,
+        *args: str,
+        line: str,
+        then: Callable[[subprocess.Popen[str]], None],
+        env: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """Run the train pipeline, call ``then(process)`` once its output shows
+        ``line``, and let it end: its exit status and whole output."""
+        process = subprocess.Popen(
+            self.command(*args),
+            cwd=self.root,
+            env=self.env(**(env or {})),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        seen = []
+        for text in process.stdout:
+            seen.append(text)
+            if line in text:
+                then(process)
+                break
+        output = "".join(seen) + process.communicate(timeout=600)[0]
+        return process.returncode, output
 
     def python(self, code: str, cwd: Path | None = None) -> None:
         """Run ``code`` in a fresh interpreter, as a user's script would; require success."""

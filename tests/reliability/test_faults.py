@@ -61,24 +61,16 @@ def test_a_run_stopped_by_a_signal_is_recorded_as_killed(
     project: KedroProject, stop: signal.Signals, status: int
 ) -> None:
     # Before: SIGTERM left the run RUNNING for ever, and Ctrl-C recorded it FINISHED.
-    process = subprocess.Popen(
-        project.command("--params=training.epochs=500,training.early_stopping.enabled=false"),
-        cwd=project.root,
-        env=project.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    def interrupt(process: subprocess.Popen[str]) -> None:
+        time.sleep(1.0)  # into the epochs
+        process.send_signal(stop)
+
+    returncode, output = project.run_until(
+        "--params=training.epochs=500,training.early_stopping.enabled=false",
+        line="Running node: train_autoencoder_node",
+        then=interrupt,
     )
-    assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if "Running node: train_autoencoder_node" in line:
-            time.sleep(1.0)  # into the epochs
-            process.send_signal(stop)
-            break
-    output = "".join(seen) + process.communicate(timeout=300)[0]
-    assert process.returncode == status, output[-4000:]
+    assert returncode == status, output[-4000:]
     (run,) = project.runs()
     assert run.info.status == "KILLED", output[-4000:]
     assert not project.client().search_registered_models()  # nothing registered

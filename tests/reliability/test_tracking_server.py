@@ -119,23 +119,13 @@ def test_a_server_that_stops_mid_run_leaves_the_model_to_register_later(
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # the default retries for minutes
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
     }
-    process = subprocess.Popen(
-        project.command(QUICK),
-        cwd=project.root,
-        env=project.env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    returncode, output = project.run_until(
+        QUICK,
+        line="Running node: train_autoencoder_node",
+        then=lambda process: server.stop(),  # the server goes away while the model trains
+        env=env,
     )
-    assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if "Running node: train_autoencoder_node" in line:
-            server.stop()  # the server goes away while the model trains
-            break
-    output = "".join(seen) + process.communicate(timeout=600)[0]
-    assert process.returncode != 0
+    assert returncode != 0
     assert "stopped answering during the run" in output, output[-4000:]
     assert re.search(r"python -m aeops\.serving\.pending\s", output), output[-4000:]
     (folder,) = (project.root / "data/06_models/unlogged").iterdir()
