@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import sys
 import threading
@@ -76,33 +77,46 @@ class CloseInterruptedRun:
 
     Kedro calls ``on_pipeline_error`` for exceptions only. On Ctrl-C, MLflow's own exit
     handler then closed the run as ``FINISHED``; on SIGTERM (a scheduler, ``docker
-    stop``), nothing closed it and it stayed ``RUNNING``. Here SIGTERM exits through
-    Python (status 143) while a pipeline runs, and an exit handler, registered after
-    MLflow's and so run before it, ends a run left open by an unfinished pipeline.
+    stop``), nothing closed it and it stayed ``RUNNING``. While a pipeline runs, this
+    hook knows its MLflow run:
+
+    - SIGTERM marks it ``KILLED`` (waiting at most ``_SIGTERM_GRACE`` seconds for the
+      store), then ends the process by the signal, as it would have ended anyway:
+      running nodes, threads of a ``ThreadRunner`` included, get no time to finish;
+    - an exit handler, registered after MLflow's and so run before it, ends it as
+      ``KILLED`` when the process exits mid-pipeline (Ctrl-C).
+
+    Only that run is touched, and only between the pipeline's start and its end or
+    failure, which the hook sees before kedro-mlflow (``tryfirst``), so a run that a
+    dead tracking server failed is not retried at exit.
     """
 
     def __init__(self) -> None:
-        self._running = False
+        self._run_id: str | None = None
         self._exit_handler_set = False
         self._previous_sigterm: Any = None
 
-    @hook_impl
+    @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Watch for an interruption until the pipeline ends."""
-        self._running = True
+        """After kedro-mlflow has started the run: watch it until the pipeline ends."""
+        mlflow = sys.modules.get("mlflow")
+        run = None if mlflow is None else mlflow.active_run()
+        self._run_id = None if run is None else run.info.run_id
+        if self._run_id is None:
+            return
         if not self._exit_handler_set:
-            atexit.register(self._close_interrupted_run)
+            atexit.register(self._end_run_as_killed)
             self._exit_handler_set = True
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """The pipeline ended: kedro-mlflow closes its run."""
         self._stop_watching()
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
@@ -110,25 +124,38 @@ class CloseInterruptedRun:
         self._stop_watching()
 
     def _stop_watching(self) -> None:
-        self._running = False
+        self._run_id = None
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
 
-    def _close_interrupted_run(self) -> None:
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        # In a thread, so a store that does not answer (or a lock the interrupted
+        # code holds) cannot keep the process from ending.
+        marker = threading.Thread(target=self._end_run_as_killed, daemon=True)
+        marker.start()
+        marker.join(_SIGTERM_GRACE)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _end_run_as_killed(self) -> None:
+        run_id, self._run_id = self._run_id, None
         mlflow = sys.modules.get("mlflow")
-        if not self._running or mlflow is None:
+        if run_id is None or mlflow is None:
             return
         try:
             # kedro-mlflow's run can be on MLflow's stack more than once, and MLflow's
-            # exit handler would end what is left as FINISHED.
+            # exit handler would end what is left of it as FINISHED.
             for _ in range(8):
-                if mlflow.active_run() is None:
+                run = mlflow.active_run()
+                if run is None or run.info.run_id != run_id:
                     break
                 mlflow.end_run(status="KILLED")
+            if mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING":
+                mlflow.MlflowClient().set_terminated(run_id, "KILLED")  # off the stack
         except Exception as error:  # at exit: say so, never raise
-            logging.getLogger(__name__).warning("Could not mark the run KILLED: %s", error)
+            logging.getLogger(__name__).warning("Could not mark run %s KILLED: %s", run_id, error)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+# Seconds SIGTERM waits for the run to be marked KILLED before the process ends.
+_SIGTERM_GRACE = 5.0

@@ -56,9 +56,16 @@ def test_kill_9_during_training_then_resume_gives_the_uninterrupted_result(
     np.testing.assert_array_equal(actual["reconstruction_error"], expected["reconstruction_error"])
 
 
-@pytest.mark.parametrize(("stop", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 1)])
+@pytest.mark.parametrize(
+    ("stop", "runner", "status"),
+    [
+        (signal.SIGTERM, "SequentialRunner", -signal.SIGTERM),
+        (signal.SIGTERM, "ThreadRunner", -signal.SIGTERM),  # ends without its nodes
+        (signal.SIGINT, "SequentialRunner", 1),
+    ],
+)
 def test_a_run_stopped_by_a_signal_is_recorded_as_killed(
-    project: KedroProject, stop: signal.Signals, status: int
+    project: KedroProject, stop: signal.Signals, runner: str, status: int
 ) -> None:
     # Before: SIGTERM left the run RUNNING for ever, and Ctrl-C recorded it FINISHED.
     def interrupt(process: subprocess.Popen[str]) -> None:
@@ -66,7 +73,8 @@ def test_a_run_stopped_by_a_signal_is_recorded_as_killed(
         process.send_signal(stop)
 
     returncode, output = project.run_until(
-        "--params=training.epochs=500,training.early_stopping.enabled=false",
+        f"--runner={runner}",
+        "--params=training.epochs=2000,training.early_stopping.enabled=false",
         line="Running node: train_autoencoder_node",
         then=interrupt,
     )

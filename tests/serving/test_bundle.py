@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest.mock import Mock
 
 import mlflow
 import numpy as np
@@ -33,7 +34,13 @@ from aeops.serving import (
     register_bundle,
     write_bundle,
 )
-from aeops.serving.pending import NothingPendingError, PendingRegistration, log_pending
+from aeops.serving import _registry as registry
+from aeops.serving.pending import (
+    UNLOGGED,
+    NothingPendingError,
+    PendingRegistration,
+    log_pending,
+)
 from aeops.serving.pending import main as pending_main
 
 COLUMNS = ["a", "b", "c", "d"]
@@ -482,25 +489,70 @@ def test_a_kept_registration_is_readable_like_any_other_folder(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # no staging left
 
 
+def _kept(folder: Path, source_run_id: str | None = None) -> Path:
+    config = RegistryConfig(model_name="unit-model")
+    pending = PendingRegistration(_predictor(), SPEC, _rows(3), {}, config, {})
+    pending.source_run_id = source_run_id
+    return pending.save(folder)
+
+
 @pytest.mark.usefixtures("tracking_uri")
 def test_a_kept_model_is_registered_once_even_when_its_folder_outlived_a_crash(
     tmp_path: Path,
 ) -> None:
-    config = RegistryConfig(model_name="unit-model")
-    folder = PendingRegistration(_predictor(), SPEC, _rows(3), {}, config, {}).save(
-        tmp_path / "kept"
-    )
+    client = MlflowClient()
+    source = client.create_run(client.create_experiment("train")).info.run_id  # RUNNING
+    folder = _kept(tmp_path / "unlogged" / "kept", source)
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     first = log_pending(folder, experiment="unit")
     assert first is not None and str(first.version) == "1"
     copy.rename(folder)  # as if the command had died before removing the folder
+    client.update_run(source, "RUNNING")  # and before closing the train run
     assert log_pending(folder, experiment="unit") is None
     assert not folder.exists()
-    versions = MlflowClient().search_model_versions("name = 'unit-model'")
+    assert [p.name for p in folder.parent.iterdir()] == [".pending.lock"]  # all removed
+    assert client.get_run(source).info.status == "FAILED"
+    versions = client.search_model_versions("name = 'unit-model'")
     assert [str(v.version) for v in versions] == ["1"]
     with pytest.raises(NothingPendingError, match="holds no pending registration"):
         log_pending(folder, experiment="unit")
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_version_left_half_registered_by_a_crash_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _kept(tmp_path / "kept")
+    with monkeypatch.context() as crash:  # killed after registering, before deciding
+        crash.setattr(registry, "_decide_alias", Mock(side_effect=SystemExit(137)))
+        crash.setattr(registry, "_unregister", Mock())  # a kill runs no clean-up
+        with pytest.raises(SystemExit):
+            log_pending(folder, experiment="unit")
+    client = MlflowClient()
+    (half,) = client.search_model_versions("name = 'unit-model'")
+    assert "compared_with_champion" not in half.tags
+    registration = log_pending(folder, experiment="unit")
+    assert registration is not None and registration.alias == CHAMPION
+    (version,) = client.search_model_versions("name = 'unit-model'")
+    assert str(version.version) == str(registration.version) != str(half.version)
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_the_pending_command_registers_every_kept_model_past_a_broken_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    broken = _kept(tmp_path / UNLOGGED / "20260101T000000Z-unit-model-aaaa")
+    shutil.rmtree(broken / "bundle")  # a removal cut short, before this change
+    fine = _kept(tmp_path / UNLOGGED / "20260102T000000Z-unit-model-bbbb")
+    with pytest.raises(SystemExit, match=f"not registered: {broken.relative_to(tmp_path)} "):
+        pending_main([])
+    assert not fine.exists()
+    (version,) = MlflowClient().search_model_versions("name = 'unit-model'")
+    run = MlflowClient().get_run(version.run_id)
+    assert run.data.tags["registered_from"].endswith(fine.name)
+    assert broken.exists()
 
 
 def test_the_pending_command_names_a_folder_with_nothing_to_register(

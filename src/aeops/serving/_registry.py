@@ -475,7 +475,9 @@ def register_bundle(
     if training_rows is not None:
         _log_training_rows(training_rows)
     first_of_its_name = not client.search_registered_models(f"name = '{config.model_name}'")
-    version = mlflow.register_model(info.model_uri, config.model_name)
+    # The caller's tags go on at once: one that ties the version to a kept model lets a
+    # rerun after a crash find it (see aeops.serving.pending).
+    version = mlflow.register_model(info.model_uri, config.model_name, tags=tags or None)
 
     new_value = metrics.get(config.compare_metric)
     base_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}

@@ -223,29 +223,30 @@ def log_pending(folder: Path, experiment: str = "aeops") -> Registration | None:
         NothingPendingError: if the folder holds no kept model, for instance because
             another command registered it meanwhile.
     """
+    folder = folder.resolve()
     with exclusive_lock(folder.parent / ".pending.lock"):
         if not (folder / _REQUEST).is_file():
             raise NothingPendingError(
                 f"{folder} holds no pending registration (no {_REQUEST} in it); another "
                 "`python -m aeops.serving.pending` may have registered it"
             )
-        pending = PendingRegistration.load(folder)
+        request = json.loads((folder / _REQUEST).read_text())
+        model_name = RegistryConfig.model_validate(request["registry"]).model_name
         # Not mlflow.set_experiment: that would change the caller's active experiment.
         prepare_tracking_store(mlflow.get_tracking_uri(), experiment)
         client = MlflowClient()
-        done = client.search_model_versions(
-            f"name = '{pending.config.model_name}' and tags.{PENDING_ID_TAG} = "
-            f"'{pending.pending_id}'"
-        )
-        if done:
+        done = _registered(client, model_name, request.get("pending_id"))
+        if done is not None:
             logger.info(
                 "%s is already registered as %s version %s; removing the folder",
                 folder,
-                pending.config.model_name,
-                done[0].version,
+                model_name,
+                done,
             )
-            shutil.rmtree(folder)
+            _close_source_run(client, request.get("source_run_id"))
+            _remove(folder)
             return None
+        pending = PendingRegistration.load(folder)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"register {folder.name}"):
@@ -257,8 +258,36 @@ def log_pending(folder: Path, experiment: str = "aeops") -> Registration | None:
                 mlflow.log_metrics(pending.metrics)
             registration = pending.register()
         _close_source_run(client, pending.source_run_id)
-        shutil.rmtree(folder)
+        _remove(folder)
     return registration
+
+
+def _registered(client: MlflowClient, model_name: str, pending_id: str | None) -> str | None:
+    """The version of ``model_name`` registered from the kept model ``pending_id``, if
+    one was registered in full; one left half-way (a crash before its comparison and
+    alias) is deleted, so the model is registered again."""
+    if not pending_id:  # kept before ids were written
+        return None
+    tagged = client.search_model_versions(f"tags.{PENDING_ID_TAG} = '{pending_id}'")
+    for version in (v for v in tagged if v.name == model_name):
+        if "compared_with_champion" in version.tags:  # written with its alias
+            return str(version.version)
+        logger.warning(
+            "%s version %s was registered from this folder but never finished (no "
+            "comparison, no alias); deleting it and registering again",
+            model_name,
+            version.version,
+        )
+        client.delete_model_version(model_name, version.version)
+    return None
+
+
+def _remove(folder: Path) -> None:
+    """Remove a registered folder: first out of sight (a rename), so a removal cut
+    short leaves a hidden remainder, not a kept model that no longer loads."""
+    hidden = folder.with_name(f".{folder.name}.registered-{uuid.uuid4().hex[:8]}")
+    folder.rename(hidden)
+    shutil.rmtree(hidden)
 
 
 def _close_source_run(client: MlflowClient, run_id: str | None) -> None:
@@ -302,14 +331,21 @@ def main(argv: list[str] | None = None) -> None:
     for folder in folders:
         if not (folder / _REQUEST).is_file():
             parser.error(f"{folder} holds no pending registration (no {_REQUEST} in it)")
+    failed = []
     for folder in folders:
         try:
             registration = log_pending(folder, args.experiment)
         except NothingPendingError as error:
             logger.info("%s", error)
             continue
+        except Exception:  # one broken folder must not keep the others unregistered
+            logger.exception("Could not register %s", folder)
+            failed.append(str(folder))
+            continue
         if registration is not None:
             logger.info("Registered: %s", json.dumps(registration.to_dict(), indent=2))
+    if failed:
+        raise SystemExit(f"not registered: {', '.join(failed)} (see the errors above)")
 
 
 if __name__ == "__main__":
