@@ -130,6 +130,7 @@ class CloseInterruptedRun:
             self._previous_sigterm = None
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one waits its turn
         # In a thread, so a store that does not answer (or a lock the interrupted
         # code holds) cannot keep the process from ending.
         marker = threading.Thread(target=self._end_run_as_killed, daemon=True)

@@ -148,3 +148,6 @@ def test_a_server_that_stops_mid_run_leaves_the_model_to_register_later(
     train_run = client.get_run(tags["source_run_id"])
     assert train_run.info.status == "FAILED"
     assert folder.name.endswith(train_run.info.run_id[:8])
+    # The kept model's id is its run's: a version the run left half-way has it too.
+    assert version.tags["pending_registration_id"] == train_run.info.run_id
+    assert version.tags["registration_complete"] == "true"

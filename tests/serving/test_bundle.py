@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from unittest.mock import Mock
+from unittest.mock import Mock, patch
 
 import mlflow
 import numpy as np
@@ -35,10 +36,12 @@ from aeops.serving import (
     write_bundle,
 )
 from aeops.serving import _registry as registry
+from aeops.serving import pending as pending_module
 from aeops.serving.pending import (
     UNLOGGED,
     NothingPendingError,
     PendingRegistration,
+    PendingRegistrationBusyError,
     log_pending,
 )
 from aeops.serving.pending import main as pending_main
@@ -524,18 +527,50 @@ def test_a_version_left_half_registered_by_a_crash_is_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _kept(tmp_path / "kept")
-    with monkeypatch.context() as crash:  # killed after registering, before deciding
-        crash.setattr(registry, "_decide_alias", Mock(side_effect=SystemExit(137)))
+    with monkeypatch.context() as crash:  # killed after its alias, before its last tag
+        real = registry._decide_alias
+
+        def decide_then_die(*args: Any, **kwargs: Any) -> Any:
+            real(*args, **kwargs)
+            raise SystemExit(137)
+
+        crash.setattr(registry, "_decide_alias", decide_then_die)
         crash.setattr(registry, "_unregister", Mock())  # a kill runs no clean-up
         with pytest.raises(SystemExit):
             log_pending(folder, experiment="unit")
     client = MlflowClient()
     (half,) = client.search_model_versions("name = 'unit-model'")
-    assert "compared_with_champion" not in half.tags
+    assert "registration_complete" not in half.tags
+    # Young, it may be another machine's registration in progress: left alone.
+    with pytest.raises(PendingRegistrationBusyError, match="another command may be"):
+        log_pending(folder, experiment="unit")
+    monkeypatch.setattr(pending_module, "_IN_PROGRESS", 0.0)
     registration = log_pending(folder, experiment="unit")
     assert registration is not None and registration.alias == CHAMPION
     (version,) = client.search_model_versions("name = 'unit-model'")
     assert str(version.version) == str(registration.version) != str(half.version)
+    assert version.tags["registration_complete"] == "true"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_sigterm_while_a_version_is_being_registered_leaves_no_version() -> None:
+    # The interrupted-run hook ends the process by the signal; during registration
+    # SIGTERM unwinds instead, so the half-made version is deleted first.
+    before = signal.getsignal(signal.SIGTERM)
+    real = registry._decide_alias
+
+    def decide_then_terminated(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    with (
+        patch.object(registry, "_decide_alias", decide_then_terminated),
+        pytest.raises(SystemExit) as stopped,
+    ):
+        _register({"test_auroc": 0.8})
+    assert stopped.value.code == 143
+    assert not MlflowClient().search_model_versions("name = 'unit-model'")
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 @pytest.mark.usefixtures("tracking_uri")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import mlflow
@@ -35,6 +39,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 _MAX_ALIAS_ROUNDS = 4
 EVALUATION_DIGEST = "evaluation_digest"
+# The last tag a registration writes, after the alias: a version without it was left
+# half-way by a process that died.
+REGISTRATION_COMPLETE = "registration_complete"
 # The row hashes (aeops.scoring.evaluation.row_hashes) of what a version was fitted and
 # tuned on: a run artifact beside the model, not in it, so serving never ships them.
 TRAINING_ROWS_ARTIFACT = "registry/training_rows.npy"
@@ -475,34 +482,39 @@ def register_bundle(
     if training_rows is not None:
         _log_training_rows(training_rows)
     first_of_its_name = not client.search_registered_models(f"name = '{config.model_name}'")
-    # The caller's tags go on at once: one that ties the version to a kept model lets a
-    # rerun after a crash find it (see aeops.serving.pending).
-    version = mlflow.register_model(info.model_uri, config.model_name, tags=tags or None)
-
     new_value = metrics.get(config.compare_metric)
     base_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
     base_tags["compare_metric"] = config.compare_metric
     if evaluation_digest is not None:
         base_tags[EVALUATION_DIGEST] = evaluation_digest
     aliases_before: dict[str, str | None] = {}
-    try:
-        alias, champion, outcome = _decide_alias(
-            client,
-            version,
-            new_value,
-            base_tags,
-            config,
-            evaluation_digest,
-            compare,
-            aliases_before,
-        )
-    except BaseException:
-        # A version without its alias and tags would be an orphan in the registry:
-        # the failed run leaves the registry as it found it.
-        _unregister(
-            client, config.model_name, str(version.version), first_of_its_name, aliases_before
-        )
-        raise
+    # From the version's creation to its last tag, SIGTERM unwinds through Python, so
+    # the clean-up below runs rather than the process ending half-way.
+    with _sigterm_unwinds():
+        # The caller's tags go on at once: one that ties the version to a kept model
+        # lets a rerun after a crash find it (see aeops.serving.pending).
+        version = mlflow.register_model(info.model_uri, config.model_name, tags=tags or None)
+        try:
+            alias, champion, outcome = _decide_alias(
+                client,
+                version,
+                new_value,
+                base_tags,
+                config,
+                evaluation_digest,
+                compare,
+                aliases_before,
+            )
+            client.set_model_version_tag(
+                config.model_name, version.version, REGISTRATION_COMPLETE, "true"
+            )
+        except BaseException:
+            # A version without its alias and tags would be an orphan in the registry:
+            # the failed run leaves the registry as it found it.
+            _unregister(
+                client, config.model_name, str(version.version), first_of_its_name, aliases_before
+            )
+            raise
     before = "no champion before" if champion is None else f"champion: version {champion.version}"
     if outcome.champion_value is not None:
         before += f", {outcome.champion_value}"
@@ -545,3 +557,23 @@ def _log_training_rows(rows: np.ndarray) -> None:
         path = Path(temp) / name
         np.save(path, np.unique(np.asarray(rows, dtype=np.uint64)), allow_pickle=False)
         mlflow.log_artifact(str(path), folder)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within it, SIGTERM raises ``SystemExit(143)`` in the main thread, so ``finally``
+    and ``except BaseException`` blocks run; the handler before it is put back after.
+    Off the main thread, or where SIGTERM is ignored, nothing changes."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_system_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_system_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

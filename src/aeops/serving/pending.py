@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from aeops.data import nested_array
 from aeops.scoring import Predictor
 from aeops.serving._locks import exclusive_lock
 from aeops.serving._registry import (
+    REGISTRATION_COMPLETE,
     Registration,
     RegistryConfig,
     compare_on_unseen_rows,
@@ -210,6 +212,14 @@ class NothingPendingError(FileNotFoundError):
     """The folder holds no kept model (any more)."""
 
 
+class PendingRegistrationBusyError(RuntimeError):
+    """A version of the kept model is being registered, perhaps by another command."""
+
+
+# Seconds after which an unfinished version counts as left behind, not in progress.
+_IN_PROGRESS = 600.0
+
+
 def log_pending(folder: Path, experiment: str = "aeops") -> Registration | None:
     """Log and register a kept registration in a new run of ``experiment``; the folder
     is removed once the model is registered.
@@ -264,17 +274,30 @@ def log_pending(folder: Path, experiment: str = "aeops") -> Registration | None:
 
 def _registered(client: MlflowClient, model_name: str, pending_id: str | None) -> str | None:
     """The version of ``model_name`` registered from the kept model ``pending_id``, if
-    one was registered in full; one left half-way (a crash before its comparison and
-    alias) is deleted, so the model is registered again."""
+    one was registered in full; one a process left half-way (before its alias) is
+    deleted, so the model is registered again.
+
+    Raises:
+        PendingRegistrationBusyError: if a half-way version is younger than
+            ``_IN_PROGRESS``: another command (on another machine, which the lock
+            does not reach) may be registering it.
+    """
     if not pending_id:  # kept before ids were written
         return None
     tagged = client.search_model_versions(f"tags.{PENDING_ID_TAG} = '{pending_id}'")
     for version in (v for v in tagged if v.name == model_name):
-        if "compared_with_champion" in version.tags:  # written with its alias
+        if REGISTRATION_COMPLETE in version.tags:
             return str(version.version)
+        age = time.time() - version.creation_timestamp / 1000
+        if age < _IN_PROGRESS:
+            raise PendingRegistrationBusyError(
+                f"{model_name} version {version.version} from this kept model was created "
+                f"{age:.0f} s ago and is not finished: another command may be registering "
+                f"it; rerun after {_IN_PROGRESS // 60:.0f} minutes to replace it if not"
+            )
         logger.warning(
-            "%s version %s was registered from this folder but never finished (no "
-            "comparison, no alias); deleting it and registering again",
+            "%s version %s was registered from this folder but never finished (no alias); "
+            "deleting it and registering again",
             model_name,
             version.version,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -294,7 +295,7 @@ def registration_request(
         validation_suite=validation_suite,
         data=data_config.model_dump(mode="json"),
     )
-    return PendingRegistration(
+    request = PendingRegistration(
         predictor=predictor,
         spec=spec,
         input_example=_input_example(validated_data, input_spec, data_config),
@@ -315,6 +316,12 @@ def registration_request(
         evaluation_frame=test_frame,
         label_column=data_config.label_column,
     )
+    run = mlflow.active_run()
+    if run is not None:
+        # One id per run: a version this run left half-way, when its tracking server
+        # went away, carries the id of the model kept for later, which then replaces it.
+        request.pending_id = run.info.run_id
+    return request
 
 
 def register_trained_model(
