@@ -153,6 +153,12 @@ def test_pyfunc_rejects_rows_without_the_feature_columns() -> None:
         model.predict(_rows().drop(columns=["d"]))
 
 
+@pytest.mark.parametrize("name", ["it's", 'say "hi"', " "])
+def test_a_model_name_that_filters_cannot_quote_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=r"registry\.model_name=.* must be non-empty and hold no"):
+        RegistryConfig(model_name=name)
+
+
 def test_register_needs_an_active_run(tracking_uri: str) -> None:
     with pytest.raises(RuntimeError, match="active MLflow run"):
         register_bundle(_predictor(), SPEC, _rows(2), {}, RegistryConfig(), {})

@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
@@ -56,6 +56,14 @@ class RegistryConfig(BaseModel):
     model_name: str = "aeops"
     compare_metric: str = "test_auroc"
     greater_is_better: bool = True
+
+    @field_validator("model_name")
+    @classmethod
+    def _quotable(cls, value: str) -> str:
+        # MLflow's search filters quote the name, and cannot escape a quote in it.
+        if not value.strip() or "'" in value or '"' in value:
+            raise ValueError(f"registry.model_name={value!r} must be non-empty and hold no quotes")
+        return value
 
 
 @dataclass(frozen=True)
