@@ -31,11 +31,13 @@ import functools
 import json
 import os
 import platform
+import queue
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +106,10 @@ def limit(source: Path, target: Path) -> float:
     """Read the input with the engine's reader and write an output of the job's schema
     and size, with the engine's writer options; no model, no checks.
 
+    Reading and writing overlap, as in the job: this thread reads while a writer
+    thread writes the batch before, two batches in flight at most. A single thread
+    doing both left the limit slower than it need be (a GPU job beat it).
+
     The embedding values are random floats made before the clock starts: constant
     values (zeros) would compress to a small fraction of the job's output, which is
     not an output of the same size.
@@ -111,15 +117,33 @@ def limit(source: Path, target: Path) -> float:
     schema = pa.schema([("id", pa.int64()), ("embedding", pa.list_(pa.float32(), LATENT))])
     rng = np.random.default_rng(1)
     values = rng.standard_normal(BATCH_ROWS * LATENT, dtype=np.float32)
+    batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with pq.ParquetWriter(target, schema, **PARQUET_WRITE_OPTIONS) as writer:
+                while (batch := batches.get()) is not None:
+                    writer.write_batch(batch)
+        except BaseException as error:  # reported by the reading thread
+            failures.append(error)
+            while batches.get() is not None:  # let the reader finish
+                pass
+
     started = time.perf_counter()
-    with pq.ParquetWriter(target, schema, **PARQUET_WRITE_OPTIONS) as writer:
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
         for batch in parquet_batches(source, BATCH_ROWS):
             n = batch.num_rows
             embedding = pa.FixedSizeListArray.from_arrays(pa.array(values[: n * LATENT]), LATENT)
-            writer.write_batch(
-                pa.RecordBatch.from_arrays([batch.column(0), embedding], schema=schema)
-            )
+            batches.put(pa.RecordBatch.from_arrays([batch.column(0), embedding], schema=schema))
             del batch  # as the engine does, so a row group is freed before the next read
+    finally:
+        batches.put(None)
+        writer.join()
+    if failures:
+        raise failures[0]
     return time.perf_counter() - started
 
 
@@ -219,6 +243,7 @@ def main() -> None:
             generate(source, rows)
             bundle_dir = write_bench_bundle(source, folder / f"bundle-{rows}")
             best: dict[str, dict[str, Any]] = {}
+            peak: dict[str, float] = {}  # the highest of every run, not the fastest run's
             for _ in range(args.repeats):  # alternate, so a busy neighbour hurts both
                 for name in ("limit", "aeops"):
                     run = measured(
@@ -227,12 +252,13 @@ def main() -> None:
                     assert run["rows"] == rows, run
                     if name not in best or run["seconds"] < best[name]["seconds"]:
                         best[name] = run
+                    peak[name] = max(peak.get(name, 0.0), run["peak_rss_mb"])
             row = {
                 "rows": rows,
                 "limit_rows_per_s": rows / best["limit"]["seconds"],
                 "aeops_rows_per_s": rows / best["aeops"]["seconds"],
-                "limit_peak_rss_mb": best["limit"]["peak_rss_mb"],
-                "aeops_peak_rss_mb": best["aeops"]["peak_rss_mb"],
+                "limit_peak_rss_mb": peak["limit"],
+                "aeops_peak_rss_mb": peak["aeops"],
                 "limit_rss_before_mb": best["limit"]["rss_before_mb"],
                 "aeops_rss_before_mb": best["aeops"]["rss_before_mb"],
                 "validation": best["aeops"]["validation"],
@@ -262,10 +288,11 @@ def main() -> None:
     report = "\n".join([info, *lines])
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
-    last = results[-1]
+    largest = max(results, key=lambda r: r["rows"])
+    checks = "" if largest["validation"] else " (no suite checks: no Great Expectations here)"
     summary = (
-        f"embed_throughput aeops/limit={last['aeops_over_limit']:.2f} "
-        f"peak_rss_mb={last['aeops_peak_rss_mb']:.0f}"
+        f"embed_throughput aeops/limit={largest['aeops_over_limit']:.2f} "
+        f"peak_rss_mb={largest['aeops_peak_rss_mb']:.0f}{checks}"
     )
     for line in (report, summary):
         os.write(1, (line + "\n").encode())
