@@ -13,7 +13,13 @@ from aeops.data._inputs import (
     trailing_mean,
     window_starts,
 )
-from aeops.data._kinds import fit_input_scaler, infer_image_shape, make_input_spec, split_by_kind
+from aeops.data._kinds import (
+    fit_input_scaler,
+    image_values,
+    infer_image_shape,
+    make_input_spec,
+    split_by_kind,
+)
 from aeops.data._scaling import SCALING_METHODS, FittedScaler, fit_scaler
 from aeops.data._split import split_frame
 
@@ -32,6 +38,7 @@ __all__ = [
     "WindowInputs",
     "fit_input_scaler",
     "fit_scaler",
+    "image_values",
     "infer_image_shape",
     "ingest",
     "input_spec_from_dict",

@@ -124,9 +124,9 @@ def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> p
         parsed, expected = numbers, "numbers, as the column's other values are"
     else:
         try:
-            parsed = _datetimes(text, utc=False)
+            parsed = _datetimes(text, present, utc=False)
         except (ValueError, TypeError):  # offsets that change (a DST switch), naive and aware
-            parsed = _datetimes(text, utc=True)
+            parsed = _datetimes(text, present, utc=True)
         expected = (
             "ISO 8601 date-times such as '2026-01-01 00:05:00' (any UTC offset), another "
             "date-time format, or numbers"
@@ -149,8 +149,9 @@ def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> p
     return frame
 
 
-def _datetimes(text: pd.Series, utc: bool) -> pd.Series:
-    """Date-times of ``text``, NaT where none: ISO 8601 first (fast, and any mix of
+def _datetimes(text: pd.Series, present: pd.Series, utc: bool) -> pd.Series:
+    """Date-times of ``text`` (``present``: where it holds any), NaT where none: ISO 8601
+    first (fast, and any mix of
     dates, times, fractions and offsets); then the remaining values in the format
     pandas infers from the first of them (fast too: one format, such as
     ``01/31/2026 10:00``); then each value left by its own format (slow, dateutil).
@@ -160,7 +161,7 @@ def _datetimes(text: pd.Series, utc: bool) -> pd.Series:
     """
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=utc)
     for format in (None, "mixed"):
-        left = _present(text) & parsed.isna()
+        left = present & parsed.isna()
         if not left.any():
             break
         retry = pd.to_datetime(text[left], format=format, errors="coerce", utc=utc)

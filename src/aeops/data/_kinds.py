@@ -41,14 +41,20 @@ def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int
     )
 
 
+def image_values(cell: object) -> np.ndarray | None:
+    """An image cell as a float64 array; None when it is no array of numbers (ragged,
+    text), which validation reports with the row's id."""
+    try:
+        return np.asarray(cell, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
 def _first_image(cells: pd.Series) -> np.ndarray | None:
     """The first cell that is an array of numbers, or None."""
     for cell in cells:
-        try:
-            array = np.asarray(cell, dtype=np.float64)
-        except (TypeError, ValueError):
-            continue
-        if array.ndim > 0:
+        array = image_values(cell)
+        if array is not None and array.ndim > 0:
             return array
     return None
 

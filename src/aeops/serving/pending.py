@@ -296,10 +296,11 @@ def _registered(client: MlflowClient, model_name: str, pending_id: str | None) -
                 f"it; rerun after {_IN_PROGRESS // 60:.0f} minutes to replace it if not"
             )
         logger.warning(
-            "%s version %s was registered from this folder but never finished (no alias); "
-            "deleting it and registering again",
+            "%s version %s was registered from this folder but never finished (no %s "
+            "tag); deleting it and registering again",
             model_name,
             version.version,
+            REGISTRATION_COMPLETE,
         )
         client.delete_model_version(model_name, version.version)
     return None

@@ -282,8 +282,7 @@ def suite_roles(suite: gx.ExpectationSuite) -> dict[str, Any]:
     Returns:
         The ``suite.meta["aeops"]`` mapping as a dict, or ``{}``.
     """
-    roles = (suite.meta or {}).get(META_KEY)
-    return dict(roles) if isinstance(roles, Mapping) else {}
+    return suite_json_roles({"meta": suite.meta})
 
 
 def suite_json_roles(payload: Mapping[str, Any]) -> dict[str, Any]:

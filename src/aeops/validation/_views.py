@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from aeops.data import DataConfig, infer_image_shape, resolve_feature_columns
+from aeops.data import DataConfig, image_values, infer_image_shape, resolve_feature_columns
 
 #: Derived columns; their names are what a failure message shows.
 STEP_COLUMN = "timestamp_step_seconds"
@@ -54,9 +54,8 @@ def _image_facts(cells: pd.Series, shape: tuple[int, int, int]) -> pd.DataFrame:
     read against the expected shape."""
     facts = []
     for cell in cells:
-        try:
-            array = np.asarray(cell, dtype=np.float64)
-        except (TypeError, ValueError):  # ragged, or not numbers: null facts name the row
+        array = image_values(cell)
+        if array is None:  # ragged, or not numbers: null facts name the row
             facts.append((np.nan,) * len(IMAGE_COLUMNS))
             continue
         if array.ndim == 2:

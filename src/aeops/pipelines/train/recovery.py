@@ -93,9 +93,8 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     run = mlflow.active_run()
     request.source_run_id = None if run is None else run.info.run_id
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    # The run's id keeps two runs that lose the server in one second apart.
-    unique = (request.source_run_id or request.pending_id)[:8]
-    name = f"{stamp}-{request.config.model_name}-{unique}"
+    # The id (the run's) keeps two runs that lose the server in one second apart.
+    name = f"{stamp}-{request.config.model_name}-{request.pending_id[:8]}"
     folder = request.save(project_path / UNLOGGED / name)
     logger.error(
         "The MLflow tracking server %s stopped answering during the run. The trained "
