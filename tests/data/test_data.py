@@ -127,6 +127,18 @@ def test_minmax_maps_train_range_to_unit_interval() -> None:
     assert scaled[:, 0].tolist() == [0.0, 0.5, 1.0]
 
 
+def test_a_scalers_typical_value_lies_inside_the_training_data() -> None:
+    values = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 40.0], [10.0, 40.0]])
+    typical = {
+        m: fit_scaler(values, ["a", "b"], m).typical for m in ("standard", "robust", "minmax")
+    }
+    np.testing.assert_allclose(typical["standard"], [4.0, 25.0])
+    np.testing.assert_allclose(typical["robust"], [2.5, 25.0])
+    np.testing.assert_allclose(
+        typical["minmax"], [5.5, 25.0]
+    )  # the range's middle, not its minimum
+
+
 def test_scaler_round_trips_through_json_form() -> None:
     scaler = fit_scaler(np.random.default_rng(0).normal(size=(20, 3)), ["a", "b", "c"], "robust")
     again = FittedScaler.from_dict(scaler.to_dict())

@@ -13,6 +13,7 @@ from aeops.models import ModelConfig, build_model
 from aeops.scoring import InputSchemaError, Predictor
 from aeops.scoring.generative import (
     GenerationError,
+    column_means,
     generate_samples,
     impute_values,
     imputed_frame,
@@ -174,6 +175,13 @@ def test_a_column_with_no_observed_value_starts_from_the_training_centre(
     truth = low_rank_table(n=50, seed=4)["f"].to_numpy()
     error = np.sqrt(np.mean((imputation.values[:, 5] - truth) ** 2))
     assert error < 0.5 * truth.std()
+
+
+def test_an_unobserved_column_starts_inside_the_training_range() -> None:
+    scaler = fit_scaler(np.array([[0.0, 10.0], [4.0, 30.0]]), ["a", "b"], "minmax")
+    values = np.array([[1.0, np.nan], [3.0, np.nan]])
+    # a: its observed mean; b: the middle of its training range, not the minimum (10).
+    np.testing.assert_allclose(column_means(values, scaler), [2.0, 20.0])
 
 
 def test_imputation_refuses_infinite_values_and_a_bad_iteration_count(vae: Predictor) -> None:

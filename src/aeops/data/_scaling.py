@@ -24,6 +24,14 @@ class FittedScaler:
     center: np.ndarray
     scale: np.ndarray
 
+    @property
+    def typical(self) -> np.ndarray:
+        """A typical training value per column, in original units: the mean (standard),
+        the median (robust), the middle of the range (minmax), 0 (none)."""
+        if self.method == "minmax":
+            return self.center + self.scale / 2
+        return self.center
+
     def transform(self, values: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Scale a (N, F) array in the column order of :attr:`columns`, as float32.
 

@@ -116,10 +116,10 @@ class Imputation:
 
 def column_means(values: np.ndarray, scaler: FittedScaler) -> np.ndarray:
     """Each column's mean over its observed (non-NaN) values, (values per row,); the
-    scaler's training centre for a column with none: where imputation starts."""
+    scaler's typical training value for a column with none: where imputation starts."""
     observed = (~np.isnan(values)).sum(axis=0)
     means = np.nansum(values, axis=0) / np.maximum(observed, 1)
-    return np.where(observed > 0, means, np.broadcast_to(scaler.center, means.shape))
+    return np.where(observed > 0, means, np.broadcast_to(scaler.typical, means.shape))
 
 
 def impute_values(
@@ -127,10 +127,10 @@ def impute_values(
 ) -> Imputation:
     """Fill the NaN inputs of ``frame`` by iterative conditional reconstruction.
 
-    Missing values start at their column's mean over the rows where it is observed (the
-    training centre when a column has none). Each pass reconstructs every sample with
-    the model, whose decoder sees the observed values and the current guesses, and
-    replaces only the missing values with their reconstruction. The passes stop when no
+    Missing values start at their column's mean over the rows where it is observed (a
+    typical training value when a column has none). Each pass reconstructs every
+    sample with the model, whose decoder sees the observed values and the current
+    guesses, and replaces only the missing values with their reconstruction. The passes stop when no
     filled value moves more than ``tolerance`` scaler units, or after ``max_iterations``.
     With a VAE the reconstruction is the decoded posterior mean, so the result is
     deterministic.
