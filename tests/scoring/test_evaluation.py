@@ -107,6 +107,40 @@ def test_evaluate_frame_on_tabular_rows_gives_metrics_table_and_figures() -> Non
     }
 
 
+def test_a_row_beyond_the_models_float32_range_scores_highest_and_evaluates() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(40, 3))
+    # Finite inputs: a squared error that overflows float32, and activations that do.
+    values[0] = [1e25, 0.0, 0.0]
+    values[1] = [3e38, -3e38, 3e38]
+    frame = pd.DataFrame(values, columns=["a", "b", "c"])
+    frame.insert(0, "id", range(40))
+    frame["label"] = [1, 1] + [0] * 38
+    scaler = fit_scaler(values[2:], ["a", "b", "c"], "standard")
+    model = _model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (3,))
+    predictor = Predictor(model, TabularInputs(("a", "b", "c")), scaler, Threshold(5.0, "fixed"))
+    errors = predictor.reconstruction_errors(frame.drop(columns=["id", "label"]))
+    assert np.isfinite(errors).all()
+    assert errors[:2].min() > errors[2:].max()
+    evaluation = evaluate_frame(predictor, frame, "id", "label", prefix="eval")
+    assert evaluation.metrics["eval_auroc"] == 1.0
+    assert evaluation.scores["is_anomaly"][:2].all()
+    assert all(np.isfinite(value) for value in evaluation.metrics.values())
+    assert np.isfinite(evaluation.feature_errors.select_dtypes("number").to_numpy()).all()
+
+
+def test_a_step_beyond_the_models_float32_range_does_not_spread_nan_through_smoothing() -> None:
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60)})
+    frame.loc[30, ["x", "y"]] = [3e38, -3e38]
+    scaler = fit_scaler(frame[["x", "y"]].to_numpy()[:20], ["x", "y"], "standard")
+    config = ModelConfig(architecture="recurrent", latent_dim=2, hidden_dims=(4,))
+    spec = WindowInputs(("x", "y"), 8, 2, smoothing=5)
+    scores = Predictor(_model(config, (8, 2)), spec, scaler).reconstruction_errors(frame)
+    assert np.isfinite(scores).all()
+    assert scores[30:35].min() > scores[:24].max()  # the step and those smoothing it
+
+
 def test_evaluate_frame_draws_image_reconstructions() -> None:
     rng = np.random.default_rng(0)
     images = list(rng.uniform(size=(12, 1, 8, 8)))

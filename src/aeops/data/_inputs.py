@@ -150,11 +150,37 @@ def _per_row(samples: np.ndarray) -> np.ndarray:
     return samples.reshape(len(samples), math.prod(samples.shape[1:]))
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def score_mean(elementwise: np.ndarray, axis: int) -> np.ndarray:
+    """The mean of element scores along ``axis``, in float64.
+
+    Every input reaching the model is finite, but one far enough out overflows the
+    model's float32: its squared error becomes inf, or its activations inf - inf =
+    NaN. Such a score counts as float32's largest number, so the row ranks above
+    every other and is flagged, rather than breaking the metrics or passing as normal
+    (NaN is above no threshold). The common case costs one check of the means.
+    """
+    means = elementwise.mean(axis=axis, dtype=np.float64)
+    if not np.isfinite(means).all():
+        means = np.minimum(elementwise, _FLOAT32_MAX).mean(axis=axis, dtype=np.float64)
+        means[np.isnan(means)] = _FLOAT32_MAX
+    return means
+
+
+def value_scores(elementwise: np.ndarray) -> np.ndarray:
+    """Element scores in float64, saturated as in :func:`score_mean`."""
+    return np.nan_to_num(
+        elementwise.astype(np.float64), nan=_FLOAT32_MAX, posinf=_FLOAT32_MAX, copy=False
+    )
+
+
 def _rows_are_samples(
     embeddings: np.ndarray, elementwise: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row answers when each row is one sample: its embedding and mean element score."""
-    return embeddings, _per_row(elementwise).mean(axis=1, dtype=np.float64)
+    return embeddings, score_mean(_per_row(elementwise), axis=1)
 
 
 @dataclass(frozen=True)
@@ -200,7 +226,7 @@ class TabularInputs:
 
     def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
         """Each feature's score, (N, F)."""
-        return elementwise.astype(np.float64, copy=False)
+        return value_scores(elementwise)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -272,7 +298,7 @@ class ImageInputs:
 
     def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
         """Each pixel's score, flattened C x H x W, (N, C*H*W)."""
-        return _per_row(elementwise).astype(np.float64, copy=False)
+        return _per_row(value_scores(elementwise))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -351,7 +377,7 @@ class WindowInputs:
         it (then smoothed); its embedding is that of the covering window whose centre
         is nearest."""
         scores = trailing_mean(
-            self._spread(n_rows, elementwise.mean(axis=2, dtype=np.float64)), self.smoothing
+            self._spread(n_rows, score_mean(elementwise, axis=2)), self.smoothing
         )
         return self.row_embeddings(n_rows, embeddings), scores
 
@@ -369,7 +395,7 @@ class WindowInputs:
 
     def row_value_scores(self, n_rows: int, elementwise: np.ndarray) -> np.ndarray:
         """Each reading's score at each step, averaged over covering windows, (N, F)."""
-        return self._spread(n_rows, elementwise)
+        return self._spread(n_rows, value_scores(elementwise))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -96,9 +96,16 @@ def pr_figure(labels: np.ndarray, errors: np.ndarray, auprc: float | None) -> Fi
 def embedding_projection(
     embeddings: np.ndarray, labels: np.ndarray | None, flagged: np.ndarray
 ) -> Figure:
-    """The embeddings' first two principal components, coloured by label (or flag)."""
-    centred = np.asarray(embeddings, dtype=np.float64)
-    centred = centred - centred.mean(axis=0)
+    """The embeddings' first two principal components, coloured by label (or flag).
+
+    Rows whose embedding is not finite (inputs beyond the model's float32 range) are
+    left out, and the title says how many.
+    """
+    values = np.asarray(embeddings, dtype=np.float64)
+    finite = np.isfinite(values).all(axis=1)
+    values, flagged = values[finite], np.asarray(flagged)[finite]
+    labels = None if labels is None else np.asarray(labels)[finite]
+    centred = values - values.mean(axis=0)
     if centred.shape[1] >= 2 and centred.shape[0] >= 2:
         _, singular, components = np.linalg.svd(centred, full_matrices=False)
         points = centred @ components[:2].T
@@ -119,7 +126,10 @@ def embedding_projection(
         axis.scatter(points[selected, 0], points[selected, 1], s=8, alpha=0.6, c=colour, label=name)
     axis.set_xlabel(names[0])
     axis.set_ylabel(names[1])
-    axis.set_title("Test embeddings (PCA)")
+    left_out = int((~finite).sum())
+    axis.set_title(
+        "Test embeddings (PCA)" + (f", {left_out} non-finite left out" if left_out else "")
+    )
     axis.legend()
     figure.tight_layout()
     return figure
