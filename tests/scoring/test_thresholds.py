@@ -79,6 +79,17 @@ def test_pot_recovers_an_exponential_tail_quantile() -> None:
     assert chosen.value == pytest.approx(value)
 
 
+def test_pot_refuses_a_risk_beyond_the_fitted_tail() -> None:
+    with pytest.raises(ValueError, match=r"pot_risk=0.2 must be below 1 - threshold.pot_init"):
+        ThresholdConfig(method="pot", pot_risk=0.2, pot_initial_quantile=0.98)
+    ThresholdConfig(method="quantile", pot_risk=0.2)  # unused by other methods
+    # Ties at the initial threshold leave fewer peaks than its share.
+    errors = np.r_[np.zeros(900), np.random.default_rng(0).exponential(size=100)]
+    config = ThresholdConfig(method="pot", pot_risk=0.15, pot_initial_quantile=0.8)
+    with pytest.raises(ThresholdError, match=r"share of validation errors above the initial"):
+        choose_threshold(errors, config)
+
+
 def test_pot_needs_a_tail_to_fit() -> None:
     with pytest.raises(ThresholdError, match="needs at least 10 validation errors"):
         choose_threshold(np.arange(100.0), ThresholdConfig(method="pot"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,19 @@ class ThresholdConfig(BaseModel):
     target_fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
     pot_risk: float = Field(default=1e-3, gt=0.0, lt=1.0)
     pot_initial_quantile: float = Field(default=0.98, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _risk_within_the_tail(self) -> ThresholdConfig:
+        # The fitted tail describes errors above the initial threshold only: a risk
+        # as large as the share above it would be read where no tail was fitted.
+        if self.method == "pot" and self.pot_risk >= 1.0 - self.pot_initial_quantile:
+            raise ValueError(
+                f"threshold.pot_risk={self.pot_risk} must be below 1 - "
+                f"threshold.pot_initial_quantile = {1.0 - self.pot_initial_quantile:.6g} "
+                "(the share of errors the tail is fitted on); lower pot_risk or "
+                "pot_initial_quantile"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,12 @@ def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: floa
         )
     shape, _, scale = genpareto.fit(peaks, floc=0.0)
     ratio = risk * errors.size / peaks.size
+    if ratio >= 1.0:  # ties at the initial threshold left fewer peaks than its share
+        raise ThresholdError(
+            f"threshold.pot_risk={risk} is not below the share of validation errors "
+            f"above the initial threshold ({peaks.size / errors.size:.6g}); lower "
+            "threshold.pot_risk or threshold.pot_initial_quantile"
+        )
     if abs(shape) < 1e-6:
         return initial - scale * float(np.log(ratio))
     return initial + scale / shape * (ratio ** (-shape) - 1.0)
