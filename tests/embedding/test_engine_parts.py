@@ -19,7 +19,7 @@ import torch
 from aeops.data import TabularInputs, fit_scaler
 from aeops.embedding import _engine
 from aeops.embedding import _source as source_module
-from aeops.embedding._arrow_tabular import ArrowTabularPath, _Buffers
+from aeops.embedding._arrow_tabular import ArrowTabularPath, _Buffers, _unique
 from aeops.embedding._checks import CompiledSuite
 from aeops.embedding._engine import _cpu_share_for_the_model
 from aeops.embedding._source import WHOLE_ROW_GROUP_BYTES, parquet_batches
@@ -61,6 +61,15 @@ def test_the_fast_path_gives_the_general_paths_samples_bit_for_bit() -> None:
     general = _predictor().samples(frame)
     np.testing.assert_array_equal(ready.samples, general)
     assert ready.ids.to_pylist() == frame["id"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("ids", "dtype"), [([5, 3, 5], np.uint32), ([1, 100, -100, 1], np.int8), ([7, 7], np.int64)]
+)
+def test_repeated_ids_are_found_whatever_their_integer_type(ids: list[int], dtype: type) -> None:
+    assert not _unique(np.array(ids, dtype=dtype))
+    assert _unique(np.array(sorted(set(ids)), dtype=dtype))
+    assert _unique(np.array(sorted(set(ids), reverse=True), dtype=dtype))
 
 
 def test_sample_buffers_come_back_by_shape_and_layout_and_keep_a_few() -> None:

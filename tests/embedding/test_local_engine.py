@@ -384,20 +384,74 @@ def test_a_rerun_drops_the_outputs_of_input_parts_that_are_gone(
     out = tmp_path / "out"
     _job(store, "tabular", tmp_path / "in").run(out)
     (tmp_path / "in" / "part-001.parquet").rename(tmp_path / "in" / "part-009.parquet")
-    (out / "notes.parquet").write_bytes(b"not ours")  # not the engine's: left alone
-    (tmp_path / "other").mkdir()  # another input folder's part in the same output: kept
-    tabular_rows(10, seed=5).to_parquet(tmp_path / "other" / "x.parquet")
-    _job(store, "tabular", tmp_path / "other").run(out)
     report = _job(store, "tabular", tmp_path / "in").run(out)
     assert (report.parts_written, report.parts_skipped) == (1, 1)
-    assert sorted(p.name for p in out.glob("part-*.parquet")) == [
+    assert sorted(p.name for p in out.glob("*.parquet")) == [
         "part-000.parquet",
         "part-009.parquet",
     ]
-    assert (out / "notes.parquet").exists()
-    assert (out / "x.parquet").exists()
-    result = pd.concat(pd.read_parquet(p) for p in sorted(out.glob("part-*.parquet")))
-    assert sorted(result["id"]) == sorted(ids)  # every row once
+    assert sorted(pd.read_parquet(out)["id"]) == sorted(ids)  # every row once
+
+
+def test_a_folder_output_holds_this_inputs_rows_only(store: dict[str, Any], tmp_path: Path) -> None:
+    ids = _parts(tmp_path / "in", 2, 50)
+    (tmp_path / "other").mkdir()
+    tabular_rows(10, seed=5).to_parquet(tmp_path / "other" / "x.parquet")
+    out = tmp_path / "out"
+    _job(store, "tabular", tmp_path / "other").run(out)
+    _job(store, "tabular", tmp_path / "in").run(out)  # another input folder's part goes
+    assert sorted(p.name for p in out.glob("*.parquet")) == [
+        "part-000.parquet",
+        "part-001.parquet",
+    ]
+    assert sorted(pd.read_parquet(out)["id"]) == sorted(ids)
+    # A Parquet file no aeops job wrote would be read with the output: refused, untouched.
+    (out / "notes.parquet").write_bytes(b"not ours")
+    (tmp_path / "in" / "part-001.parquet").unlink()
+    with pytest.raises(ValueError, match=r"holds notes.parquet, which no aeops job wrote"):
+        _job(store, "tabular", tmp_path / "in").run(out)
+    assert (out / "part-001.parquet").exists() and (out / SUCCESS_MARKER).exists()
+
+
+def test_a_failing_first_part_leaves_nothing_and_an_earlier_output_whole(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "bad").mkdir()
+    tabular_rows(10).drop(columns=["f3"]).to_parquet(tmp_path / "bad" / "x.parquet")
+    with pytest.raises(BatchValidationError, match="f3"):
+        _job(store, "tabular", tmp_path / "bad").run(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    ids = _parts(tmp_path / "in", 2, 20)
+    _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
+    with pytest.raises(BatchValidationError, match="f3"):
+        _job(store, "tabular", tmp_path / "bad").run(tmp_path / "out")
+    assert (tmp_path / "out" / SUCCESS_MARKER).exists()  # still complete, still readable
+    assert sorted(pd.read_parquet(tmp_path / "out")["id"]) == sorted(ids)
+
+
+def test_an_output_path_of_the_other_shape_is_refused_before_any_work(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    tabular_rows(10).to_parquet(tmp_path / "in.parquet")
+    (tmp_path / "folder.parquet").mkdir()  # say, an earlier Spark output
+    with pytest.raises(ValueError, match=r"folder.parquet is a folder .* writes one Parquet file"):
+        _job(store, "tabular", tmp_path / "in.parquet").run(tmp_path / "folder.parquet")
+    _parts(tmp_path / "in", 1, 10)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"file is a file, but the folder input"):
+        _job(store, "tabular", tmp_path / "in").run(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
+    assert not any((tmp_path / "folder.parquet").iterdir())
+
+
+def test_an_empty_series_part_gets_an_empty_output(store: dict[str, Any], tmp_path: Path) -> None:
+    series = make_timeseries_demo(n_steps=50).drop(columns=["label"])
+    series.iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    report = _job(store, "timeseries", tmp_path / "empty.parquet", output="scores").run(
+        tmp_path / "out.parquet"
+    )
+    assert report.rows == 0
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 0
 
 
 def test_an_empty_part_keeps_the_inputs_id_type(store: dict[str, Any], tmp_path: Path) -> None:

@@ -203,7 +203,11 @@ class ArrowTabularPath:
 
 
 def _unique(values: np.ndarray) -> bool:
-    """Whether no value repeats; increasing ids (the usual case) need no hash table."""
-    if values.dtype.kind in "iu" and values.size > 1 and bool((np.diff(values) > 0).all()):
+    """Whether no value repeats; increasing ids (the usual case) need no hash table.
+
+    Neighbours are compared, not subtracted: a difference of unsigned or narrow
+    integers wraps around, and ``[5, 3, 5]`` would look increasing.
+    """
+    if values.dtype.kind in "iu" and values.size > 1 and bool((values[1:] > values[:-1]).all()):
         return True
     return bool(pd.Index(values).is_unique)

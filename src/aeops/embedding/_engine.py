@@ -189,6 +189,11 @@ class _AtomicParquetWriter:
             self.temp.unlink(missing_ok=True)
 
 
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # absent, or not empty
+        folder.rmdir()
+
+
 # pandas' nullable integer dtypes, which keep int ids with a null exact.
 _NULLABLE_INTEGERS = {
     pa.int8(): pd.Int8Dtype(),
@@ -319,6 +324,8 @@ class EmbedJob:
         if isinstance(self.bundle.predictor.inputs, WindowInputs):
             batch_rows = sys.maxsize
             batches = list(self.source.batches(part, self.batch_rows, self._csv_types))
+            if not batches:  # no rows: the part gets an empty output
+                return
             table = pa.Table.from_batches(batches).combine_chunks()
             yield from ((b, 0) for b in table.to_batches(max_chunksize=batch_rows))
             return
@@ -457,24 +464,40 @@ class EmbedJob:
             seen[target] = part
         return targets
 
-    def _remove_outdated_parts(self, destination: Path, targets: list[Path]) -> None:
-        """Drop the output parts (and set-aside rows) of input parts that are gone, so
-        the folder holds this input's rows only: an earlier run's part for a renamed or
-        deleted input would be read again with the rest. Only parts this engine wrote
-        from this input folder (its ``aeops.source_folder`` metadata) are touched."""
+    def _earlier_parts(self, destination: Path, targets: list[Path]) -> list[Path]:
+        """The output parts in ``destination`` that this input will not write: an
+        earlier run's, from parts renamed or deleted since, another input folder, or
+        the Spark engine. Read with the rest, their rows would join this input's.
+
+        Raises:
+            ValueError: for a Parquet file no aeops job wrote (no ``aeops.`` metadata),
+                before anything at the destination changes.
+        """
+        if not destination.is_dir():
+            return []
         keep = set(targets)
-        folder = str(self.source.path.resolve()).encode()
+        earlier = []
         for path in sorted(destination.glob("*.parquet")):
             if path in keep:
                 continue
             try:
                 metadata = pq.read_schema(path).metadata or {}
             except (pa.ArrowInvalid, OSError):
-                continue
-            if metadata.get(b"aeops.source_folder") == folder:
-                logger.warning("Removing %s: its input part is no longer in the input", path)
-                path.unlink()
-                self._quarantine_target(path).unlink(missing_ok=True)
+                metadata = {}
+            if not any(key.startswith(b"aeops.") for key in metadata):
+                raise ValueError(
+                    f"the output folder {destination} holds {path.name}, which no aeops job "
+                    "wrote; it would be read with the output. Move it, or write elsewhere"
+                )
+            earlier.append(path)
+        return earlier
+
+    def _remove_earlier_parts(self, parts: list[Path]) -> None:
+        """Drop :meth:`_earlier_parts` and their set-aside rows."""
+        for path in parts:
+            logger.warning("Removing %s: its input part is not in %s", path, self.source.path)
+            path.unlink(missing_ok=True)
+            self._quarantine_target(path).unlink(missing_ok=True)
 
     def _quarantine_target(self, target: Path) -> Path:
         """Where a part's set-aside rows go: beside a file output, or in the folder
@@ -511,28 +534,61 @@ class EmbedJob:
         parts = self.source.parts()
         if self.source.is_folder and not parts:
             raise ValueError(f"{self.source.path} holds no parts")
-        targets = self._targets(parts, destination)  # before anything at the destination moves
-        if self.source.is_folder:
-            destination.mkdir(parents=True, exist_ok=True)
-            (destination / SUCCESS_MARKER).unlink(missing_ok=True)
+        # Checked before anything at the destination moves.
+        self._refuse_a_destination_of_the_other_shape(destination)
+        targets = self._targets(parts, destination)
+        earlier = self._earlier_parts(destination, targets) if self.source.is_folder else []
+        marker = destination / SUCCESS_MARKER
+
+        def unmark() -> None:
+            """A folder output changes: it is not complete until the marker is back."""
+            if self.source.is_folder:
+                marker.unlink(missing_ok=True)
+
         rows = written = skipped = quarantined = 0
-        for part, target in zip(parts, targets, strict=True):
-            if self.source.is_folder and target.exists():
-                stale = self._stale_reason(target, part)
-                if stale is None:
-                    skipped += 1
-                    logger.info("Skipping %s: %s is already complete", part.name, target)
-                    continue
-                logger.warning("Writing %s again: %s", target, stale)
-            with _cpu_share_for_the_model(self.bundle.predictor.model):
-                part_rows, part_quarantined = self._run_part(part, target, suite, progress)
-            rows += part_rows
-            quarantined += part_quarantined
-            written += 1
+        created = self.source.is_folder and not destination.exists()
+        try:
+            for part, target in zip(parts, targets, strict=True):
+                if self.source.is_folder and target.exists():
+                    stale = self._stale_reason(target, part)
+                    if stale is None:
+                        skipped += 1
+                        logger.info("Skipping %s: %s is already complete", part.name, target)
+                        continue
+                    logger.warning("Writing %s again: %s", target, stale)
+                with _cpu_share_for_the_model(self.bundle.predictor.model):
+                    done = self._run_part(part, target, suite, progress, unmark)
+                rows += done[0]
+                quarantined += done[1]
+                written += 1
+        except BaseException:
+            # The finished parts stay for a rerun; folders this run made and left
+            # empty go, so a failed first part leaves nothing at the destination.
+            if created:
+                _remove_if_empty(destination / "_quarantine")
+                _remove_if_empty(destination)
+            raise
         if self.source.is_folder:
-            self._remove_outdated_parts(destination, targets)
-            (destination / SUCCESS_MARKER).write_text("")
+            if earlier:
+                unmark()
+                self._remove_earlier_parts(earlier)
+            marker.write_text("")
         return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
+
+    def _refuse_a_destination_of_the_other_shape(self, destination: Path) -> None:
+        """A folder input writes a folder of parts, a file input one file: a path
+        already holding the other shape is refused before any work, not replaced."""
+        if self.source.is_folder and destination.exists() and not destination.is_dir():
+            raise ValueError(
+                f"{destination} is a file, but the folder input {self.source.path} writes a "
+                "folder of parts there; remove it or choose another output path"
+            )
+        if not self.source.is_folder and destination.is_dir():
+            raise ValueError(
+                f"{destination} is a folder (an earlier Spark or folder-input output?), but "
+                f"the file input {self.source.path} writes one Parquet file there; remove "
+                "it or choose another output path"
+            )
 
     def _run_part(
         self,
@@ -540,6 +596,7 @@ class EmbedJob:
         target: Path,
         suite: CompiledSuite | None,
         progress: Callable[[int], None] | None,
+        before_commit: Callable[[], None],
     ) -> tuple[int, int]:
         writer: _AtomicParquetWriter | None = None
         quarantine: _AtomicParquetWriter | None = None
@@ -566,6 +623,7 @@ class EmbedJob:
             if writer is None:  # an input with no rows still gets a (valid, empty) output
                 schema = self.output_schema(self._id_type(part), part)
                 writer = _AtomicParquetWriter(target, schema)
+            before_commit()
             # The set-aside rows first: a part counts as done once its output exists.
             if quarantine is not None:
                 quarantine.commit()
