@@ -444,6 +444,18 @@ def test_an_output_path_of_the_other_shape_is_refused_before_any_work(
     assert not any((tmp_path / "folder.parquet").iterdir())
 
 
+def test_a_folder_with_subfolders_is_refused_rather_than_half_read(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    _parts(tmp_path / "in", 1, 10)
+    (tmp_path / "in" / "_temporary").mkdir()  # hidden, as Spark and Hadoop leave them
+    (tmp_path / "in" / "date=2026-11-27").mkdir()
+    tabular_rows(5, seed=3).to_parquet(tmp_path / "in" / "date=2026-11-27" / "b.parquet")
+    with pytest.raises(SourceError, match=r"holds subfolders \(date=2026-11-27\), which are not"):
+        _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_empty_series_part_gets_an_empty_output(store: dict[str, Any], tmp_path: Path) -> None:
     series = make_timeseries_demo(n_steps=50).drop(columns=["label"])
     series.iloc[:0].to_parquet(tmp_path / "empty.parquet")

@@ -133,6 +133,39 @@ def test_spark_embeds_images_like_the_local_engine(
     )
 
 
+def test_spark_checks_images_against_the_suite_as_the_local_engine_does(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    images = image_rows().drop(columns=["label"])
+    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images.at[3, "image"] = np.full_like(images.at[3, "image"], 999.0)  # pixels go to 16
+    images.to_parquet(tmp_path / "images.parquet")
+    bundle = load_registered_bundle(store["models"]["image"])
+    for engine in ("local", "spark"):
+        job = EmbedJob(TableSource(tmp_path / "images.parquet"), bundle, engine=engine)
+        with pytest.raises(Exception, match=r"(?s)failed the model's validation suite.*999"):
+            job.run(tmp_path / engine)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.parquet"]
+
+
+def test_spark_writes_the_id_type_the_local_engine_writes(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    tabular_rows(50).to_csv(tmp_path / "in.csv", index=False)  # Spark infers int32 ids
+    unsigned = tabular_rows(50).astype({"id": np.uint32})
+    unsigned.to_parquet(tmp_path / "in.parquet")  # Spark reads uint32 as long
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    for name in ("in.csv", "in.parquet"):
+        for engine in ("local", "spark"):
+            EmbedJob(TableSource(tmp_path / name), bundle, engine=engine).run(
+                tmp_path / f"{name}.{engine}"
+            )
+        local = pq.read_table(tmp_path / f"{name}.local")
+        spark_table = pq.read_table(tmp_path / f"{name}.spark")
+        assert spark_table.schema.equals(local.schema, check_metadata=False), name
+        assert spark_table.column("id").equals(local.column("id"))
+
+
 def test_spark_stops_at_rows_that_fail_the_suite_and_writes_nothing(
     store: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:

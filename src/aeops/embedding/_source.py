@@ -86,12 +86,21 @@ class TableSource:
         """The files to read, in name order.
 
         Raises:
-            SourceError: if the path does not exist or holds no table files.
+            SourceError: if the path does not exist, holds no table files, or holds
+                subfolders (say Hive-style ``date=...``), whose rows would be missed.
         """
         if not self.path.exists():
             raise SourceError(f"{self.path} does not exist")
         if not self.is_folder:
             return [self.path]
+        # Hidden ones (".x", "_x", as Spark and Hadoop write them) are not data.
+        nested = sorted(p.name for p in self.path.iterdir() if p.is_dir() and p.name[0] not in "._")
+        if nested:
+            raise SourceError(
+                f"{self.path} holds subfolders ({', '.join(nested[:5])}), which are not read: "
+                "the parts must be .parquet or .csv files directly in the folder. Move "
+                "their files up, or run the job on each subfolder"
+            )
         parts = sorted(
             p
             for p in self.path.iterdir()

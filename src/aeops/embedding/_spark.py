@@ -32,9 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aeops.data import TabularInputs
+from aeops.data import DataConfig
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER, EmbedJob, JobReport
+from aeops.embedding._source import PARQUET_SUFFIXES
+from aeops.validation import validation_view
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -87,6 +89,7 @@ def run_spark(
             .appName("aeops")
             .getOrCreate()
         )
+    job.source.parts()  # the local engine's refusals: no input, no parts, subfolders
     frame = _read(spark, job.source.path)
     id_column = job.bundle.spec.id_column
     if id_column not in frame.columns:
@@ -104,8 +107,9 @@ def run_spark(
         F.col("_metadata.file_block_start").alias(_SPLIT),
     )
     suite = job.bundle.spec.validation_suite
-    if suite and isinstance(job.bundle.predictor.inputs, TabularInputs):
-        checker = _PartitionChecker(suite, id_column, str(job.source.path), inputs)
+    if suite:  # time series never get here (see EmbedJob._refuse_what_would_cut_series)
+        data = job.bundle.spec.data or {}
+        checker = _PartitionChecker(suite, id_column, str(job.source.path), inputs, data)
         frame = frame.mapInArrow(checker, frame.schema)
     id_type = frame.schema[id_column].dataType
     udf = mlflow.pyfunc.spark_udf(
@@ -115,7 +119,7 @@ def run_spark(
         env_manager="local",
         params={"output": "embedding" if job.output == "embeddings" else "all"},
     )
-    schema = job.output_schema(_arrow_type(id_type))
+    schema = job.output_schema(_local_id_type(job.source.path, id_column, id_type))
     answers = frame.select(
         udf(F.struct(*[F.col(f"`{c}`") for c in inputs])).alias("r"), _FILE, _SPLIT
     )
@@ -166,6 +170,26 @@ def _task() -> tuple[int, int]:
     return (0, 0) if context is None else (context.partitionId(), context.taskAttemptId())
 
 
+def _local_id_type(path: Path, id_column: str, spark_type: Any) -> pa.DataType:
+    """The id column's type as the local engine writes it, so both engines' outputs
+    share one schema: a Parquet input's own Arrow type (Spark reads uint32 as long),
+    and for a CSV pyarrow's inference (int64 and float64, where Spark infers int32
+    for small whole numbers)."""
+    from pyspark.sql import types as T
+
+    parquet = [path] if path.is_file() else sorted(path.iterdir())
+    for part in parquet:
+        if part.is_file() and part.suffix.lower() in PARQUET_SUFFIXES:
+            schema = pq.read_schema(part)
+            if id_column in schema.names:
+                return schema.field(id_column).type
+    if isinstance(spark_type, T.ByteType | T.ShortType | T.IntegerType | T.LongType):
+        return pa.int64()
+    if isinstance(spark_type, T.FloatType | T.DoubleType | T.DecimalType):
+        return pa.float64()
+    return _arrow_type(spark_type)
+
+
 def _arrow_type(spark_type: Any) -> pa.DataType:
     """The Arrow type of a Spark column type, as Spark hands it to Python."""
     from pyspark.sql.pandas.types import to_arrow_type
@@ -179,19 +203,29 @@ class _PartitionChecker:
     partition, rows and the failed expectations instead of being scored."""
 
     def __init__(
-        self, suite: dict[str, Any], id_column: str, source: str, inputs: list[str]
+        self,
+        suite: dict[str, Any],
+        id_column: str,
+        source: str,
+        inputs: list[str],
+        data: dict[str, Any],
     ) -> None:
         self.suite = suite
         self.id_column = id_column
         self.source = source
         self.inputs = inputs
+        self.data = data
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         partition, _ = _task()
         suite = CompiledSuite(self.suite, {self.id_column})
+        config = DataConfig(**self.data)
         offset = 0
         for batch in batches:
-            result = suite.evaluate(batch.select(self.inputs).to_pandas(), row_offset=offset)
+            frame = batch.select(self.inputs).to_pandas()
+            if config.kind != "tabular":  # images: checked as the facts the suite expects
+                frame = validation_view(frame, config).frame
+            result = suite.evaluate(frame, row_offset=offset)
             if not result.success:
                 last = offset + batch.num_rows - 1
                 where = f"{self.source}: Spark partition {partition}, its rows {offset}-{last},"
