@@ -619,3 +619,36 @@ def test_a_csv_value_that_is_no_number_is_named_with_its_row(
     with pytest.raises(SourceError, match=r"column 'f4' holds 'n/a\?' in row 17; expected a num"):
         _job(store, "tabular", tmp_path / "in.csv").run(tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_csv_ids_that_turn_to_text_after_the_first_block_pass_through_as_text(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(40_000).astype({"id": str})
+    rows.loc[39_990, "id"] = "A-17"  # far past pyarrow's first block, which fixes types
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    _job(store, "tabular", tmp_path / "in.csv", batch_rows=1000).run(tmp_path / "out.parquet")
+    ids = pq.read_table(tmp_path / "out.parquet").column("id")
+    assert ids.type == pa.string()
+    assert ids.to_pylist() == rows["id"].tolist()
+
+
+def test_generated_ids_run_on_across_a_folders_parts_and_mark_set_aside_rows(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    first = tabular_rows(30, seed=1).drop(columns=["id"])
+    first.loc[4, "f1"] = np.nan
+    first.to_parquet(tmp_path / "in" / "a.parquet")
+    tabular_rows(20, seed=2).drop(columns=["id"]).to_csv(tmp_path / "in" / "b.csv", index=False)
+    tabular_rows(10, seed=3).drop(columns=["id"]).to_parquet(tmp_path / "in" / "c.parquet")
+    out = tmp_path / "out"
+    _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
+    ids = pd.read_parquet(out)["id"].tolist()
+    assert ids == [i for i in range(60) if i != 4]  # row positions in the whole input
+    assert pd.read_parquet(out / "_quarantine" / "a.parquet")["id"].tolist() == [4]
+    # A part added in front moves the ids of every part after it: those are rewritten.
+    tabular_rows(5, seed=4).drop(columns=["id"]).to_parquet(tmp_path / "in" / "0.parquet")
+    report = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
+    assert (report.parts_written, report.parts_skipped) == (4, 0)
+    assert pd.read_parquet(out)["id"].tolist() == [i for i in range(65) if i != 9]

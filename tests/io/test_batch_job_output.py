@@ -48,12 +48,14 @@ def test_a_finished_folder_loads_its_parts_in_order_without_quarantine_or_temps(
     out.mkdir()
     embeddings([0, 1]).to_parquet(out / "part-0.parquet", index=False)
     embeddings([2]).to_parquet(out / "part-1.parquet", index=False)
-    embeddings([99]).to_parquet(out / "part-1.quarantine.parquet", index=False)
+    (out / "_quarantine").mkdir()  # where a folder's set-aside rows go
+    embeddings([99]).to_parquet(out / "_quarantine" / "part-1.parquet", index=False)
+    embeddings([3]).to_parquet(out / "x.quarantine.parquet", index=False)  # a part's name
     embeddings([98]).to_parquet(out / ".part-2.parquet.tmp-123", index=False)
     (out / SUCCESS_MARKER).write_text("")
     loaded = BatchJobOutputDataset(filepath=str(out)).load()
-    assert loaded["id"].tolist() == [0, 1, 2]
-    assert loaded.index.tolist() == [0, 1, 2]
+    assert loaded["id"].tolist() == [0, 1, 2, 3]
+    assert loaded.index.tolist() == [0, 1, 2, 3]
 
 
 def test_an_interrupted_folder_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.data import DataConfig, TabularInputs, WindowInputs
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
-from aeops.embedding._source import PARQUET_SUFFIXES, TableSource, open_parquet
+from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource, open_parquet
 from aeops.validation import validation_view
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,8 @@ class EmbedJob:
             is_anomaly).
         batch_rows: rows per record batch.
         invalid_rows: ``fail`` stops at the first batch with a failed expectation;
-            ``quarantine`` writes failing rows to ``<output>.quarantine.parquet`` and
+            ``quarantine`` writes failing rows to ``<output stem>.quarantine.parquet``
+            beside the output (a folder's to ``_quarantine/<part>.parquet`` in it) and
             goes on with the rest (a missing or mistyped column always fails).
         engine: ``local`` streams in this process; ``spark`` runs the bundle as
             ``mlflow.pyfunc.spark_udf`` over a Spark DataFrame (see ``_spark``), and
@@ -270,11 +271,17 @@ class EmbedJob:
         """The bundle's ``data`` block, parsed once per job rather than per batch."""
         return DataConfig(**self.bundle.spec.data) if self.bundle.spec.data else DataConfig()
 
-    def part_metadata(self, part: Path | None = None) -> dict[str, str]:
+    def part_metadata(
+        self, part: Path | None = None, first_id: int | None = None
+    ) -> dict[str, str]:
         """Parquet key-value metadata: the model's provenance and the output kind, and
         for the local engine the input file it came from (name, size, modification time),
-        so a rerun can tell a finished part from one an input or model change outdated."""
+        so a rerun can tell a finished part from one an input or model change outdated.
+        A folder's part without ids records the first id it was given (see
+        :meth:`_first_ids`)."""
         metadata = {k: str(v) for k, v in provenance_metadata(self.bundle, self.output).items()}
+        if first_id is not None:
+            metadata["aeops.first_generated_id"] = str(first_id)
         if part is not None:
             stat = part.stat()
             metadata.update(
@@ -289,7 +296,9 @@ class EmbedJob:
             )
         return metadata
 
-    def output_schema(self, id_type: pa.DataType, part: Path | None = None) -> pa.Schema:
+    def output_schema(
+        self, id_type: pa.DataType, part: Path | None = None, first_id: int | None = None
+    ) -> pa.Schema:
         """The output's Arrow schema, with :meth:`part_metadata` as key-value metadata."""
         fields = [pa.field(self._id_column, id_type)]
         if self.output == "embeddings":
@@ -300,7 +309,7 @@ class EmbedJob:
                 pa.field("reconstruction_error", pa.float64()),
                 pa.field("is_anomaly", pa.bool_()),
             ]
-        return pa.schema(fields, metadata=self.part_metadata(part))
+        return pa.schema(fields, metadata=self.part_metadata(part, first_id))
 
     def _answers(self, prepared: _Prepared, schema: pa.Schema) -> pa.RecordBatch:
         """Score prepared samples and map them back to the batch's rows."""
@@ -317,20 +326,22 @@ class EmbedJob:
         flags = errors > predictor.threshold.value
         return pa.RecordBatch.from_arrays([ids, pa.array(errors), pa.array(flags)], schema=schema)
 
-    def _frames(self, part: Path) -> Iterator[tuple[pa.RecordBatch, int]]:
+    def _frames(
+        self, part: Path, csv_types: dict[str, pa.DataType]
+    ) -> Iterator[tuple[pa.RecordBatch, int]]:
         """Input batches with their first row's number; a series part comes whole,
         since windows need the neighbouring rows."""
         batch_rows = self.batch_rows
         if isinstance(self.bundle.predictor.inputs, WindowInputs):
             batch_rows = sys.maxsize
-            batches = list(self.source.batches(part, self.batch_rows, self._csv_types))
+            batches = list(self.source.batches(part, self.batch_rows, csv_types))
             if not batches:  # no rows: the part gets an empty output
                 return
             table = pa.Table.from_batches(batches).combine_chunks()
             yield from ((b, 0) for b in table.to_batches(max_chunksize=batch_rows))
             return
         offset = 0
-        for batch in self.source.batches(part, batch_rows, self._csv_types):
+        for batch in self.source.batches(part, batch_rows, csv_types):
             rows = batch.num_rows
             yield batch, offset
             # Dropped before the next read: the last batch of a row group holds the
@@ -356,7 +367,11 @@ class EmbedJob:
         return np.asarray(result.bad_rows, dtype=bool), list(result.reasons_of_bad_rows())
 
     def _prepare(
-        self, batches: Iterator[tuple[pa.RecordBatch, int]], part: Path, suite: CompiledSuite | None
+        self,
+        batches: Iterator[tuple[pa.RecordBatch, int]],
+        part: Path,
+        suite: CompiledSuite | None,
+        first_id: int,
     ) -> Iterator[_Prepared]:
         """Convert, check and scale each batch; runs ahead of the model in a thread.
 
@@ -366,7 +381,7 @@ class EmbedJob:
         """
         fast = ArrowTabularPath.for_bundle(self.bundle.predictor, suite, self._id_column)
         for batch, offset in batches:
-            prepared = self._prepare_batch(batch, offset, fast, part, suite)
+            prepared = self._prepare_batch(batch, offset, fast, part, suite, first_id)
             del batch  # before the next read, as in _frames
             yield prepared
 
@@ -377,9 +392,11 @@ class EmbedJob:
         fast: ArrowTabularPath | None,
         part: Path,
         suite: CompiledSuite | None,
+        first_id: int,
     ) -> _Prepared:
-        """One batch of :meth:`_prepare`."""
-        if fast is not None and (ready := fast.prepare(batch, offset)) is not None:
+        """One batch of :meth:`_prepare`; rows without an id get ``first_id`` plus their
+        row number in the part."""
+        if fast is not None and (ready := fast.prepare(batch, first_id + offset)) is not None:
             recycle = functools.partial(fast.recycle, ready)
             return _Prepared(ready.n_rows, ready.n_rows, ready.ids, ready.samples, None, recycle)
         # Through pandas, integer ids with a null become floats (ids above 2**53
@@ -391,6 +408,7 @@ class EmbedJob:
             exact = batch.column(self._id_column).to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
             frame[self._id_column] = exact.array
         checked = self._checked(frame, offset, part, suite)
+        has_ids = self._id_column in batch.schema.names
         kept_batch, rejected, positions = batch, None, np.arange(batch.num_rows)
         if checked is not None:
             bad, reasons = checked
@@ -398,12 +416,15 @@ class EmbedJob:
             rejected = batch.filter(pa.array(bad)).append_column(
                 "aeops_failed", pa.array(reasons, pa.string())
             )
+            if not has_ids:  # the ids these rows would have had, to find them by
+                generated = np.flatnonzero(bad).astype(np.int64) + first_id + offset
+                rejected = rejected.add_column(0, self._id_column, pa.array(generated))
             positions = np.flatnonzero(~bad)
             frame = frame[~bad].reset_index(drop=True)
-        if self._id_column in batch.schema.names:
+        if has_ids:
             ids = kept_batch.column(self._id_column)
         else:
-            ids = pa.array(positions.astype(np.int64) + offset)
+            ids = pa.array(positions.astype(np.int64) + first_id + offset)
         samples = self.bundle.predictor.samples(frame)
         return _Prepared(len(frame), batch.num_rows, ids, samples, rejected)
 
@@ -425,7 +446,7 @@ class EmbedJob:
                 "Use engine='local', which reads each part as one series."
             )
 
-    def _stale_reason(self, target: Path, part: Path) -> str | None:
+    def _stale_reason(self, target: Path, part: Path, first_id: int | None) -> str | None:
         """Why an existing output part must be written again, or None when it is this
         job's answer for this input part (written by the same model, from the same file).
         """
@@ -434,7 +455,7 @@ class EmbedJob:
         except (pa.ArrowInvalid, OSError) as error:
             return f"it cannot be read ({error})"
         found = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"aeops.")}
-        expected = self.part_metadata(part)
+        expected = self.part_metadata(part, first_id)
         changed = [
             f"{key} {found.get(key, '(none)')} -> {value}"
             for key, value in expected.items()
@@ -545,19 +566,22 @@ class EmbedJob:
             if self.source.is_folder:
                 marker.unlink(missing_ok=True)
 
+        first_ids = self._first_ids(parts)
         rows = written = skipped = quarantined = 0
         created = self.source.is_folder and not destination.exists()
         try:
-            for part, target in zip(parts, targets, strict=True):
+            for part, target, first_id in zip(parts, targets, first_ids, strict=True):
                 if self.source.is_folder and target.exists():
-                    stale = self._stale_reason(target, part)
+                    stale = self._stale_reason(target, part, first_id)
                     if stale is None:
                         skipped += 1
                         logger.info("Skipping %s: %s is already complete", part.name, target)
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
                 with _cpu_share_for_the_model(self.bundle.predictor.model):
-                    done = self._run_part(part, target, suite, progress, unmark)
+                    done = self._run_part_reading_text_ids(
+                        part, target, suite, progress, unmark, first_id
+                    )
                 rows += done[0]
                 quarantined += done[1]
                 written += 1
@@ -574,6 +598,43 @@ class EmbedJob:
                 self._remove_earlier_parts(earlier)
             marker.write_text("")
         return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
+
+    def _first_ids(self, parts: list[Path]) -> list[int | None]:
+        """For each part without the id column, the id its first row gets, None for one
+        with ids. Generated ids are row positions in the whole input, so a folder's
+        parts never repeat one another's: a part starts where the parts before it end
+        (Parquet footers; CSV parts are counted). A single file's start at 0."""
+        if not self.source.is_folder:
+            return [None]
+        lacking = [not self.source.has_column(part, self._id_column) for part in parts]
+        first_ids: list[int | None] = []
+        before = 0
+        for index, part in enumerate(parts):
+            first_ids.append(before if lacking[index] else None)
+            if any(lacking[index + 1 :]):
+                before += self.source.count_rows(part)
+        return first_ids
+
+    def _run_part_reading_text_ids(
+        self,
+        part: Path,
+        target: Path,
+        suite: CompiledSuite | None,
+        progress: Callable[[int], None] | None,
+        before_commit: Callable[[], None],
+        first_id: int | None,
+    ) -> tuple[int, int]:
+        """:meth:`_run_part`; a CSV whose ids turn from numbers to text after the first
+        block (pyarrow fixes a column's type there) is read again with text ids, as
+        pandas and Spark read the whole column."""
+        args = (part, target, suite, progress, before_commit, first_id)
+        try:
+            return self._run_part(*args, self._csv_types)
+        except SourceError as error:
+            if error.column != self._id_column or part.suffix.lower() in PARQUET_SUFFIXES:
+                raise
+            logger.warning("%s; reading %s again with its ids as text", error, part.name)
+            return self._run_part(*args, {**self._csv_types, self._id_column: pa.string()})
 
     def _refuse_a_destination_of_the_other_shape(self, destination: Path) -> None:
         """A folder input writes a folder of parts, a file input one file: a path
@@ -597,13 +658,16 @@ class EmbedJob:
         suite: CompiledSuite | None,
         progress: Callable[[int], None] | None,
         before_commit: Callable[[], None],
+        first_id: int | None,
+        csv_types: dict[str, pa.DataType],
     ) -> tuple[int, int]:
         writer: _AtomicParquetWriter | None = None
         quarantine: _AtomicParquetWriter | None = None
         quarantine_target = self._quarantine_target(target)
         rows = bad_rows = 0
         try:
-            for prepared in _background(self._prepare(self._frames(part), part, suite)):
+            batches = self._frames(part, csv_types)
+            for prepared in _background(self._prepare(batches, part, suite, first_id or 0)):
                 rejected = prepared.rejected
                 if rejected is not None and rejected.num_rows:
                     if quarantine is None:
@@ -611,7 +675,7 @@ class EmbedJob:
                     quarantine.write(rejected)
                     bad_rows += rejected.num_rows
                 if writer is None:
-                    schema = self.output_schema(prepared.ids.type, part)
+                    schema = self.output_schema(prepared.ids.type, part, first_id)
                     writer = _AtomicParquetWriter(target, schema)
                 if prepared.n_rows:
                     writer.write(self._answers(prepared, writer.schema))
@@ -621,7 +685,7 @@ class EmbedJob:
                 if progress is not None:
                     progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
-                schema = self.output_schema(self._id_type(part), part)
+                schema = self.output_schema(self._id_type(part), part, first_id)
                 writer = _AtomicParquetWriter(target, schema)
             before_commit()
             # The set-aside rows first: a part counts as done once its output exists.

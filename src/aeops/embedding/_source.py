@@ -64,7 +64,15 @@ def parquet_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
 
 
 class SourceError(ValueError):
-    """The input cannot be read as a table."""
+    """The input cannot be read as a table.
+
+    Attributes:
+        column: the column a CSV value did not convert in, when that was the cause.
+    """
+
+    def __init__(self, message: str, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 @dataclass(frozen=True)
@@ -151,31 +159,59 @@ class TableSource:
             else:
                 raise SourceError(f"{part} is neither .csv nor .parquet")
         except (pa.ArrowInvalid, OSError) as error:
-            raise SourceError(_unreadable(part, error)) from error
+            raise _unreadable(part, error) from error
+
+    def has_column(self, part: Path, name: str) -> bool:
+        """Whether ``part`` has the column ``name`` (a Parquet schema, a CSV header)."""
+        if part.suffix.lower() in PARQUET_SUFFIXES:
+            return name in open_parquet(part).schema_arrow.names
+        with part.open(newline="", encoding="utf-8", errors="replace") as file:
+            return name in next(csv.reader(file), [])
+
+    def count_rows(self, part: Path) -> int:
+        """Rows in ``part``: a Parquet footer's count, or a CSV read one column at a time
+        as text (no values converted)."""
+        if part.suffix.lower() in PARQUET_SUFFIXES:
+            return int(open_parquet(part).metadata.num_rows)
+        if part.stat().st_size == 0:
+            return 0
+        with part.open(newline="", encoding="utf-8", errors="replace") as file:
+            header = next(csv.reader(file), [])
+        if not header:
+            return 0
+        convert = pacsv.ConvertOptions(
+            include_columns=header[:1], column_types={header[0]: pa.string()}
+        )
+        try:
+            with pacsv.open_csv(part, convert_options=convert) as reader:
+                return sum(batch.num_rows for batch in reader)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise _unreadable(part, error) from error
 
 
 _CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")
 
 
-def _unreadable(part: Path, error: Exception) -> str:
-    """The message for an unreadable part; a failed CSV conversion names the column,
-    the first row (0-based, after the header) that holds no number, and its value."""
+def _unreadable(part: Path, error: Exception) -> SourceError:
+    """The error for an unreadable part; a failed CSV conversion names the column, the
+    first row (0-based, after the header) that holds no number, and its value."""
     match = _CONVERSION.search(str(error))
     if match is None:
-        return f"{part} could not be read as a table: {error}"
+        return SourceError(f"{part} could not be read as a table: {error}")
     index = int(match["index"])
     with part.open(newline="", encoding="utf-8", errors="replace") as file:
         rows = csv.reader(file)
         header = next(rows, [])
+        column = header[index] if index < len(header) else f"#{index}"
         for row_number, row in enumerate(rows):
             value = row[index] if index < len(row) else ""
             try:
                 float(value)
             except ValueError:
                 if value.strip() != "":  # an empty field is a null, not a conversion error
-                    column = header[index] if index < len(header) else f"#{index}"
-                    return (
+                    return SourceError(
                         f"{part}: column {column!r} holds {value!r} in row {row_number}; "
-                        f"expected a numeric dtype ({match['type']}), a number in every row"
+                        f"expected a numeric dtype ({match['type']}), a number in every row",
+                        column,
                     )
-    return f"{part} could not be read as a table: {error}"
+    return SourceError(f"{part} could not be read as a table: {error}", column)

@@ -24,10 +24,6 @@ from rich.progress import (
 
 from aeops.embedding import SUCCESS_MARKER, EmbedJob, TableSource
 
-# Rows that failed validation (``invalid_rows: quarantine``), written next to a part: not
-# answers, so not part of the loaded output.
-QUARANTINE_SUFFIX = ".quarantine.parquet"
-
 
 class TableSourceDataset(AbstractDataset[None, TableSource]):
     """An input table (CSV or Parquet file, or folder of parts), loaded lazily."""
@@ -127,8 +123,7 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
             if p.is_file()
             and p.suffix == ".parquet"
             and not p.name.startswith(".")  # a part still being written
-            and not p.name.endswith(QUARANTINE_SUFFIX)
-        )
+        )  # set-aside rows are in _quarantine/, not among the parts
         if not parts:
             raise DatasetError(f"{path} holds no .parquet parts")
         return pd.concat([self._read(p) for p in parts], ignore_index=True)
