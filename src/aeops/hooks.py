@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import difflib
 import logging
 import os
 import signal
@@ -44,6 +45,39 @@ class TrackingStoreCheck:
             experiment_name=None if custom else experiment.get("name"),
             project_path=Path(context.project_path),
         )
+
+
+class RefuseUnknownParameters:
+    """Stop a run whose ``--params`` name a block no parameter file defines.
+
+    Each block is checked key by key where it is parsed, but a misspelled block
+    (``evalaute.model_uri=...``) was silently merged in beside the real one, and the
+    run went on with the defaults it meant to override.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Compare the runtime parameters' top-level keys with the files' blocks."""
+        loader = context.config_loader
+        runtime = dict(getattr(loader, "runtime_params", None) or {})
+        if not runtime:
+            return
+        loader.runtime_params = {}
+        try:
+            defined = loader["parameters"]
+        finally:
+            loader.runtime_params = runtime
+        unknown = sorted(set(runtime) - set(defined))
+        if unknown:
+            hints = [
+                f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+                for name in unknown
+                for close in [difflib.get_close_matches(name, list(defined), n=1)]
+            ]
+            raise ValueError(
+                f"--params names {', '.join(hints)}, which no parameter file defines; "
+                f"the blocks are: {', '.join(sorted(defined))}"
+            )
 
 
 class KeepUnloggedModel:

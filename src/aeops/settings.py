@@ -2,7 +2,12 @@
 
 from omegaconf.resolvers import oc
 
-from aeops.hooks import CloseInterruptedRun, KeepUnloggedModel, TrackingStoreCheck
+from aeops.hooks import (
+    CloseInterruptedRun,
+    KeepUnloggedModel,
+    RefuseUnknownParameters,
+    TrackingStoreCheck,
+)
 
 # `${oc.env:MLFLOW_TRACKING_URI,sqlite:///mlflow.db}` in mlflow.yml lets an environment
 # variable point runs at an `mlflow server`; Kedro only enables oc.env for credentials.
@@ -15,4 +20,9 @@ CONFIG_LOADER_ARGS = {
 # Check the tracking server answers (or create the SQLite store) before a run; keep
 # a trained model on disk when the server goes away during one; close a run that
 # Ctrl-C or SIGTERM stopped as KILLED.
-HOOKS = (TrackingStoreCheck(), KeepUnloggedModel(), CloseInterruptedRun())
+HOOKS = (
+    RefuseUnknownParameters(),
+    TrackingStoreCheck(),
+    KeepUnloggedModel(),
+    CloseInterruptedRun(),
+)

@@ -185,6 +185,11 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         ["--params=training.lr=-0.1"],
         [r"training\.lr: Input should be greater than 0 \(given: -0\.1\)"],
     ),
+    "misspelled parameter block": (
+        None,
+        ["--params=trainig.epochs=5"],
+        [r"--params names 'trainig' \(did you mean 'training'\?\), which no parameter file"],
+    ),
     "latent_dim larger than the input": (
         None,
         ["--params=model.latent_dim=64"],
