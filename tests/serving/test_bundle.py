@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -594,6 +595,15 @@ def test_the_pending_command_registers_every_kept_model_past_a_broken_one(
     run = MlflowClient().get_run(version.run_id)
     assert run.data.tags["registered_from"].endswith(fine.name)
     assert broken.exists()
+
+
+def test_the_pending_command_with_nothing_kept_succeeds_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        pending_main([])  # no SystemExit: a repeat, or cron with nothing kept, is no failure
+    assert f"no pending registrations under {UNLOGGED}" in caplog.text
 
 
 def test_the_pending_command_names_a_folder_with_nothing_to_register(

@@ -36,7 +36,7 @@ from aeops.serving._registry import (
     compare_on_unseen_rows,
     register_bundle,
 )
-from aeops.serving._runs import prepare_tracking_store
+from aeops.serving._runs import TrackingServerUnreachableError, prepare_tracking_store
 
 logger = logging.getLogger(__name__)
 
@@ -350,8 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     folders = args.folders or pending_folders()
-    if not folders:
-        parser.error(f"no pending registrations under {UNLOGGED}")
+    if not folders:  # a repeat, or a scheduled run with nothing kept: not a failure
+        logger.info("Nothing to register: no pending registrations under %s", UNLOGGED)
+        return
     for folder in folders:
         if not (folder / _REQUEST).is_file():
             parser.error(f"{folder} holds no pending registration (no {_REQUEST} in it)")
@@ -361,6 +362,10 @@ def main(argv: list[str] | None = None) -> None:
             registration = log_pending(folder, args.experiment)
         except NothingPendingError as error:
             logger.info("%s", error)
+            continue
+        except (TrackingServerUnreachableError, PendingRegistrationBusyError) as error:
+            logger.error("Could not register %s: %s", folder, error)  # says what to do
+            failed.append(str(folder))
             continue
         except Exception:  # one broken folder must not keep the others unregistered
             logger.exception("Could not register %s", folder)
