@@ -107,6 +107,21 @@ def test_evaluate_frame_on_tabular_rows_gives_metrics_table_and_figures() -> Non
     }
 
 
+def test_evaluate_frame_without_labels_draws_no_roc_or_pr_curve() -> None:
+    values = np.random.default_rng(0).normal(size=(30, 3))
+    frame = pd.DataFrame(values, columns=["a", "b", "c"]).assign(id=range(30))
+    scaler = fit_scaler(values, ["a", "b", "c"], "standard")
+    model = _model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (3,))
+    predictor = Predictor(model, TabularInputs(("a", "b", "c")), scaler, Threshold(1.0, "fixed"))
+    evaluation = evaluate_frame(predictor, frame, "id", None, prefix="eval")
+    assert set(evaluation.figures) == {
+        "error_histogram.png",
+        "embeddings_pca.png",
+        "feature_errors.png",
+    }
+    assert "eval_auroc" not in evaluation.metrics
+
+
 def test_a_row_beyond_the_models_float32_range_scores_highest_and_evaluates() -> None:
     rng = np.random.default_rng(1)
     values = rng.normal(size=(40, 3))

@@ -171,8 +171,9 @@ def evaluate_frame(
 
     Returns:
         Metrics (threshold diagnostics included), per-row scores, the per-feature error
-        table and the figures: error histogram, ROC, PR, the embeddings' PCA, the
-        feature errors, and image reconstructions or the series with its scores.
+        table and the figures: error histogram, ROC and PR (with labels), the
+        embeddings' PCA, the feature errors, and image reconstructions or the series
+        with its scores.
 
     Raises:
         InputSchemaError: if ``frame`` does not have the model's inputs.
@@ -194,18 +195,12 @@ def evaluate_frame(
         scores["label"] = labels
 
     table = feature_error_table(_value_names(predictor), value_errors, labels)
-    one_class = np.zeros(len(errors), dtype=int)
-    figures = {
-        "error_histogram.png": plots.error_histogram(errors, threshold.value, labels),
-        "roc_curve.png": plots.roc_figure(
-            labels if labels is not None else one_class, errors, metrics.get(f"{prefix}_auroc")
-        ),
-        "pr_curve.png": plots.pr_figure(
-            labels if labels is not None else one_class, errors, metrics.get(f"{prefix}_auprc")
-        ),
-        "embeddings_pca.png": plots.embedding_projection(embeddings, labels, flagged),
-        "feature_errors.png": plots.feature_error_bars(table),
-    }
+    figures = {"error_histogram.png": plots.error_histogram(errors, threshold.value, labels)}
+    if labels is not None:  # without labels there is no curve to draw
+        figures["roc_curve.png"] = plots.roc_figure(labels, errors, metrics.get(f"{prefix}_auroc"))
+        figures["pr_curve.png"] = plots.pr_figure(labels, errors, metrics.get(f"{prefix}_auprc"))
+    figures["embeddings_pca.png"] = plots.embedding_projection(embeddings, labels, flagged)
+    figures["feature_errors.png"] = plots.feature_error_bars(table)
     inputs = predictor.inputs
     if isinstance(inputs, ImageInputs):
         images = inputs.raw_values(frame).reshape(-1, *inputs.shape)
