@@ -222,6 +222,15 @@ def test_bad_input_fails_clearly_writes_nothing_and_registers_nothing(
         assert "validation/validation_report.json" in {a.path for a in artifacts}
 
 
+def test_a_misspelled_pipeline_is_named_with_the_closest(project: KedroProject) -> None:
+    result = project.run(pipeline="trian")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output_of(result)
+    assert "Failed to find the pipeline named 'trian'" in output
+    assert re.search(r"Did you mean one of these\s+instead\?\s+train", output), output[-2000:]
+    assert "An error occurred while importing" not in output
+
+
 # Batch jobs against a registered model -------------------------------------------------
 
 
