@@ -1,5 +1,7 @@
 """Kedro project settings."""
 
+import warnings
+
 from omegaconf.resolvers import oc
 
 from aeops.hooks import (
@@ -16,6 +18,11 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"oc.env": oc.env},
 }
+
+# A warning a user can do nothing about, which opened every run with five screens of
+# text: Kedro and kedro-mlflow register their resolvers through an OmegaConf call
+# that is deprecated.
+warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
 
 # Check the tracking server answers (or create the SQLite store) before a run; keep
 # a trained model on disk when the server goes away during one; close a run that
