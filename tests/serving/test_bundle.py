@@ -29,6 +29,7 @@ from aeops.serving import (
     BundleSpec,
     ChampionComparison,
     LoadedBundle,
+    ModelNotFoundError,
     RegistryConfig,
     _loading,
     load_registered_bundle,
@@ -296,6 +297,17 @@ def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
     newer = _register_on({"test_auroc": 0.70}, "new-schema", cannot)
     assert newer["alias"] == CHAMPION
     assert _tags(newer["version"])["compared_with_champion"] == "incomparable"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_champion_whose_artifacts_are_gone_stops_registration_saying_what_to_do() -> None:
+    _register_on({"test_auroc": 0.80}, "data-A", _scoring(champion=0.8, version=0.9))
+    (bundle_folder,) = Path("mlruns").glob("**/artifacts/bundle")
+    shutil.rmtree(bundle_folder.parent.parent)  # the model's files, as `mlflow gc` leaves it
+    with pytest.raises(ModelNotFoundError, match=r"champion models:/unit-model/1 cannot be load"):
+        _register_on({"test_auroc": 0.90}, "data-B", _scoring(champion=0.8, version=0.9))
+    versions = MlflowClient().search_model_versions("name = 'unit-model'")
+    assert [str(v.version) for v in versions] == ["1"]  # the new version was rolled back
 
 
 @pytest.mark.usefixtures("tracking_uri")

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import InputSchemaError, Predictor
-from aeops.serving._loading import NotABundleError, load_registered_bundle
+from aeops.serving._loading import ModelNotFoundError, NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
 
@@ -305,6 +305,13 @@ def _compare_with(
     except (NotABundleError, ValueError) as error:
         logger.warning("Champion %s cannot be loaded by this aeops (%s)", uri, error)
         return _Outcome("incomparable", version_value=new_value)
+    except ModelNotFoundError as error:  # its artifacts are gone (say, `mlflow gc`)
+        raise ModelNotFoundError(
+            f"the champion {uri} cannot be loaded to compare the new version with ({error}). "
+            "Every registration will stop here until the 'champion' alias names a version "
+            "that loads: point it at one (MlflowClient().set_registered_model_alias("
+            f"{config.model_name!r}, 'champion', VERSION)) or delete the alias"
+        ) from error
     try:
         result = compare(bundle, _training_rows(client, champion.run_id))
     except InputSchemaError as error:
