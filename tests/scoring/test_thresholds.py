@@ -70,6 +70,18 @@ def test_f1_without_labels_is_a_clear_error() -> None:
         choose_threshold(np.arange(10.0), ThresholdConfig(method="f1"))
 
 
+@pytest.mark.parametrize("method", ["mad", "iqr"])
+def test_robust_spreads_of_zero_fall_back_instead_of_flagging_every_untied_error(
+    method: str,
+) -> None:
+    rng = np.random.default_rng(0)
+    # 80% of the errors tie (duplicate rows): the MAD and the IQR are both 0.
+    errors = np.r_[np.full(800, 0.5), 0.5 + np.abs(rng.normal(scale=0.1, size=200))]
+    chosen = choose_threshold(errors, ThresholdConfig(method=method))  # type: ignore[arg-type]
+    assert chosen.value > 0.5
+    assert chosen.diagnostics["validation_alert_rate"] < 0.15  # not the 20% above the tie
+
+
 def test_pot_recovers_an_exponential_tail_quantile() -> None:
     errors = np.random.default_rng(1).exponential(size=200_000)
     value = peaks_over_threshold(errors, risk=1e-4, initial_quantile=0.98)

@@ -155,11 +155,19 @@ def choose_threshold(
         value = float(errors.mean() + (config.k or 3.0) * errors.std())
     elif method == "mad":
         median = float(np.median(errors))
-        mad = 1.4826 * float(np.median(np.abs(errors - median)))
+        deviations = np.abs(errors - median)
+        mad = 1.4826 * float(np.median(deviations))
+        if mad == 0.0:  # over half the errors tie: every other one would be flagged
+            mad = 1.2533 * float(deviations.mean())  # the mean absolute deviation's scale
+            _warn_tied("mad", "the mean absolute deviation (x 1.2533)")
         value = median + (config.k or 3.0) * mad
     elif method == "iqr":
         q1, q3 = np.quantile(errors, [0.25, 0.75])
-        value = float(q3 + (config.k or 1.5) * (q3 - q1))
+        spread = float(q3 - q1)
+        if spread == 0.0:  # half the errors tie: every one above them would be flagged
+            spread = 1.349 * float(errors.std())  # the IQR of a normal with this std
+            _warn_tied("iqr", "the standard deviation (x 1.349)")
+        value = float(q3 + (config.k or 1.5) * spread)
     elif method == "fpr":
         normal = errors if known is None else errors[known == 0]
         if normal.size == 0:
@@ -189,6 +197,15 @@ def choose_threshold(
     if method == "quantile":
         diagnostics["quantile"] = config.quantile
     return Threshold(value=value, method=method, diagnostics=diagnostics)
+
+
+def _warn_tied(method: str, fallback: str) -> None:
+    logger.warning(
+        "threshold.method=%r: the spread of the validation errors is 0 (at least half of "
+        "them are equal, say duplicate rows); using %s instead",
+        method,
+        fallback,
+    )
 
 
 def _at_most_fpr(normal: np.ndarray, target_fpr: float) -> float:
