@@ -48,11 +48,13 @@ class TrackingStoreCheck:
 
 
 class RefuseUnknownParameters:
-    """Stop a run whose ``--params`` name a block no parameter file defines.
+    """Stop a run whose ``--params`` name a misspelled parameter block.
 
     Each block is checked key by key where it is parsed, but a misspelled block
     (``evalaute.model_uri=...``) was silently merged in beside the real one, and the
-    run went on with the defaults it meant to override.
+    run went on with the defaults it meant to override. A key that no parameter file
+    defines and that is close to a block's name is refused; any other is let through,
+    since the catalog may read it (``${runtime_params:out_dir}``).
     """
 
     @hook_impl
@@ -64,18 +66,21 @@ class RefuseUnknownParameters:
             return
         loader.runtime_params = {}
         try:
-            defined = loader["parameters"]
+            defined = list(loader["parameters"])
+        except Exception:  # a file that needs the runtime params: Kedro will say so
+            return
         finally:
             loader.runtime_params = runtime
-        unknown = sorted(set(runtime) - set(defined))
-        if unknown:
-            hints = [
-                f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
-                for name in unknown
-                for close in [difflib.get_close_matches(name, list(defined), n=1)]
-            ]
+        misspelled = {
+            name: close[0]
+            for name in sorted(set(runtime) - set(defined))
+            for close in [difflib.get_close_matches(name, defined, n=1, cutoff=0.75)]
+            if close
+        }
+        if misspelled:
+            names = ", ".join(f"{k!r} (did you mean {v!r}?)" for k, v in misspelled.items())
             raise ValueError(
-                f"--params names {', '.join(hints)}, which no parameter file defines; "
+                f"--params names {names}, which no parameter file defines; "
                 f"the blocks are: {', '.join(sorted(defined))}"
             )
 

@@ -128,15 +128,21 @@ def test_minmax_maps_train_range_to_unit_interval() -> None:
 
 
 def test_a_scalers_typical_value_lies_inside_the_training_data() -> None:
-    values = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 40.0], [10.0, 40.0]])
-    typical = {
-        m: fit_scaler(values, ["a", "b"], m).typical for m in ("standard", "robust", "minmax")
-    }
-    np.testing.assert_allclose(typical["standard"], [4.0, 25.0])
-    np.testing.assert_allclose(typical["robust"], [2.5, 25.0])
-    np.testing.assert_allclose(
-        typical["minmax"], [5.5, 25.0]
-    )  # the range's middle, not its minimum
+    values = np.array([[1.0, 10.0, 5.0], [2.0, 10.0, 5.0], [3.0, 40.0, 5.0], [10.0, 40.0, 5.0]])
+    methods = ("standard", "robust", "minmax", "none")
+    fitted = {m: fit_scaler(values, ["a", "b", "c"], m) for m in methods}
+    typical = {m: scaler.typical for m, scaler in fitted.items()}
+    np.testing.assert_allclose(typical["standard"], [4.0, 25.0, 5.0])
+    np.testing.assert_allclose(typical["robust"], [2.5, 25.0, 5.0])
+    # The range's middle, not its minimum; a constant column's own value.
+    np.testing.assert_allclose(typical["minmax"], [5.5, 25.0, 5.0])
+    np.testing.assert_allclose(typical["none"], [4.0, 25.0, 5.0])  # not the center, 0
+    for scaler in fitted.values():  # kept in the bundle's JSON form
+        np.testing.assert_array_equal(
+            FittedScaler.from_dict(scaler.to_dict()).typical, scaler.typical
+        )
+    older = {k: v for k, v in fitted["minmax"].to_dict().items() if k != "middle"}
+    np.testing.assert_array_equal(FittedScaler.from_dict(older).typical, [1.0, 10.0, 5.0])
 
 
 def test_scaler_round_trips_through_json_form() -> None:

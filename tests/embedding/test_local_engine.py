@@ -621,16 +621,21 @@ def test_a_csv_value_that_is_no_number_is_named_with_its_row(
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_csv_ids_that_turn_to_text_after_the_first_block_pass_through_as_text(
-    store: dict[str, Any], tmp_path: Path
+@pytest.mark.parametrize(("late_id", "read_as"), [("A-17", pa.string()), ("2.5", pa.float64())])
+def test_csv_ids_that_change_type_after_the_first_block_are_read_again_wider(
+    store: dict[str, Any], tmp_path: Path, late_id: str, read_as: pa.DataType
 ) -> None:
     rows = tabular_rows(40_000).astype({"id": str})
-    rows.loc[39_990, "id"] = "A-17"  # far past pyarrow's first block, which fixes types
+    rows.loc[39_990, "id"] = late_id  # far past pyarrow's first block, which fixes types
     rows.to_csv(tmp_path / "in.csv", index=False)
-    _job(store, "tabular", tmp_path / "in.csv", batch_rows=1000).run(tmp_path / "out.parquet")
+    counted: list[int] = []
+    job = _job(store, "tabular", tmp_path / "in.csv", batch_rows=1000)
+    report = job.run(tmp_path / "out.parquet", progress=counted.append)
     ids = pq.read_table(tmp_path / "out.parquet").column("id")
-    assert ids.type == pa.string()
-    assert ids.to_pylist() == rows["id"].tolist()
+    assert ids.type == read_as
+    expected = pd.read_csv(tmp_path / "in.csv")["id"]  # as pandas reads the whole column
+    assert ids.to_pylist() == expected.tolist()
+    assert report.rows == sum(counted) == 40_000  # the first pass's rows taken back
 
 
 def test_generated_ids_run_on_across_a_folders_parts_and_mark_set_aside_rows(

@@ -158,9 +158,10 @@ def score_mean(elementwise: np.ndarray, axis: int) -> np.ndarray:
 
     Every input reaching the model is finite, but one far enough out overflows the
     model's float32: its squared error becomes inf, or its activations inf - inf =
-    NaN. Such a score counts as float32's largest number, so the row ranks above
-    every other and is flagged, rather than breaking the metrics or passing as normal
-    (NaN is above no threshold). The common case costs one check of the means.
+    NaN. An element score that overflowed counts as float32's largest number, and a
+    mean that is NaN becomes that number, so the row ranks above every other and is
+    flagged, rather than breaking the metrics or passing as normal (NaN is above no
+    threshold). The common case costs one check of the means.
     """
     means = elementwise.mean(axis=axis, dtype=np.float64)
     if not np.isfinite(means).all():

@@ -23,14 +23,16 @@ class FittedScaler:
     columns: tuple[str, ...]
     center: np.ndarray
     scale: np.ndarray
+    #: a typical training value per column (see :attr:`typical`); None in bundles
+    #: written before it was kept
+    middle: np.ndarray | None = None
 
     @property
     def typical(self) -> np.ndarray:
-        """A typical training value per column, in original units: the mean (standard),
-        the median (robust), the middle of the range (minmax), 0 (none)."""
-        if self.method == "minmax":
-            return self.center + self.scale / 2
-        return self.center
+        """A typical training value per column, in original units: the mean (standard,
+        none), the median (robust), the middle of the range (minmax; the value itself
+        for a constant column). An older bundle's scaler gives its center."""
+        return self.center if self.middle is None else self.middle
 
     def transform(self, values: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Scale a (N, F) array in the column order of :attr:`columns`, as float32.
@@ -166,6 +168,7 @@ class FittedScaler:
             "columns": list(self.columns),
             "center": self.center.tolist(),
             "scale": self.scale.tolist(),
+            **({} if self.middle is None else {"middle": self.middle.tolist()}),
         }
 
     @classmethod
@@ -176,6 +179,7 @@ class FittedScaler:
             columns=tuple(payload["columns"]),
             center=np.asarray(payload["center"], dtype=np.float64),
             scale=np.asarray(payload["scale"], dtype=np.float64),
+            middle=None if "middle" not in payload else np.asarray(payload["middle"], np.float64),
         )
 
 
@@ -201,18 +205,23 @@ def fit_scaler(
     if not per_column:
         values = values.reshape(-1, 1)
     n_features = values.shape[1]
+    middle = values.mean(axis=0)
     if method == "standard":
-        center, spread = values.mean(axis=0), values.std(axis=0)
+        center, spread = middle, values.std(axis=0)
     elif method == "minmax":
         center = values.min(axis=0)
         spread = values.max(axis=0) - center
+        middle = center + spread / 2
     elif method == "robust":
         q1, median, q3 = np.percentile(values, [25, 50, 75], axis=0)
         center, spread = median, q3 - q1
+        middle = median
         # A column with a zero IQR but some spread still deserves a finite scale.
         fallback = values.std(axis=0)
         spread = np.where(spread > 0, spread, fallback)
     else:
         center, spread = np.zeros(n_features), np.ones(n_features)
     scale = np.where(spread > np.finfo(np.float64).eps, spread, 1.0)
-    return FittedScaler(method=method, columns=tuple(columns), center=center, scale=scale)
+    return FittedScaler(
+        method=method, columns=tuple(columns), center=center, scale=scale, middle=middle
+    )

@@ -508,7 +508,8 @@ class EmbedJob:
             if not any(key.startswith(b"aeops.") for key in metadata):
                 raise ValueError(
                     f"the output folder {destination} holds {path.name}, which no aeops job "
-                    "wrote; it would be read with the output. Move it, or write elsewhere"
+                    "wrote (or which cannot be read); it would be read with the output. Move "
+                    "it, or write elsewhere"
                 )
             earlier.append(path)
         return earlier
@@ -579,7 +580,7 @@ class EmbedJob:
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
                 with _cpu_share_for_the_model(self.bundle.predictor.model):
-                    done = self._run_part_reading_text_ids(
+                    done = self._run_part_reading_wider_ids(
                         part, target, suite, progress, unmark, first_id
                     )
                 rows += done[0]
@@ -588,8 +589,9 @@ class EmbedJob:
         except BaseException:
             # The finished parts stay for a rerun; folders this run made and left
             # empty go, so a failed first part leaves nothing at the destination.
-            if created:
+            if self.source.is_folder:
                 _remove_if_empty(destination / "_quarantine")
+            if created:
                 _remove_if_empty(destination)
             raise
         if self.source.is_folder:
@@ -615,7 +617,7 @@ class EmbedJob:
                 before += self.source.count_rows(part)
         return first_ids
 
-    def _run_part_reading_text_ids(
+    def _run_part_reading_wider_ids(
         self,
         part: Path,
         target: Path,
@@ -624,17 +626,36 @@ class EmbedJob:
         before_commit: Callable[[], None],
         first_id: int | None,
     ) -> tuple[int, int]:
-        """:meth:`_run_part`; a CSV whose ids turn from numbers to text after the first
-        block (pyarrow fixes a column's type there) is read again with text ids, as
-        pandas and Spark read the whole column."""
-        args = (part, target, suite, progress, before_commit, first_id)
-        try:
-            return self._run_part(*args, self._csv_types)
-        except SourceError as error:
-            if error.column != self._id_column or part.suffix.lower() in PARQUET_SUFFIXES:
-                raise
-            logger.warning("%s; reading %s again with its ids as text", error, part.name)
-            return self._run_part(*args, {**self._csv_types, self._id_column: pa.string()})
+        """:meth:`_run_part`; a CSV whose ids change type after the first block (pyarrow
+        fixes a column's type there) is read again with the wider type its values
+        need, text or float64, as pandas and Spark read the whole column."""
+        csv_types = self._csv_types
+        while True:
+            counted = 0
+
+            def counting(rows: int) -> None:
+                nonlocal counted
+                counted += rows
+                if progress is not None:
+                    progress(rows)
+
+            try:
+                return self._run_part(
+                    part, target, suite, counting, before_commit, first_id, csv_types
+                )
+            except SourceError as error:
+                wider = error.wider
+                if (
+                    error.column != self._id_column
+                    or wider is None
+                    or csv_types.get(self._id_column) == wider
+                    or part.suffix.lower() in PARQUET_SUFFIXES
+                ):
+                    raise
+                logger.warning("%s; reading %s again with %s ids", error, part.name, wider)
+                if progress is not None:
+                    progress(-counted)  # the rows are counted again as they are read again
+                csv_types = {**csv_types, self._id_column: wider}
 
     def _refuse_a_destination_of_the_other_shape(self, destination: Path) -> None:
         """A folder input writes a folder of parts, a file input one file: a path

@@ -67,12 +67,19 @@ class SourceError(ValueError):
     """The input cannot be read as a table.
 
     Attributes:
-        column: the column a CSV value did not convert in, when that was the cause.
+        column: the CSV column whose value did not convert to the type its first block
+            gave it, when that was the cause.
+        wider: the type that column's values would all convert to: text where one is
+            not a number, float64 where a whole-number column holds a fraction (or an
+            integer beyond int64); None otherwise.
     """
 
-    def __init__(self, message: str, column: str | None = None) -> None:
+    def __init__(
+        self, message: str, column: str | None = None, wider: pa.DataType | None = None
+    ) -> None:
         super().__init__(message)
         self.column = column
+        self.wider = wider
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ class TableSource:
         """Whether ``part`` has the column ``name`` (a Parquet schema, a CSV header)."""
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return name in open_parquet(part).schema_arrow.names
-        with part.open(newline="", encoding="utf-8", errors="replace") as file:
+        with part.open(newline="", encoding="utf-8-sig", errors="replace") as file:
             return name in next(csv.reader(file), [])
 
     def count_rows(self, part: Path) -> int:
@@ -213,5 +220,9 @@ def _unreadable(part: Path, error: Exception) -> SourceError:
                         f"{part}: column {column!r} holds {value!r} in row {row_number}; "
                         f"expected a numeric dtype ({match['type']}), a number in every row",
                         column,
+                        pa.string(),
                     )
-    return SourceError(f"{part} could not be read as a table: {error}", column)
+    # Every value is a number: a whole-number column that later holds 2.5 (or an
+    # integer beyond int64) is a float column.
+    wider = pa.float64() if match["type"].startswith(("int", "uint")) else None
+    return SourceError(f"{part} could not be read as a table: {error}", column, wider)

@@ -308,9 +308,11 @@ def _compare_with(
     except ModelNotFoundError as error:  # its artifacts are gone (say, `mlflow gc`)
         raise ModelNotFoundError(
             f"the champion {uri} cannot be loaded to compare the new version with ({error}). "
-            "Every registration will stop here until the 'champion' alias names a version "
-            "that loads: point it at one (MlflowClient().set_registered_model_alias("
-            f"{config.model_name!r}, 'champion', VERSION)) or delete the alias"
+            "If its store was only unreachable, run again. If its files are gone (say "
+            "after `mlflow gc`), every registration stops here until the 'champion' alias "
+            "names a version that loads: point it at one (MlflowClient()."
+            f"set_registered_model_alias({config.model_name!r}, 'champion', VERSION)) or "
+            "delete the alias"
         ) from error
     try:
         result = compare(bundle, _training_rows(client, champion.run_id))
