@@ -300,6 +300,27 @@ def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_an_alias_two_runs_create_at_once_is_set_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_alias = MlflowClient.set_registered_model_alias
+    calls: list[str] = []
+
+    def the_other_run_inserted_it_first(self: MlflowClient, *args: Any) -> None:
+        calls.append(args[1])
+        if len(calls) == 1:  # what a server answers the second of two inserts
+            raise MlflowException(
+                "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: "
+                "registered_model_aliases.name, registered_model_aliases.alias"
+            )
+        set_alias(self, *args)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", the_other_run_inserted_it_first)
+    registration = _register({"test_auroc": 0.8})
+    assert registration["alias"] == CHAMPION
+    assert calls == [CHAMPION, CHAMPION]
+    assert str(MlflowClient().get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_champion_whose_artifacts_are_gone_stops_registration_saying_what_to_do() -> None:
     _register_on({"test_auroc": 0.80}, "data-A", _scoring(champion=0.8, version=0.9))
     (bundle_folder,) = Path("mlruns").glob("**/artifacts/bundle")

@@ -10,6 +10,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -398,6 +399,22 @@ def _unregister(
         )
 
 
+def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version``. Two runs that set an alias no version holds yet,
+    at once, through a server: its store inserts both, and the second insert fails
+    with a unique-constraint error (MLflow's, on SQLite and PostgreSQL alike). The
+    alias then exists, and setting it again updates it."""
+    for attempt in range(3):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException as error:
+            if attempt == 2 or "unique" not in str(error).lower():
+                raise
+            logger.info("Another run created %s of %s at the same moment; again", alias, name)
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _decide_alias(
     client: MlflowClient,
     version: Any,
@@ -452,7 +469,7 @@ def _decide_alias(
             holder = _version_of(_holder(client, config.model_name, alias))
             if holder != str(version.version):  # the latest other holder is the one to restore
                 aliases_before[alias] = holder
-            client.set_registered_model_alias(config.model_name, alias, version.version)
+            _set_alias(client, config.model_name, alias, str(version.version))
             if not promote or _version_of(_champion(client, config.model_name)) == str(
                 version.version
             ):
