@@ -217,6 +217,32 @@ def measured(
     return dict(json.loads(output.strip().splitlines()[-1]))
 
 
+class _StoppedError(Exception):
+    """Raised in the main thread when the run gets SIGTERM (a ``timeout``)."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise _StoppedError
+
+
+def _row(rows: int, best: dict[str, dict[str, Any]], peak: dict[str, float]) -> dict[str, Any]:
+    """One size's table row: each engine's fastest run, and its highest peak RSS."""
+    row = {
+        "rows": rows,
+        "limit_rows_per_s": rows / best["limit"]["seconds"],
+        "aeops_rows_per_s": rows / best["aeops"]["seconds"],
+        "limit_peak_rss_mb": peak["limit"],
+        "aeops_peak_rss_mb": peak["aeops"],
+        "limit_rss_before_mb": best["limit"]["rss_before_mb"],
+        "aeops_rss_before_mb": best["aeops"]["rss_before_mb"],
+        "validation": best["aeops"]["validation"],
+        "limit_output_mb": best["limit"]["output_mb"],
+        "aeops_output_mb": best["aeops"]["output_mb"],
+    }
+    row["aeops_over_limit"] = row["aeops_rows_per_s"] / row["limit_rows_per_s"]
+    return row
+
+
 def main() -> None:
     """Run every size and print the table and the summary line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -234,40 +260,43 @@ def main() -> None:
         worker(args.worker, args.source, args.target, args.bundle, device)
         return
     results: list[dict[str, Any]] = []
-    # A timeout (SIGTERM) unwinds, so the generated input (GBs) is removed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # A timeout (SIGTERM) unwinds, so the generated input (GBs) is removed, and the
+    # table still gets the runs measured so far.
+    signal.signal(signal.SIGTERM, _stop)
+    stopped = False
     with tempfile.TemporaryDirectory(prefix="aeops-embed-bench-") as temp:
         folder = Path(temp)
         for rows in args.rows:
-            source = folder / f"in-{rows}.parquet"
-            generate(source, rows)
-            bundle_dir = write_bench_bundle(source, folder / f"bundle-{rows}")
             best: dict[str, dict[str, Any]] = {}
             peak: dict[str, float] = {}  # the highest of every run, not the fastest run's
-            for _ in range(args.repeats):  # alternate, so a busy neighbour hurts both
-                for name in ("limit", "aeops"):
-                    run = measured(
-                        name, source, folder / f"{name}.parquet", bundle_dir, args.device
-                    )
-                    assert run["rows"] == rows, run
-                    if name not in best or run["seconds"] < best[name]["seconds"]:
-                        best[name] = run
-                    peak[name] = max(peak.get(name, 0.0), run["peak_rss_mb"])
-            row = {
-                "rows": rows,
-                "limit_rows_per_s": rows / best["limit"]["seconds"],
-                "aeops_rows_per_s": rows / best["aeops"]["seconds"],
-                "limit_peak_rss_mb": peak["limit"],
-                "aeops_peak_rss_mb": peak["aeops"],
-                "limit_rss_before_mb": best["limit"]["rss_before_mb"],
-                "aeops_rss_before_mb": best["aeops"]["rss_before_mb"],
-                "validation": best["aeops"]["validation"],
-                "limit_output_mb": best["limit"]["output_mb"],
-                "aeops_output_mb": best["aeops"]["output_mb"],
-            }
-            row["aeops_over_limit"] = row["aeops_rows_per_s"] / row["limit_rows_per_s"]
-            results.append(row)
+            runs: list[dict[str, Any]] = []
+            try:
+                source = folder / f"in-{rows}.parquet"
+                generate(source, rows)
+                bundle_dir = write_bench_bundle(source, folder / f"bundle-{rows}")
+                for _ in range(args.repeats):  # alternate, so a busy neighbour hurts both
+                    for name in ("limit", "aeops"):
+                        run = measured(
+                            name, source, folder / f"{name}.parquet", bundle_dir, args.device
+                        )
+                        assert run["rows"] == rows, run
+                        runs.append(run)
+                        if name not in best or run["seconds"] < best[name]["seconds"]:
+                            best[name] = run
+                        peak[name] = max(peak.get(name, 0.0), run["peak_rss_mb"])
+            except _StoppedError:
+                stopped = True
+            if len(best) == 2:  # a stopped size counts once both engines have run
+                results.append({**_row(rows, best, peak), "runs_per_engine": len(runs) // 2})
+            if stopped:
+                break
             source.unlink()
+    if stopped:
+        done = ", ".join(f"{r['rows']:,} rows: {r['runs_per_engine']}" for r in results)
+        message = f"stopped by SIGTERM: runs per engine of {args.repeats}: {done or 'none'}\n"
+        os.write(1, message.encode())
+    if not results:
+        sys.exit(124)
     header = (
         "| rows | limit rows/s | aeops rows/s | aeops/limit | peak RSS MB (limit, aeops) "
         "| RSS MB before the run (limit, aeops) | output MB (limit, aeops) |"

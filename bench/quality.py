@@ -10,8 +10,8 @@ Read from ``../shared/benchdata`` (never copied into the repository):
   A-1 / MSL C-1 channels; per-timestamp AUROC against the labelled windows. NAB has no
   training split, so aeops fits on the first half of each series (labels unused) and
   every time step is scored; SMAP/MSL fit on the channel's train array and score its
-  test array. IsolationForest on the same windows (a step's score is that of the
-  window ending there) is the reference.
+  test array. IsolationForest on the same windows (a step's score is the mean of the
+  windows covering it, as aeops's) is the reference.
 - **images**: the conv autoencoder on MNIST one-class: each digit in turn is the
   normal class; a stratified 70/30 split of the 10k test images (seed 0), fit on the
   normal digit's images in the 70%, AUROC over all digits in the 30%. IsolationForest
@@ -403,7 +403,8 @@ def pivot(results: pd.DataFrame) -> str:
 
 def summary_line(tabular: pd.DataFrame) -> str:
     means = tabular.groupby(["method", "dataset"]).auroc.mean().groupby("method").mean()
-    best = max(means[f"aeops_{k}"] for k in AEOPS_KINDS if f"aeops_{k}" in means)
+    kinds = [means[f"aeops_{k}"] for k in AEOPS_KINDS if f"aeops_{k}" in means]
+    best = max(kinds) if kinds else np.nan  # no aeops kind in this run
     return (
         f"quality aeops_best={best:.4f} pyod_ae={means.get('pyod_ae', np.nan):.4f} "
         f"pyod_vae={means.get('pyod_vae', np.nan):.4f} iforest={means.get('iforest', np.nan):.4f}"
