@@ -250,3 +250,10 @@ def test_a_job_frees_each_row_group_before_reading_the_next(tmp_path: Path) -> N
     )
     assert len(held) == 4
     assert min(held) < 0.5 * _GROUP_BYTES, held
+
+
+def test_hidden_files_in_an_input_folder_are_not_parts(tmp_path: Path) -> None:
+    _frame().to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "._a.parquet").write_bytes(b"\x00\x05\x16\x07 Mac OS X")
+    (tmp_path / "_SUCCESS.csv").write_text("")
+    assert [p.name for p in source_module.TableSource(tmp_path).parts()] == ["a.parquet"]

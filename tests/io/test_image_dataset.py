@@ -57,3 +57,21 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"broken\.png is not a readable image"):
         ImageDataset(filepath=str(tmp_path)).load()
+
+
+def test_palette_and_one_bit_images_load_as_pixel_values(tmp_path: Path) -> None:
+    gray = np.zeros((8, 8), dtype=np.uint8)
+    gray[2:6, 2:6] = 200
+    Image.fromarray(gray).save(tmp_path / "a.gif")  # a GIF is always a palette image
+    colour = np.zeros((8, 8, 3), dtype=np.uint8)
+    colour[:4] = (250, 10, 30)
+    Image.fromarray(colour).convert("P", palette=Image.Palette.ADAPTIVE, colors=2).save(
+        tmp_path / "b.png"
+    )
+    Image.fromarray(gray > 0).save(tmp_path / "c.png")  # mode "1"
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X")  # hidden: skipped
+    frame = ImageDataset(filepath=str(tmp_path)).load().set_index("id")
+    np.testing.assert_array_equal(frame.loc["a.gif", "image"], gray[None])  # not indices
+    np.testing.assert_array_equal(frame.loc["b.png", "image"], np.moveaxis(colour, -1, 0))
+    np.testing.assert_array_equal(frame.loc["c.png", "image"], (gray > 0)[None] * 255)
+    assert sorted(frame.index) == ["a.gif", "b.png", "c.png"]

@@ -4,6 +4,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from kedro.io import DatasetError
@@ -40,6 +41,25 @@ def test_parts_with_different_columns_are_named(tmp_path: Path, frame: pd.DataFr
     frame.rename(columns={"x": "y"}).to_csv(tmp_path / "b.csv", index=False)
     with pytest.raises(DatasetError, match=r"b.csv has columns \['id', 'y'\]"):
         TabularDataset(filepath=str(tmp_path)).load()
+
+
+def test_hidden_files_in_a_folder_are_not_parts(tmp_path: Path, frame: pd.DataFrame) -> None:
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    (tmp_path / "._a.csv").write_bytes(b"\x00\x05\x16\x07 Mac OS X")  # macOS metadata
+    (tmp_path / "_SUCCESS.csv").write_text("")
+    assert TabularDataset(filepath=str(tmp_path)).load()["id"].tolist() == [1, 2, 3]
+
+
+def test_saving_arrays_to_csv_or_to_an_unknown_suffix_is_refused(tmp_path: Path) -> None:
+    images = pd.DataFrame({"id": [1], "image": [np.arange(3072.0)]})
+    with pytest.raises(DatasetError, match=r"column 'image' holds arrays, which CSV cannot"):
+        TabularDataset(filepath=str(tmp_path / "img.csv")).save(images)
+    with pytest.raises(DatasetError, match=r"cannot save a .json file; use .csv, .tsv or .par"):
+        TabularDataset(filepath=str(tmp_path / "out.json")).save(images[["id"]])
+    assert list(tmp_path.iterdir()) == []
+    TabularDataset(filepath=str(tmp_path / "img.parquet")).save(images)  # whole there
+    loaded = TabularDataset(filepath=str(tmp_path / "img.parquet")).load()
+    np.testing.assert_array_equal(loaded["image"].iloc[0], np.arange(3072.0))
 
 
 def test_empty_file_is_named(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ class SplitConfig(BaseModel):
     validation: float = Field(default=0.2, gt=0.0, lt=1.0)
     test: float = Field(default=0.3, gt=0.0, lt=1.0)
     stratify: bool = True
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy, torch and Optuna take these
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> SplitConfig:

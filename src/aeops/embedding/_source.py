@@ -119,7 +119,9 @@ class TableSource:
         parts = sorted(
             p
             for p in self.path.iterdir()
-            if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES + CSV_SUFFIXES
+            if p.is_file()
+            and p.suffix.lower() in PARQUET_SUFFIXES + CSV_SUFFIXES
+            and not p.name.startswith((".", "_"))  # hidden ("._a.parquet"), as Spark skips
         )
         if not parts:
             raise SourceError(f"{self.path} is a folder with no .parquet or .csv parts")

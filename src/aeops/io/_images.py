@@ -117,14 +117,20 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         from PIL import Image, UnidentifiedImageError
 
         id_column, image_column, label_column = self._columns
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in _IMAGE_SUFFIXES
+            # hidden files and folders (macOS "._x.png", ".thumbnails/") are no images
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not files:
             raise DatasetError(f"{path} is a folder with no image files")
         ids, images, labels = [], [], []
         for file in files:
             try:
                 with Image.open(file) as image:
-                    array = np.asarray(image)
+                    array = _pixels(image)
             except (OSError, UnidentifiedImageError) as error:
                 raise DatasetError(f"{file} is not a readable image: {error}") from error
             ids.append(str(PurePosixPath(file.relative_to(path))))
@@ -142,6 +148,26 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _exists(self) -> bool:
         return self._filepath.exists()
+
+
+def _pixels(image: Any) -> np.ndarray:
+    """An image's pixel values, (H, W) or (H, W, C).
+
+    A palette image (every GIF, 8-bit PNGs) holds indices into its palette: those are
+    looked up, to gray values when every colour used is a gray, else to RGB. A
+    1-bit image becomes 0 and 255; CMYK and other colour spaces become RGB.
+    """
+    if image.mode in ("P", "PA"):
+        palette = np.asarray(image.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+        used = np.unique(np.asarray(image.convert("P") if image.mode == "PA" else image))
+        used = used[used < len(palette)]
+        gray = len(palette) > 0 and bool((palette[used] == palette[used][:, :1]).all())
+        image = image.convert("L" if gray else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "I;16", "F"):
+        image = image.convert("RGB")
+    return np.asarray(image)
 
 
 def _image_cell(cell: Any) -> Any:

@@ -45,7 +45,12 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
         for name, value in data.items():
             values = value if isinstance(value, list | tuple) else [value]
             for step, item in enumerate(values):
-                number = float(item)
+                try:
+                    number = float(item)
+                except (TypeError, ValueError) as error:
+                    raise DatasetError(
+                        f"metric {name!r} is {item!r} at step {step}, not a number"
+                    ) from error
                 if not math.isfinite(number):
                     raise DatasetError(f"metric {name!r} is {number} at step {step}")
                 metrics.append(Metric(self._key(name), number, now, step))

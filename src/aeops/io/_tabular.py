@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,7 +56,9 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             files = sorted(
                 p
                 for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in _CSV_SUFFIXES | _PARQUET_SUFFIXES
+                if p.is_file()
+                and p.suffix.lower() in _CSV_SUFFIXES | _PARQUET_SUFFIXES
+                and not p.name.startswith((".", "_"))  # hidden ("._a.csv"), as Spark skips
             )
             if not files:
                 raise DatasetError(f"{path} is a folder with no .csv or .parquet files")
@@ -116,6 +119,13 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     def save(self, data: pd.DataFrame) -> None:
         """Write ``data`` to ``filepath`` atomically, as CSV or Parquet by suffix."""
         path = self._filepath
+        suffix = path.suffix.lower()
+        if suffix not in _CSV_SUFFIXES | _PARQUET_SUFFIXES:
+            raise DatasetError(
+                f"{path}: cannot save a {suffix or 'suffix-less'} file; use .csv, .tsv or .parquet"
+            )
+        if suffix in _CSV_SUFFIXES:
+            _refuse_array_cells(path, data)
         path.parent.mkdir(parents=True, exist_ok=True)
         # A unique name beside the target, created by the writer with the usual
         # permissions (mkstemp's files would be private to their owner).
@@ -133,6 +143,21 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _exists(self) -> bool:
         return self._filepath.exists()
+
+
+def _refuse_array_cells(path: Path, frame: pd.DataFrame) -> None:
+    """CSV writes an array cell as numpy prints it, which shortens one of over 1,000
+    values with "...": pixels would be lost without a word."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object:
+            continue
+        first = values.dropna().head(1)
+        if len(first) and isinstance(first.iloc[0], np.ndarray | list | tuple):
+            raise DatasetError(
+                f"{path}: column {column!r} holds arrays, which CSV cannot hold whole; "
+                "save to .parquet"
+            )
 
 
 def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:

@@ -56,7 +56,7 @@ class TrainingConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     data_placement: Literal["auto", "device", "stream"] = "auto"
     device_memory_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy, torch and Optuna take these
     deterministic: bool = False
     compile: bool = False
     checkpoint_dir: str = "data/06_models/checkpoints"

@@ -76,7 +76,7 @@ class SweepConfig(BaseModel):
 
     n_trials: int = Field(default=12, ge=1)
     timeout_minutes: float | None = Field(default=None, gt=0.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy, torch and Optuna take these
     objective: Literal["validation_auroc", "validation_error"] = "validation_auroc"
     space: dict[str, list[Any] | RangeSpec] = Field(default_factory=dict)
 

@@ -26,8 +26,8 @@ class GenerateConfig(BaseModel):
 
     model_uri: str | None = None  # None: models:/<registry.model_name>@champion
     num_samples: int = Field(default=64, ge=1)
-    seed: int = 0
-    temperature: float = Field(default=1.0, gt=0.0)
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy, torch and Optuna take these
+    temperature: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
 
 
 def load_generator(generate: dict[str, Any], registry: dict[str, Any]) -> LoadedBundle:

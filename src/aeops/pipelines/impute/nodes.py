@@ -38,7 +38,7 @@ class ImputeConfig(BaseModel):
     max_iterations: int = Field(default=50, ge=1)
     tolerance: float = Field(default=1e-3, gt=0.0)
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # numpy, torch and Optuna take these
 
 
 def load_imputer(impute: dict[str, Any], registry: dict[str, Any]) -> LoadedBundle:
