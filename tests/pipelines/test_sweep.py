@@ -56,3 +56,15 @@ def test_sweep_refuses_a_key_outside_model_and_training(project: KedroProject) -
     assert "'threshold.quantile' is not a sweepable key" in output_of(result)
     assert not any("sweep_trial" in run.data.tags for run in project.runs()), "no trial may start"
     assert project.client().search_registered_models() == []
+
+
+def test_a_space_value_the_model_refuses_is_named_as_the_spaces(project: KedroProject) -> None:
+    (project.root / "conf" / "local" / "parameters.yml").write_text(
+        "sweep:\n  n_trials: 2\n  space:\n    model.latent_dim: {low: 0, high: 4}\n"
+    )
+    result = project.run(pipeline="sweep")
+    assert result.returncode != 0
+    text = output_of(result)
+    assert "sweep.space['model.latent_dim'] can give 0, which the model block refuses" in text
+    assert "model.latent_dim: Input should be greater than 0 (given: 0)" in text, text[-2000:]
+    assert not any("sweep_trial" in run.data.tags for run in project.runs()), "no trial may start"

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from pydantic import BaseModel
 from sklearn.metrics import roc_auc_score
 
 from aeops.data import DataConfig, FittedScaler, InputSpec
-from aeops.models import Autoencoder
+from aeops.models import Autoencoder, ModelConfig
 from aeops.pipelines._params import ParameterError, parse_params
 from aeops.pipelines.train.nodes import fit_autoencoder
 from aeops.scoring import Predictor
@@ -42,6 +43,32 @@ def _labels(validation_frame: pd.DataFrame, config: SweepConfig, data: DataConfi
     return labels
 
 
+def _check_space(config: SweepConfig, model: dict[str, Any], training: dict[str, Any]) -> None:
+    """Each value the space can give (a range's ends, every choice) against the model
+    and training blocks' rules, one key at a time, before any trial trains: a bad
+    value is named as the space's, not as the parameter file's.
+
+    Raises:
+        ParameterError: naming the space's key, the value and the rule it breaks.
+    """
+    blocks: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
+        "model": (ModelConfig, model),
+        "training": (TrainingConfig, training),
+    }
+    for key, spec in config.space.items():
+        area = key.partition(".")[0]
+        schema, block = blocks[area]
+        for value in spec if isinstance(spec, list) else (spec.low, spec.high):
+            try:
+                parse_params(schema, apply_overrides(block, area, {key: value}), area)
+            except ParameterError as error:
+                problems = str(error).split("\n", 1)[-1]
+                raise ParameterError(
+                    f"sweep.space[{key!r}] can give {value!r}, which the {area} block "
+                    f"refuses:\n{problems}"
+                ) from None
+
+
 def sweep_hyperparameters(
     train_frame: pd.DataFrame,
     validation_frame: pd.DataFrame,
@@ -68,6 +95,7 @@ def sweep_hyperparameters(
             training block rejects, or an objective the data cannot support.
     """
     config = parse_params(SweepConfig, sweep, "sweep")
+    _check_space(config, model, training)
     data_config = parse_params(DataConfig, data, "data")
     labels = _labels(validation_frame, config, data_config)
     train_x = input_spec.samples(train_frame, scaler)
