@@ -125,3 +125,14 @@ def test_no_rows_map_back_to_empty_answers_of_the_right_width() -> None:
     table = TabularInputs(("a", "b"))
     embeddings, scores = table.row_scores(0, np.empty((0, 3), np.float32), np.empty((0, 2)))
     assert embeddings.shape == (0, 3) and scores.shape == (0,) and scores.dtype == np.float64
+
+
+def test_a_shaped_image_must_have_the_models_layout() -> None:
+    inputs = ImageInputs(column="image", shape=(3, 4, 5))
+    chw = np.arange(60.0).reshape(3, 4, 5)
+    frame = pd.DataFrame({"image": [chw, chw.reshape(-1), np.moveaxis(chw, 0, -1)]})
+    with pytest.raises(InputSchemaError, match=r"row position 2 has shape \[4, 5, 3\]; the mo"):
+        inputs.raw_values(frame)  # as many values, but read flat its channels would mix
+    np.testing.assert_array_equal(inputs.raw_values(frame.iloc[:2]), [chw.reshape(-1)] * 2)
+    gray = ImageInputs(column="image", shape=(1, 4, 5))  # (H, W) is a one-channel image
+    assert gray.raw_values(pd.DataFrame({"image": [chw[0]]})).shape == (1, 20)

@@ -657,3 +657,28 @@ def test_generated_ids_run_on_across_a_folders_parts_and_mark_set_aside_rows(
     report = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
     assert (report.parts_written, report.parts_skipped) == (4, 0)
     assert pd.read_parquet(out)["id"].tolist() == [i for i in range(65) if i != 9]
+
+
+def test_series_timestamps_and_nested_images_are_read_as_train_reads_them(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    series = make_timeseries_demo(n_steps=120).drop(columns=["label"])
+    series.to_csv(tmp_path / "iso.csv", index=False)
+    us = series.assign(timestamp=series["timestamp"].dt.strftime("%m/%d/%Y %H:%M"))
+    us.to_csv(tmp_path / "us.csv", index=False)  # pyarrow reads only ISO 8601 as times
+    for name in ("iso", "us"):
+        _job(store, "timeseries", tmp_path / f"{name}.csv", output="scores").run(
+            tmp_path / f"{name}.parquet"
+        )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "us.parquet"), pd.read_parquet(tmp_path / "iso.parquet")
+    )
+    images = image_rows().drop(columns=["label"])
+    flat = images.assign(image=[a.reshape(-1).astype(np.float64) for a in images["image"]])
+    nested = images.assign(image=[a.reshape(8, 8).tolist() for a in images["image"]])
+    for name, frame in (("flat", flat), ("nested", nested)):
+        frame.to_parquet(tmp_path / f"{name}-in.parquet")
+        _job(store, "image", tmp_path / f"{name}-in.parquet").run(tmp_path / f"{name}.parquet")
+    assert pq.read_table(tmp_path / "nested.parquet").equals(
+        pq.read_table(tmp_path / "flat.parquet")
+    )

@@ -1,7 +1,12 @@
 """Raw data to model input: ingestion, input specs per data kind, splitting, scaling."""
 
 from aeops.data._config import DataConfig, ScalingConfig, SplitConfig, WindowConfig
-from aeops.data._ingestion import DataIngestionError, ingest, resolve_feature_columns
+from aeops.data._ingestion import (
+    DataIngestionError,
+    ingest,
+    parse_timestamps,
+    resolve_feature_columns,
+)
 from aeops.data._inputs import (
     ImageInputs,
     InputSchemaError,
@@ -44,6 +49,7 @@ __all__ = [
     "input_spec_from_dict",
     "make_input_spec",
     "nested_array",
+    "parse_timestamps",
     "resolve_feature_columns",
     "split_by_kind",
     "split_frame",

@@ -98,7 +98,7 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
         )
     frame = raw.copy()
     if config.kind == "timeseries":
-        frame = _parse_timestamps(frame, config, source)
+        frame = parse_timestamps(frame, config, source)
     frame.columns = [str(name) for name in frame.columns]
     if config.id_column not in frame.columns:
         frame.insert(0, config.id_column, pd.RangeIndex(len(frame), name=None).to_numpy())
@@ -107,7 +107,14 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd.DataFrame:
+def parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd.DataFrame:
+    """``frame`` with its timestamp column read as date-times (or numbers), as every
+    path that reads a series must: ISO 8601, another date-time format, or numbers.
+
+    Raises:
+        DataIngestionError: naming ``source``, the rows and values that are no time
+            stamps, or a missing timestamp column.
+    """
     column = config.timestamp_column
     if column not in frame.columns:
         raise DataIngestionError(

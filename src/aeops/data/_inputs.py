@@ -255,14 +255,23 @@ class ImageInputs:
                 f"input has no image column {self.column!r}; columns are {list(frame.columns)}"
             )
         size = int(np.prod(self.shape))
+        # A shaped cell must have the model's layout: an (H, W, C) image has as many
+        # values as a (C, H, W) one, and read flat its channels would be scrambled.
+        layouts = {self.shape, self.shape[1:]} if self.shape[0] == 1 else {self.shape}
         rows = []
         for position, cell in enumerate(frame[self.column]):
             try:
-                pixels = nested_array(cell).astype(np.float64, copy=False).reshape(-1)
+                image = nested_array(cell).astype(np.float64, copy=False)
             except (TypeError, ValueError) as error:  # None, text, ragged nesting
                 raise InputSchemaError(
                     f"image at row position {position} is not an array of numbers ({error})"
                 ) from error
+            if image.ndim > 1 and image.shape not in layouts:
+                raise InputSchemaError(
+                    f"image at row position {position} has shape {list(image.shape)}; the "
+                    f"model expects {list(self.shape)} (C x H x W), or {size} values flat"
+                )
+            pixels = image.reshape(-1)
             if pixels.size != size:
                 raise InputSchemaError(
                     f"image at row position {position} has {pixels.size} values; the model "

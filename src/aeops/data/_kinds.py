@@ -9,7 +9,7 @@ import pandas as pd
 
 from aeops.data._config import DataConfig
 from aeops.data._ingestion import DataIngestionError, resolve_feature_columns
-from aeops.data._inputs import ImageInputs, InputSpec, TabularInputs, WindowInputs
+from aeops.data._inputs import ImageInputs, InputSpec, TabularInputs, WindowInputs, nested_array
 from aeops.data._scaling import FittedScaler, fit_scaler
 from aeops.data._split import split_frame
 
@@ -44,8 +44,8 @@ def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int
 def image_values(cell: object) -> np.ndarray | None:
     """An image cell as a float64 array; None when it is no array of numbers (ragged,
     text), which validation reports with the row's id."""
-    try:
-        return np.asarray(cell, dtype=np.float64)
+    try:  # Parquet's nested lists come back as object arrays of arrays
+        return nested_array(cell).astype(np.float64)
     except (TypeError, ValueError):
         return None
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from aeops.bundle import LoadedBundle, provenance_metadata
-from aeops.data import DataConfig, TabularInputs, WindowInputs
+from aeops.data import DataConfig, TabularInputs, WindowInputs, parse_timestamps
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource, open_parquet
@@ -357,6 +357,9 @@ class EmbedJob:
         if suite is None:
             return None
         config = self._data_config
+        if config.kind == "timeseries" and config.timestamp_column in frame.columns:
+            # Read as `train` reads them: pyarrow takes only ISO 8601 as date-times.
+            frame = parse_timestamps(frame.copy(deep=False), config, str(part))
         view = frame if config.kind == "tabular" else validation_view(frame, config).frame
         result = suite.evaluate(view, row_offset=offset)
         if result.success:
