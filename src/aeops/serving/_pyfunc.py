@@ -66,8 +66,8 @@ class AutoencoderBundle(PythonModel):
     """Raw rows in; embeddings, reconstruction errors, anomaly flags or reconstructions out."""
 
     # MLflow wraps a subclass's predict to validate inputs by its type hints, and warns
-    # at every import when there are none. The bundle validates its inputs itself (its
-    # own schema and suite), so the wrapper would only warn.
+    # at every import when there are none. The predictor checks its inputs itself (the
+    # columns, sizes and finiteness it needs), so the wrapper would only warn.
     _skip_type_hint_validation = True
 
     def load_context(self, context: PythonModelContext) -> None:
