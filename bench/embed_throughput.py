@@ -222,6 +222,8 @@ class _StoppedError(Exception):
 
 
 def _stop(signum: int, frame: Any) -> None:
+    # `timeout` signals the process, then its group: only the first may unwind.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _StoppedError
 
 

@@ -134,5 +134,13 @@ def test_a_shaped_image_must_have_the_models_layout() -> None:
     with pytest.raises(InputSchemaError, match=r"row position 2 has shape \[4, 5, 3\]; the mo"):
         inputs.raw_values(frame)  # as many values, but read flat its channels would mix
     np.testing.assert_array_equal(inputs.raw_values(frame.iloc[:2]), [chw.reshape(-1)] * 2)
+    merged = pd.DataFrame({"image": [chw.reshape(3, 20), chw.reshape(12, 5)]})  # C x HW, CH x W
+    np.testing.assert_array_equal(inputs.raw_values(merged), [chw.reshape(-1)] * 2)
     gray = ImageInputs(column="image", shape=(1, 4, 5))  # (H, W) is a one-channel image
-    assert gray.raw_values(pd.DataFrame({"image": [chw[0]]})).shape == (1, 20)
+    one = chw[0]
+    cells = [one, one[..., None], one.reshape(1, 20)]  # (H, W), (H, W, 1), (1, H*W)
+    np.testing.assert_array_equal(
+        gray.raw_values(pd.DataFrame({"image": cells})), [one.reshape(-1)] * 3
+    )
+    with pytest.raises(InputSchemaError, match=r"has shape \[5, 4\]"):
+        gray.raw_values(pd.DataFrame({"image": [one.T]}))

@@ -60,18 +60,41 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
 
 
 def test_palette_and_one_bit_images_load_as_pixel_values(tmp_path: Path) -> None:
+    (tmp_path / "gray").mkdir()
+    (tmp_path / "colour").mkdir()
     gray = np.zeros((8, 8), dtype=np.uint8)
     gray[2:6, 2:6] = 200
-    Image.fromarray(gray).save(tmp_path / "a.gif")  # a GIF is always a palette image
+    Image.fromarray(gray).save(tmp_path / "gray" / "a.gif")  # a GIF is always a palette image
+    Image.fromarray(gray > 0).save(tmp_path / "gray" / "c.png")  # mode "1"
+    (tmp_path / "gray" / "._a.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X")  # skipped
     colour = np.zeros((8, 8, 3), dtype=np.uint8)
     colour[:4] = (250, 10, 30)
     Image.fromarray(colour).convert("P", palette=Image.Palette.ADAPTIVE, colors=2).save(
-        tmp_path / "b.png"
+        tmp_path / "colour" / "b.png"
     )
-    Image.fromarray(gray > 0).save(tmp_path / "c.png")  # mode "1"
-    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X")  # hidden: skipped
-    frame = ImageDataset(filepath=str(tmp_path)).load().set_index("id")
-    np.testing.assert_array_equal(frame.loc["a.gif", "image"], gray[None])  # not indices
-    np.testing.assert_array_equal(frame.loc["b.png", "image"], np.moveaxis(colour, -1, 0))
-    np.testing.assert_array_equal(frame.loc["c.png", "image"], (gray > 0)[None] * 255)
-    assert sorted(frame.index) == ["a.gif", "b.png", "c.png"]
+    grays = ImageDataset(filepath=str(tmp_path / "gray")).load().set_index("id")
+    assert sorted(grays.index) == ["a.gif", "c.png"]
+    np.testing.assert_array_equal(grays.loc["a.gif", "image"], gray[None])  # not indices
+    np.testing.assert_array_equal(grays.loc["c.png", "image"], (gray > 0)[None] * 255)
+    (image,) = ImageDataset(filepath=str(tmp_path / "colour")).load()["image"]
+    np.testing.assert_array_equal(image, np.moveaxis(colour, -1, 0))
+
+
+def test_a_folder_mixing_colour_and_gray_palettes_loads_one_channel_count(
+    tmp_path: Path,
+) -> None:
+    colour = np.zeros((8, 8, 3), dtype=np.uint8)
+    colour[:4] = (250, 10, 30)
+    Image.fromarray(colour).save(tmp_path / "a.gif")
+    gray = np.full((8, 8), 90, dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "b.gif")
+    frame = ImageDataset(filepath=str(tmp_path)).load()
+    assert [image.shape for image in frame["image"]] == [(3, 8, 8), (3, 8, 8)]
+    np.testing.assert_array_equal(frame["image"].iloc[1], np.stack([gray] * 3))
+
+
+def test_sixteen_bit_images_keep_their_values(tmp_path: Path) -> None:
+    values = np.array([[0, 1000], [40000, 65535]], dtype=">u2")
+    Image.frombytes("I;16B", (2, 2), values.tobytes()).save(tmp_path / "a.tif")
+    (image,) = ImageDataset(filepath=str(tmp_path)).load()["image"]
+    np.testing.assert_array_equal(image, values[None])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from kedro.io import DatasetError
 
@@ -57,6 +58,14 @@ def test_saving_arrays_to_csv_or_to_an_unknown_suffix_is_refused(tmp_path: Path)
     with pytest.raises(DatasetError, match=r"cannot save a .json file; use .csv, .tsv or .par"):
         TabularDataset(filepath=str(tmp_path / "out.json")).save(images[["id"]])
     assert list(tmp_path.iterdir()) == []
+    arrow_lists = images.astype({"image": pd.ArrowDtype(pa.list_(pa.float64()))})
+    later = pd.DataFrame({"cell": [1.0, np.arange(2000.0)]})  # an array after a number
+    for frame in (arrow_lists, later):
+        with pytest.raises(DatasetError, match=r"holds arrays, which CSV cannot hold whole"):
+            TabularDataset(filepath=str(tmp_path / "img.csv")).save(frame)
+    twice = pd.DataFrame([[1, 2]], columns=["a", "a"])  # duplicate names still save
+    TabularDataset(filepath=str(tmp_path / "twice.csv")).save(twice)
+    (tmp_path / "twice.csv").unlink()
     TabularDataset(filepath=str(tmp_path / "img.parquet")).save(images)  # whole there
     loaded = TabularDataset(filepath=str(tmp_path / "img.parquet")).load()
     np.testing.assert_array_equal(loaded["image"].iloc[0], np.arange(3072.0))

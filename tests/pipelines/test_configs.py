@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from aeops.pipelines._params import ParameterError
 from aeops.pipelines.generate.nodes import GenerateConfig
 from aeops.pipelines.impute.nodes import ImputeConfig
+from aeops.pipelines.sweep.nodes import _check_space
 from aeops.training import TrainingConfig
 from aeops.training.sweep import SweepConfig
 
@@ -25,3 +27,31 @@ def test_seeds_are_what_numpy_torch_and_optuna_take(config: type[BaseModel]) -> 
 def test_a_generation_temperature_is_a_finite_positive_number(value: Any) -> None:
     with pytest.raises(ValidationError, match="temperature"):
         GenerateConfig(temperature=value)
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        # Valid together, though min_lr 0.005 is above the base block's lr 0.001.
+        {"training.lr": [0.01, 0.1], "training.lr_schedule.min_lr": [0.005]},
+        {"model.noise.kind": ["gaussian"], "model.noise.level": {"low": 0.1, "high": 2.0}},
+        {"model.trim_fraction": {"low": 0.0, "high": 0.5, "step": 0.2}},  # 0.5 unreachable
+    ],
+)
+def test_a_sweep_space_is_checked_field_by_field(space: dict[str, Any]) -> None:
+    _check_space(SweepConfig(space=space))
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"model.latent_dim": {"low": 0, "high": 4}}, r"can give 0, which model.latent_dim"),
+        ({"model.latent_dim": {"low": 2.0, "high": 16.0}}, r"fractional part"),
+        ({"model.latnt_dim": [2]}, r"the model block has no key 'latnt_dim'"),
+    ],
+)
+def test_a_sweep_space_value_no_trial_could_take_is_refused(
+    space: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        _check_space(SweepConfig(space=space))

@@ -65,6 +65,8 @@ def test_a_space_value_the_model_refuses_is_named_as_the_spaces(project: KedroPr
     result = project.run(pipeline="sweep")
     assert result.returncode != 0
     text = output_of(result)
-    assert "sweep.space['model.latent_dim'] can give 0, which the model block refuses" in text
-    assert "model.latent_dim: Input should be greater than 0 (given: 0)" in text, text[-2000:]
+    assert (
+        "sweep.space['model.latent_dim'] can give 0, which model.latent_dim refuses: "
+        "Input should be greater than 0" in text
+    ), text[-2000:]
     assert not any("sweep_trial" in run.data.tags for run in project.runs()), "no trial may start"

@@ -177,6 +177,23 @@ def value_scores(elementwise: np.ndarray) -> np.ndarray:
     )
 
 
+def _reads_flat_as(shape: tuple[int, ...], model: tuple[int, ...]) -> bool:
+    """Whether a cell of ``shape`` read flat gives the model's (C, H, W) order: its
+    dimensions, ones left out, must each merge neighbouring model dimensions, as
+    (C, H*W) or (H, W) for one channel do. An (H, W, C) image has as many values as
+    a (C, H, W) one, but read flat its channels would mix."""
+    wanted = [d for d in model if d != 1]
+    position = 0
+    for dim in (d for d in shape if d != 1):
+        merged = 1
+        while merged < dim and position < len(wanted):
+            merged *= wanted[position]
+            position += 1
+        if merged != dim:
+            return False
+    return position == len(wanted)
+
+
 def _rows_are_samples(
     embeddings: np.ndarray, elementwise: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -255,9 +272,6 @@ class ImageInputs:
                 f"input has no image column {self.column!r}; columns are {list(frame.columns)}"
             )
         size = int(np.prod(self.shape))
-        # A shaped cell must have the model's layout: an (H, W, C) image has as many
-        # values as a (C, H, W) one, and read flat its channels would be scrambled.
-        layouts = {self.shape, self.shape[1:]} if self.shape[0] == 1 else {self.shape}
         rows = []
         for position, cell in enumerate(frame[self.column]):
             try:
@@ -266,7 +280,7 @@ class ImageInputs:
                 raise InputSchemaError(
                     f"image at row position {position} is not an array of numbers ({error})"
                 ) from error
-            if image.ndim > 1 and image.shape not in layouts:
+            if image.ndim > 1 and not _reads_flat_as(image.shape, self.shape):
                 raise InputSchemaError(
                     f"image at row position {position} has shape {list(image.shape)}; the "
                     f"model expects {list(self.shape)} (C x H x W), or {size} values flat"

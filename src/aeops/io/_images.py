@@ -127,16 +127,22 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         if not files:
             raise DatasetError(f"{path} is a folder with no image files")
         ids, images, labels = [], [], []
+        gray_palettes: list[int] = []  # palette images that happen to use grays only
         for file in files:
             try:
                 with Image.open(file) as image:
-                    array = _pixels(image)
+                    array, gray_palette = _pixels(image)
             except (OSError, UnidentifiedImageError) as error:
                 raise DatasetError(f"{file} is not a readable image: {error}") from error
             ids.append(str(PurePosixPath(file.relative_to(path))))
             images.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))
+            if gray_palette:
+                gray_palettes.append(len(images) - 1)
             parent = file.parent.name
             labels.append(int(parent) if file.parent != path and parent.isdigit() else None)
+        if any(image.shape[0] == 3 for image in images):  # among colour images: RGB too
+            for index in gray_palettes:
+                images[index] = np.repeat(images[index], 3, axis=0)
         columns: dict[str, Any] = {id_column: ids, image_column: images}
         if any(label is not None for label in labels):
             columns[label_column] = labels
@@ -150,13 +156,16 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         return self._filepath.exists()
 
 
-def _pixels(image: Any) -> np.ndarray:
-    """An image's pixel values, (H, W) or (H, W, C).
+def _pixels(image: Any) -> tuple[np.ndarray, bool]:
+    """An image's pixel values, (H, W) or (H, W, C), and whether they came from a
+    palette of grays.
 
     A palette image (every GIF, 8-bit PNGs) holds indices into its palette: those are
     looked up, to gray values when every colour used is a gray, else to RGB. A
-    1-bit image becomes 0 and 255; CMYK and other colour spaces become RGB.
+    1-bit image becomes 0 and 255; CMYK and other colour spaces become RGB. Any
+    other mode (gray, RGB, RGBA, 16-bit and float) is read as it is.
     """
+    gray = False
     if image.mode in ("P", "PA"):
         palette = np.asarray(image.getpalette() or [], dtype=np.int64).reshape(-1, 3)
         used = np.unique(np.asarray(image.convert("P") if image.mode == "PA" else image))
@@ -165,9 +174,9 @@ def _pixels(image: Any) -> np.ndarray:
         image = image.convert("L" if gray else "RGB")
     elif image.mode == "1":
         image = image.convert("L")
-    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "I;16", "F"):
+    elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         image = image.convert("RGB")
-    return np.asarray(image)
+    return np.asarray(image), gray
 
 
 def _image_cell(cell: Any) -> Any:

@@ -148,12 +148,16 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 def _refuse_array_cells(path: Path, frame: pd.DataFrame) -> None:
     """CSV writes an array cell as numpy prints it, which shortens one of over 1,000
     values with "...": pixels would be lost without a word."""
-    for column in frame.columns:
-        values = frame[column]
-        if values.dtype != object:
+    for position, column in enumerate(frame.columns):
+        values = frame.iloc[:, position]
+        dtype = values.dtype
+        if isinstance(dtype, pd.ArrowDtype):
+            nested = pa.types.is_nested(dtype.pyarrow_dtype)
+        elif pd.api.types.is_object_dtype(dtype):
+            nested = bool(values.map(lambda v: isinstance(v, np.ndarray | list | tuple)).any())
+        else:
             continue
-        first = values.dropna().head(1)
-        if len(first) and isinstance(first.iloc[0], np.ndarray | list | tuple):
+        if nested:
             raise DatasetError(
                 f"{path}: column {column!r} holds arrays, which CSV cannot hold whole; "
                 "save to .parquet"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from typing import Annotated, Any, get_args
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from sklearn.metrics import roc_auc_score
 
 from aeops.data import DataConfig, FittedScaler, InputSpec
@@ -19,7 +21,7 @@ from aeops.scoring import Predictor
 from aeops.scoring.plots import training_curves
 from aeops.serving import log_run_params, nested_run
 from aeops.training import TrainingConfig, TrainingDivergedError
-from aeops.training.sweep import SweepConfig, apply_overrides, run_sweep
+from aeops.training.sweep import RangeSpec, SweepConfig, apply_overrides, run_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -43,30 +45,57 @@ def _labels(validation_frame: pd.DataFrame, config: SweepConfig, data: DataConfi
     return labels
 
 
-def _check_space(config: SweepConfig, model: dict[str, Any], training: dict[str, Any]) -> None:
-    """Each value the space can give (a range's ends, every choice) against the model
-    and training blocks' rules, one key at a time, before any trial trains: a bad
-    value is named as the space's, not as the parameter file's.
+def _check_space(config: SweepConfig) -> None:
+    """Each key of the space against its field in the model or training block, before
+    any trial trains: the key must exist, and the values the space can give (a
+    range's ends, a value between them, every choice) must pass the field's own rules.
+
+    Rules that tie fields together (``min_lr`` below ``lr``) are left to each trial,
+    since other keys of the space may change the field they compare with.
 
     Raises:
         ParameterError: naming the space's key, the value and the rule it breaks.
     """
-    blocks: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
-        "model": (ModelConfig, model),
-        "training": (TrainingConfig, training),
-    }
+    schemas: dict[str, type[BaseModel]] = {"model": ModelConfig, "training": TrainingConfig}
     for key, spec in config.space.items():
-        area = key.partition(".")[0]
-        schema, block = blocks[area]
-        for value in spec if isinstance(spec, list) else (spec.low, spec.high):
+        area, _, path = key.partition(".")
+        field = _field(schemas[area], path.split("."))
+        if field is None:
+            raise ParameterError(f"sweep.space[{key!r}]: the {area} block has no key {path!r}")
+        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
+        for value in spec if isinstance(spec, list) else _probes(spec):
             try:
-                parse_params(schema, apply_overrides(block, area, {key: value}), area)
-            except ParameterError as error:
-                problems = str(error).split("\n", 1)[-1]
+                adapter.validate_python(value)
+            except ValidationError as error:
+                reason = error.errors()[0]["msg"]
                 raise ParameterError(
-                    f"sweep.space[{key!r}] can give {value!r}, which the {area} block "
-                    f"refuses:\n{problems}"
+                    f"sweep.space[{key!r}] can give {value!r}, which {key} refuses: {reason}"
                 ) from None
+
+
+def _field(schema: type[BaseModel], path: list[str]) -> FieldInfo | None:
+    """The field at ``path`` in ``schema``, through nested blocks; None if absent."""
+    field = schema.model_fields.get(path[0])
+    if field is None or len(path) == 1:
+        return field
+    nested = [
+        kind
+        for kind in (field.annotation, *get_args(field.annotation))
+        if isinstance(kind, type) and issubclass(kind, BaseModel)
+    ]
+    return _field(nested[0], path[1:]) if nested else None
+
+
+def _probes(spec: RangeSpec) -> list[float]:
+    """Values a range can give: its low end, its highest reachable value, and, for a
+    float range, one between them (an int field refuses fractions)."""
+    high = spec.high
+    if spec.step is not None:
+        high = spec.low + math.floor((spec.high - spec.low) / spec.step + 1e-9) * spec.step
+    probes = [spec.low, high]
+    if not spec.integer and spec.high > spec.low:
+        probes.append(spec.low + (spec.high - spec.low) / 3)
+    return probes
 
 
 def sweep_hyperparameters(
@@ -95,7 +124,7 @@ def sweep_hyperparameters(
             training block rejects, or an objective the data cannot support.
     """
     config = parse_params(SweepConfig, sweep, "sweep")
-    _check_space(config, model, training)
+    _check_space(config)
     data_config = parse_params(DataConfig, data, "data")
     labels = _labels(validation_frame, config, data_config)
     train_x = input_spec.samples(train_frame, scaler)
@@ -111,9 +140,15 @@ def sweep_hyperparameters(
             progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}"
         )
         with nested_run(f"trial-{number}", params, {"sweep_trial": str(number)}) as log:
-            autoencoder, history = fit_autoencoder(
-                train_x, validation_x, input_spec, model_params, training_params, data
-            )
+            try:
+                autoencoder, history = fit_autoencoder(
+                    train_x, validation_x, input_spec, model_params, training_params, data
+                )
+            except ParameterError as error:
+                raise ParameterError(
+                    f"trial {number}: the values sweep.space gave it, {params}, make an "
+                    f"invalid configuration:\n{str(error).split(chr(10), 1)[-1]}"
+                ) from None
             predictor = Predictor(model=autoencoder, inputs=input_spec, scaler=scaler)
             errors = predictor.reconstruction_errors(validation_frame)
             if not np.isfinite(errors).all():
