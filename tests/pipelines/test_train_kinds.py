@@ -268,5 +268,8 @@ def test_the_served_image_model_takes_flat_and_shaped_images(tracking_uri: str) 
             model.predict(frame)["reconstruction_error"], expected, err_msg=form
         )
     wrong = rows.assign(image=[np.zeros((7, 8)) for _ in range(len(rows))])
-    with pytest.raises(Exception, match=r"has 56 values; the model expects 64"):
+    with pytest.raises(Exception, match=r"has shape \[7, 8\]; the model expects \[1, 8, 8\]"):
         model.predict(wrong)
+    flat_wrong = rows.assign(image=[np.zeros(56) for _ in range(len(rows))])
+    with pytest.raises(Exception, match=r"has 56 values; the model expects 64"):
+        model.predict(flat_wrong)
