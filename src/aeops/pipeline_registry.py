@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from importlib import resources
 
@@ -29,15 +28,10 @@ def register_pipelines() -> dict[str, Pipeline]:
     except ImportError as error:
         # Kedro reports a name with no folder as a failed import of its module.
         match = _MODULE.search(str(error))
-        known = pipeline_names()
-        if match is None or match["name"] in known:
+        if match is None or match["name"] in pipeline_names():
             raise  # a real pipeline that does not import: its own error says why
-        name = match["name"]
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(
-            f"no pipeline named {name!r}{hint}; the pipelines are: {', '.join(known)}"
-        ) from None
+        # Kedro turns the KeyError into its own message, with the closest names.
+        raise KeyError(f"no pipeline named {match['name']!r}") from None
     # find_pipelines loads only the pipelines a run asks for, so `train` may be absent.
     if "train" in pipelines:
         pipelines["__default__"] = pipelines["train"]

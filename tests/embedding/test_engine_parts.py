@@ -257,3 +257,13 @@ def test_hidden_files_in_an_input_folder_are_not_parts(tmp_path: Path) -> None:
     (tmp_path / "._a.parquet").write_bytes(b"\x00\x05\x16\x07 Mac OS X")
     (tmp_path / "_SUCCESS.csv").write_text("")
     assert [p.name for p in source_module.TableSource(tmp_path).parts()] == ["a.parquet"]
+
+
+def test_a_csv_header_with_a_byte_order_mark_is_read_as_pyarrow_reads_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.csv"
+    _frame(7).to_csv(path, index=False, encoding="utf-8-sig")  # as Excel writes CSV
+    source = source_module.TableSource(path)
+    assert source.has_column(path, "id")
+    assert source.count_rows(path) == 7

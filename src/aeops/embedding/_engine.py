@@ -582,10 +582,9 @@ class EmbedJob:
                         logger.info("Skipping %s: %s is already complete", part.name, target)
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
+                run_part = functools.partial(self._run_part, part, target, suite, unmark, first_id)
                 with _cpu_share_for_the_model(self.bundle.predictor.model):
-                    done = self._run_part_reading_wider_ids(
-                        part, target, suite, progress, unmark, first_id
-                    )
+                    done = self._reading_wider_ids(part, run_part, progress)
                 rows += done[0]
                 quarantined += done[1]
                 written += 1
@@ -612,26 +611,26 @@ class EmbedJob:
         if not self.source.is_folder:
             return [None]
         lacking = [not self.source.has_column(part, self._id_column) for part in parts]
+        if not any(lacking):
+            return [None] * len(parts)
+        last = max(index for index, lacks in enumerate(lacking) if lacks)
         first_ids: list[int | None] = []
         before = 0
         for index, part in enumerate(parts):
             first_ids.append(before if lacking[index] else None)
-            if any(lacking[index + 1 :]):
+            if index < last:  # only parts before the last one without ids are counted
                 before += self.source.count_rows(part)
         return first_ids
 
-    def _run_part_reading_wider_ids(
+    def _reading_wider_ids(
         self,
         part: Path,
-        target: Path,
-        suite: CompiledSuite | None,
+        run_part: Callable[[dict[str, pa.DataType], Callable[[int], None]], tuple[int, int]],
         progress: Callable[[int], None] | None,
-        before_commit: Callable[[], None],
-        first_id: int | None,
     ) -> tuple[int, int]:
-        """:meth:`_run_part`; a CSV whose ids change type after the first block (pyarrow
-        fixes a column's type there) is read again with the wider type its values
-        need, text or float64, as pandas and Spark read the whole column."""
+        """``run_part(csv_types, progress)``; a CSV whose ids change type after the first
+        block (pyarrow fixes a column's type there) is read again with the wider type
+        its values need, text or float64, as pandas and Spark read the whole column."""
         csv_types = self._csv_types
         while True:
             counted = 0
@@ -643,9 +642,7 @@ class EmbedJob:
                     progress(rows)
 
             try:
-                return self._run_part(
-                    part, target, suite, counting, before_commit, first_id, csv_types
-                )
+                return run_part(csv_types, counting)
             except SourceError as error:
                 wider = error.wider
                 if (
@@ -680,10 +677,10 @@ class EmbedJob:
         part: Path,
         target: Path,
         suite: CompiledSuite | None,
-        progress: Callable[[int], None] | None,
         before_commit: Callable[[], None],
         first_id: int | None,
         csv_types: dict[str, pa.DataType],
+        progress: Callable[[int], None],
     ) -> tuple[int, int]:
         writer: _AtomicParquetWriter | None = None
         quarantine: _AtomicParquetWriter | None = None
@@ -706,8 +703,7 @@ class EmbedJob:
                 if prepared.recycle is not None:
                     prepared.recycle()
                 rows += prepared.n_rows
-                if progress is not None:
-                    progress(prepared.n_read)
+                progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
                 schema = self.output_schema(self._id_type(part), part, first_id)
                 writer = _AtomicParquetWriter(target, schema)

@@ -174,18 +174,14 @@ class TableSource:
         """Whether ``part`` has the column ``name`` (a Parquet schema, a CSV header)."""
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return name in open_parquet(part).schema_arrow.names
-        with part.open(newline="", encoding="utf-8-sig", errors="replace") as file:
-            return name in next(csv.reader(file), [])
+        return name in _csv_header(part)
 
     def count_rows(self, part: Path) -> int:
         """Rows in ``part``: a Parquet footer's count, or a CSV read one column at a time
         as text (no values converted)."""
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return int(open_parquet(part).metadata.num_rows)
-        if part.stat().st_size == 0:
-            return 0
-        with part.open(newline="", encoding="utf-8", errors="replace") as file:
-            header = next(csv.reader(file), [])
+        header = _csv_header(part)
         if not header:
             return 0
         convert = pacsv.ConvertOptions(
@@ -198,6 +194,12 @@ class TableSource:
             raise _unreadable(part, error) from error
 
 
+def _csv_header(part: Path) -> list[str]:
+    """A CSV's column names, as pyarrow reads them (a UTF-8 byte-order mark dropped)."""
+    with part.open(newline="", encoding="utf-8-sig", errors="replace") as file:
+        return next(csv.reader(file), [])
+
+
 _CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")
 
 
@@ -208,7 +210,7 @@ def _unreadable(part: Path, error: Exception) -> SourceError:
     if match is None:
         return SourceError(f"{part} could not be read as a table: {error}")
     index = int(match["index"])
-    with part.open(newline="", encoding="utf-8", errors="replace") as file:
+    with part.open(newline="", encoding="utf-8-sig", errors="replace") as file:
         rows = csv.reader(file)
         header = next(rows, [])
         column = header[index] if index < len(header) else f"#{index}"
