@@ -682,3 +682,14 @@ def test_series_timestamps_and_nested_images_are_read_as_train_reads_them(
     assert pq.read_table(tmp_path / "nested.parquet").equals(
         pq.read_table(tmp_path / "flat.parquet")
     )
+
+
+def test_a_folder_whose_parts_disagree_on_the_id_column_is_refused_before_any_work(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    tabular_rows(30, seed=1).to_parquet(tmp_path / "in" / "a.parquet")  # ids 0..29
+    tabular_rows(20, seed=2).drop(columns=["id"]).to_parquet(tmp_path / "in" / "b.parquet")
+    with pytest.raises(SourceError, match=r"disagree on the id column 'id': a.parquet has it"):
+        _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import queue
@@ -604,23 +605,26 @@ class EmbedJob:
         return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
 
     def _first_ids(self, parts: list[Path]) -> list[int | None]:
-        """For each part without the id column, the id its first row gets, None for one
-        with ids. Generated ids are row positions in the whole input, so a folder's
-        parts never repeat one another's: a part starts where the parts before it end
-        (Parquet footers; CSV parts are counted). A single file's start at 0."""
+        """For each part, the id its first row gets when the input has no id column; None
+        for every part when it has one. Generated ids are row positions in the whole
+        input, so a folder's parts never repeat one another's: a part starts where the
+        parts before it end (Parquet footers; CSV parts are counted). A folder whose
+        parts disagree on the id column is refused."""
         if not self.source.is_folder:
             return [None]
         lacking = [not self.source.has_column(part, self._id_column) for part in parts]
         if not any(lacking):
             return [None] * len(parts)
-        last = max(index for index, lacks in enumerate(lacking) if lacks)
-        first_ids: list[int | None] = []
-        before = 0
-        for index, part in enumerate(parts):
-            first_ids.append(before if lacking[index] else None)
-            if index < last:  # only parts before the last one without ids are counted
-                before += self.source.count_rows(part)
-        return first_ids
+        if not all(lacking):
+            with_ids = parts[lacking.index(False)].name
+            without = parts[lacking.index(True)].name
+            raise SourceError(
+                f"{self.source.path}: the parts disagree on the id column "
+                f"{self._id_column!r}: {with_ids} has it, {without} does not. Give every "
+                "part the id column, or none (ids are then the rows' positions in the "
+                "whole input); mixing the two could repeat an id"
+            )
+        return list(itertools.accumulate(map(self.source.count_rows, parts[:-1]), initial=0))
 
     def _reading_wider_ids(
         self,
