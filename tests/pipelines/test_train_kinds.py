@@ -82,6 +82,8 @@ def test_every_kind_trains_and_evaluates_on_every_data_kind(
     history = catalog.load("training_history")
     objective_terms = {"sparse": "train_sparsity_l1_loss", "vae": "train_kl_loss"}
     assert objective_terms.get(model_kind, "train_reconstruction_loss") in history
+    # Three epochs: the network learns (an optimizer that never steps would not).
+    assert history["validation_loss"][-1] < history["validation_loss"][0]
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
 from aeops.pipelines._params import ParameterError
 from aeops.pipelines.train import create_pipeline
 from aeops.pipelines.train.nodes import (
+    choose_anomaly_threshold,
     enforce_validation,
     fit_feature_scaler,
     ingest_raw_data,
@@ -128,6 +131,32 @@ def test_pipeline_slice_finds_the_anomalies(tabular_frame: pd.DataFrame) -> None
     assert len(scores) == 60
     assert set(scores["id"]) <= set(tabular_frame["id"])
     assert scores["reconstruction_error"].notna().all()
+
+
+def test_each_step_sees_only_its_own_split(tabular_frame: pd.DataFrame) -> None:
+    """The scaler and the weights come from the training rows, the threshold from the
+    validation rows; the test rows reach none of them."""
+    kept = ["train_frame", "validation_frame", "test_frame", "validation_suite"]
+    kept += ["input_spec", "scaler", "trained_model", "anomaly_threshold"]
+    keep = Node(lambda *values: values, inputs=kept, outputs="kept", name="keep")
+    pipeline = create_pipeline().to_nodes("choose_anomaly_threshold_node") + Pipeline([keep])
+    catalog = _memory_catalog(tabular_frame, DATA)
+    SequentialRunner().run(pipeline, catalog)
+    train, validation, test, suite, spec, scaler, model, chosen = catalog.load("kept")
+
+    def center(rows: pd.DataFrame) -> np.ndarray:
+        return fit_feature_scaler(rows, suite, DATA, {"method": "robust"})[1].center
+
+    assert np.array_equal(scaler.center, center(train))
+    assert not np.allclose(scaler.center, center(pd.concat([train, validation, test])))
+    retrained, _, _ = train_autoencoder(train, validation, spec, scaler, MODEL, TRAINING, DATA)
+    weights = retrained.state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    params = ({"method": "quantile", "quantile": 0.9}, DATA)
+    on_validation = choose_anomaly_threshold(model, spec, scaler, validation, *params)
+    on_test = choose_anomaly_threshold(model, spec, scaler, test, *params)
+    assert chosen.value == on_validation.value != on_test.value
 
 
 def test_pipeline_slice_stops_before_training_on_bad_data(tabular_frame: pd.DataFrame) -> None:
