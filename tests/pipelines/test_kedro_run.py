@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aeops.models import ModelConfig
+from aeops.training import TrainingConfig
 from support import KedroProject, output_of
 
 DEMO = Path("data/01_raw/breast_cancer_anomalies.csv")
@@ -266,6 +268,11 @@ def test_other_data_kinds_train_from_their_conf_envs(
     run = client.get_run(version.run_id)
     assert run.data.params["model.kind"] == model_kind
     assert run.data.params["data.kind"] == {"timeseries": "timeseries", "images": "image"}[env]
+    # Every setting the model used, including those the env's files leave to defaults.
+    for block, schema in (("model", ModelConfig), ("training", TrainingConfig)):
+        for field in schema.model_fields:
+            key = f"{block}.{field}"
+            assert any(p == key or p.startswith(f"{key}.") for p in run.data.params), key
     assert 0.5 < run.data.metrics["test_auroc"] <= 1.0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     extra = {"timeseries": "plots/series_scores.png", "images": "plots/image_reconstructions.png"}

@@ -20,6 +20,7 @@ from aeops.serving._registry import (
 from aeops.serving._runs import (
     TrackingServerUnreachableError,
     log_dataset_input,
+    log_resolved_settings,
     log_run_params,
     nested_run,
     prepare_tracking_store,
@@ -44,6 +45,7 @@ __all__ = [
     "load_registered_bundle",
     "log_bundle",
     "log_dataset_input",
+    "log_resolved_settings",
     "log_run_params",
     "nested_run",
     "predict_frame",

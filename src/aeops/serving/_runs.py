@@ -183,6 +183,35 @@ def nested_run(
         yield log
 
 
+def log_resolved_settings(blocks: dict[str, dict[str, Any]]) -> None:
+    """Log every setting of ``blocks`` (``{"model": {...}}``) that the active run lacks,
+    flattened as kedro-mlflow flattens parameters: ``model.sparsity.weight``.
+
+    kedro-mlflow logs the keys that the parameter files and ``--params`` hold. A key
+    left at its default (``model.beta``), or dropped by an environment whose block
+    replaces the base one, would otherwise be missing, and runs would not compare
+    column by column. Keys already logged keep their value (MLflow parameters are
+    immutable). Outside a run (a node called directly) nothing is logged.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        return
+    logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params
+    flat: dict[str, str] = {}
+
+    def flatten(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                flatten(f"{prefix}.{key}", inner)
+        elif prefix not in logged:
+            flat[prefix] = str(value)
+
+    for name, block in blocks.items():
+        flatten(name, block)
+    if flat:
+        mlflow.log_params(flat)
+
+
 def log_run_params(params: dict[str, Any]) -> None:
     """Log ``params`` (stringified) to the active run."""
     if mlflow.active_run() is None:

@@ -32,6 +32,7 @@ from aeops.serving import (
     RegistryConfig,
     frame_digest,
     log_dataset_input,
+    log_resolved_settings,
 )
 from aeops.serving.pending import PendingRegistration
 from aeops.training import TrainingConfig, fit, seed_everything
@@ -183,6 +184,12 @@ def fit_autoencoder(
         update={"architecture": resolve_architecture(model_config, data_config.kind)}
     )
     training_config = parse_params(TrainingConfig, training, "training")
+    log_resolved_settings(
+        {
+            "model": model_config.model_dump(mode="json"),
+            "training": training_config.model_dump(mode="json"),
+        }
+    )
     seed_everything(training_config.seed)  # weight initialisation follows the seed too
     autoencoder = build_model(model_config, input_shape=input_spec.sample_shape)
     result = fit(autoencoder, train_x, validation_x, training_config)
