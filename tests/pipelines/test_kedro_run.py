@@ -63,7 +63,11 @@ def test_run_is_finished_with_flat_params_history_metrics_and_plots(
     epochs = int(metrics["epochs_trained"])
     for key in ("train_loss", "validation_loss"):
         history = client.get_metric_history(run.info.run_id, key)
-        assert [m.step for m in history] == list(range(epochs))
+        assert [m.step for m in history] == list(range(1, epochs + 1))  # epoch numbers
+    # The best epoch is the step where the validation loss is lowest.
+    validation = client.get_metric_history(run.info.run_id, "validation_loss")
+    lowest = min(validation, key=lambda point: (point.value, point.step))
+    assert lowest.step == metrics["best_epoch"]
     artifacts = {
         a.path
         for d in ("plots", "validation", "evaluation")

@@ -18,19 +18,27 @@ _BATCH = 1000
 class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """Logs ``{name: value}`` or ``{name: [v_step0, v_step1, ...]}`` to the active run.
 
-    A scalar is logged at step 0; a list becomes the metric's history, one step per
-    item (an epoch, say), so the MLflow UI draws it as a curve. Unlike
+    A scalar is logged at step ``first_step``; a list becomes the metric's history, one
+    step per item from ``first_step`` on (an epoch, say: set 1 where epochs count from
+    1, so a step is the epoch's number), and the MLflow UI draws it as a curve. Unlike
     kedro-mlflow's metric datasets, the whole dict goes in batched ``log_batch``
     calls rather than one request per point.
     """
 
-    def __init__(self, *, prefix: str | None = None, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        *,
+        prefix: str | None = None,
+        first_step: int = 0,
+        metadata: dict[str, Any] | None = None,
+    ):
         """Create the dataset; ``prefix`` is prepended as ``prefix.name``."""
         self._prefix = prefix
+        self._first_step = first_step
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"prefix": self._prefix}
+        return {"prefix": self._prefix, "first_step": self._first_step}
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}.{name}" if self._prefix else name
@@ -44,7 +52,7 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
         metrics: list[Metric] = []
         for name, value in data.items():
             values = value if isinstance(value, list | tuple) else [value]
-            for step, item in enumerate(values):
+            for step, item in enumerate(values, start=self._first_step):
                 try:
                     number = float(item)
                 except (TypeError, ValueError) as error:
