@@ -107,6 +107,28 @@ def test_evaluate_frame_on_tabular_rows_gives_metrics_table_and_figures() -> Non
     }
 
 
+@pytest.mark.parametrize(
+    ("kind", "anomaly_score", "named"),
+    [
+        ("vanilla", "elbo", "reconstruction error"),  # only a VAE has an ELBO
+        ("vae", "elbo", "negative ELBO"),
+        ("vae", "reconstruction", "reconstruction error"),
+    ],
+)
+def test_the_score_histogram_names_what_the_model_scores_by(
+    kind: str, anomaly_score: str, named: str
+) -> None:
+    values = np.random.default_rng(0).normal(size=(30, 3))
+    frame = pd.DataFrame(values, columns=["a", "b", "c"]).assign(id=range(30))
+    scaler = fit_scaler(values, ["a", "b", "c"], "standard")
+    config = ModelConfig(kind=kind, latent_dim=2, hidden_dims=(4,), anomaly_score=anomaly_score)
+    model = _model(config.model_copy(update={"architecture": "mlp"}), (3,))
+    predictor = Predictor(model, TabularInputs(("a", "b", "c")), scaler, Threshold(1.0, "fixed"))
+    axis = evaluate_frame(predictor, frame, "id", None).figures["error_histogram.png"].axes[0]
+    assert axis.get_xlabel() == f"{named} (log scale)"
+    assert axis.get_title() == f"Test scores: {named}"
+
+
 def test_evaluate_frame_without_labels_draws_no_roc_or_pr_curve() -> None:
     values = np.random.default_rng(0).normal(size=(30, 3))
     frame = pd.DataFrame(values, columns=["a", "b", "c"]).assign(id=range(30))

@@ -115,6 +115,11 @@ class Autoencoder(nn.Module):
             logits, target, self.config.reconstruction_loss, reduction="mean"
         )
 
+    @property
+    def score_name(self) -> str:
+        """What :meth:`score` measures, in words for plots and tables."""
+        return "reconstruction error"
+
     def loss(self, x: Tensor) -> LossOutput:
         """Training objective on a batch; subclasses add their own terms."""
         reconstruction = self.mean_reconstruction_loss(x)

@@ -195,7 +195,8 @@ def evaluate_frame(
         scores["label"] = labels
 
     table = feature_error_table(_value_names(predictor), value_errors, labels)
-    figures = {"error_histogram.png": plots.error_histogram(errors, threshold.value, labels)}
+    histogram = plots.error_histogram(errors, threshold.value, labels, predictor.model.score_name)
+    figures = {"error_histogram.png": histogram}
     if labels is not None:  # without labels there is no curve to draw
         figures["roc_curve.png"] = plots.roc_figure(labels, errors, metrics.get(f"{prefix}_auroc"))
         figures["pr_curve.png"] = plots.pr_figure(labels, errors, metrics.get(f"{prefix}_auprc"))

@@ -16,9 +16,13 @@ from sklearn.metrics import roc_curve
 
 
 def error_histogram(
-    errors: np.ndarray, threshold: float, labels: np.ndarray | None = None
+    errors: np.ndarray,
+    threshold: float,
+    labels: np.ndarray | None = None,
+    score_name: str = "reconstruction error",
 ) -> Figure:
-    """Histogram of reconstruction errors (normal against anomalous) with the threshold."""
+    """Histogram of the anomaly scores (normal against anomalous) with the threshold;
+    ``score_name`` says what they are (a VAE's negative ELBO, say)."""
     figure, axis = plt.subplots(figsize=(7, 4))
     positive = np.asarray(errors)[np.asarray(errors) > 0]
     low = max(positive.min() if positive.size else 1e-6, 1e-12)
@@ -31,9 +35,9 @@ def error_histogram(
         axis.hist(errors[labels], bins=bins, color="tab:red", alpha=0.6, label="anomaly")
     axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
     axis.set_xscale("log")
-    axis.set_xlabel("reconstruction error (log scale)")
+    axis.set_xlabel(f"{score_name} (log scale)")
     axis.set_ylabel("rows")
-    axis.set_title("Test reconstruction errors")
+    axis.set_title(f"Test scores: {score_name}")
     axis.legend()
     figure.tight_layout()
     return figure

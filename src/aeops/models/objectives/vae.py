@@ -78,6 +78,11 @@ class VariationalAutoencoder(Autoencoder):
             total=reconstruction + beta * kl, terms={"reconstruction": reconstruction, "kl": kl}
         )
 
+    @property
+    def score_name(self) -> str:
+        """The negative ELBO, or the reconstruction error of the posterior mean."""
+        return "negative ELBO" if self.config.anomaly_score == "elbo" else super().score_name
+
     def elementwise_scores(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Reconstruction error of the mean, or the negative ELBO spread over elements.
 
