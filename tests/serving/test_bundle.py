@@ -129,6 +129,9 @@ def test_logged_pyfunc_predicts_like_the_predictor_with_and_without_ids() -> Non
     assert list(only_errors.columns) == ["key", "reconstruction_error"]
     assert only_errors["key"].tolist() == list(range(len(rows)))
     np.testing.assert_allclose(only_errors["reconstruction_error"], expected.reconstruction_error)
+    # No rows: no answers, with the columns a consumer reads (MLflow makes them object).
+    empty = model.predict(rows.head(0))
+    assert list(empty.columns) == list(answers.columns) and empty.empty
 
 
 @pytest.mark.usefixtures("tracking_uri")

@@ -118,6 +118,8 @@ def _checked_numeric(
         for c in columns
         if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
     ]
+    if frame.empty:  # no values to be of a type: MLflow hands empty columns over as object
+        not_numeric = []
     if not_numeric:
         raise InputSchemaError(
             f"feature column(s) {not_numeric} are not numeric "
