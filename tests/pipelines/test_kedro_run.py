@@ -272,6 +272,9 @@ def test_other_data_kinds_train_from_their_conf_envs(
     run = client.get_run(version.run_id)
     assert run.data.params["model.kind"] == model_kind
     assert run.data.params["data.kind"] == {"timeseries": "timeseries", "images": "image"}[env]
+    (dataset_input,) = run.inputs.dataset_inputs  # its schema, uint8 pixel arrays included
+    schema = json.loads(dataset_input.dataset.schema)["mlflow_colspec"]
+    assert {"timeseries": "timestamp", "images": "image"}[env] in {c["name"] for c in schema}
     # Every setting the model used, including those the env's files leave to defaults.
     for block, schema in (("model", ModelConfig), ("training", TrainingConfig)):
         for field in schema.model_fields:

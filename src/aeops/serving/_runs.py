@@ -13,8 +13,10 @@ from typing import Any
 
 import mlflow
 import mlflow.data.pandas_dataset
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.types.utils import _infer_schema
 
 from aeops.serving._locks import sqlite_path, store_lock
 from aeops.serving._registry import frame_digest
@@ -52,9 +54,31 @@ def log_dataset_input(
             targets=targets,
             digest=digest,
         )
+        if dataset.schema is None:  # MLflow infers none for array cells of uint8 pixels
+            dataset.schema = _schema_of_widened_cells(frame)  # a cached property
         _log_input_tolerating_races(dataset, context)
     mlflow.set_tag(f"{context}_data_digest", digest)
     return digest
+
+
+def _schema_of_widened_cells(frame: pd.DataFrame, rows: int = 100) -> Any:
+    """MLflow's schema of ``frame``'s first ``rows``, with array cells of a dtype MLflow
+    has no type for widened to one it has (uint8 and int16 to int32, uint32 to int64,
+    float16 to float32); None when that does not help either."""
+
+    def widened(cell: Any) -> Any:
+        if not isinstance(cell, np.ndarray):
+            return cell
+        if cell.dtype.kind in "iu":
+            return cell.astype(np.result_type(cell.dtype, np.int32))
+        return cell.astype(np.float32) if cell.dtype == np.float16 else cell
+
+    head = frame.head(rows)
+    head = head.assign(**{c: head[c].map(widened) for c in head.columns if head[c].dtype == object})
+    try:
+        return _infer_schema(head)  # what PandasDataset.schema itself calls
+    except MlflowException:
+        return None
 
 
 def _log_input_tolerating_races(dataset: Any, context: str, attempts: int = 3) -> None:
