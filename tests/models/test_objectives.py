@@ -51,6 +51,18 @@ def test_sparse_total_is_reconstruction_plus_weighted_penalty() -> None:
     assert loss.total.item() == pytest.approx(expected.item())
 
 
+def test_sparse_l1_total_is_the_mean_squared_error_plus_the_weighted_mean_activity() -> None:
+    model = _model("sparse", sparsity={"kind": "l1", "weight": 0.3}, dropout=0.0).eval()
+    x = torch.randn(16, 6)
+    with torch.no_grad():
+        loss = model.loss(x)
+        code = model.encode(x)
+        mse = (model.decode_logits(code) - x).pow(2).mean()
+    assert loss.terms["sparsity_l1"].item() == pytest.approx(code.abs().mean().item())
+    assert loss.terms["sparsity_l1"].item() > 0.01
+    assert loss.total.item() == pytest.approx((mse + 0.3 * code.abs().mean()).item())
+
+
 def test_denoising_corrupts_in_training_only() -> None:
     model = _model("denoising", noise={"kind": "gaussian", "level": 0.5}, dropout=0.0)
     x = torch.randn(8, 6)
@@ -74,6 +86,9 @@ def test_vae_loss_is_reconstruction_plus_beta_kl_and_embeds_the_mean() -> None:
     mu, logvar = model.posterior(x)
     assert torch.equal(model.encode(x), mu)
     assert loss.terms["kl"].item() == pytest.approx(gaussian_kl(mu, logvar).mean().item())
+    # The summed squared error per sample (a Gaussian likelihood's), not its mean.
+    squared = (model.decode_logits(mu) - x).pow(2).sum(dim=1).mean()
+    assert loss.terms["reconstruction"].item() == pytest.approx(squared.item())
     expected = loss.terms["reconstruction"] + 2.0 * loss.terms["kl"]
     assert loss.total.item() == pytest.approx(expected.item())
 
@@ -94,6 +109,12 @@ def test_vae_kl_warmup_ramps_beta_in_training() -> None:
     assert late.total.item() == pytest.approx(
         (late.terms["reconstruction"] + late.terms["kl"]).item()
     )
+    model.on_epoch_start(1, 10)  # mid warm-up, validation still uses the full beta
+    validation = model.eval().loss(x)
+    assert validation.total.item() == pytest.approx(
+        (validation.terms["reconstruction"] + validation.terms["kl"]).item()
+    )
+    assert validation.terms["kl"].item() > 0.01  # so a beta of 0.25 would show
 
 
 def test_vae_elbo_scores_are_deterministic_whatever_the_batch() -> None:
