@@ -90,6 +90,32 @@ def test_without_early_stopping_all_epochs_run(plane: PlaneData, make_model: Mak
     assert not result.stopped_early
 
 
+class _SlowlyImproving(Autoencoder):
+    """Trains as usual, but its validation loss falls by 4e-4 an epoch, from 1."""
+
+    epoch = 0
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+
+    def loss(self, x: torch.Tensor) -> LossOutput:
+        if self.training:
+            return super().loss(x)
+        return LossOutput(total=torch.tensor(1.0 - 4e-4 * self.epoch), terms={})
+
+
+@pytest.mark.parametrize(("min_delta", "best_epoch", "epochs_run"), [(1e-3, 1, 3), (0.0, 10, 10)])
+def test_gains_below_min_delta_do_not_count_as_improvements(
+    plane: PlaneData, make_model: MakeModel, min_delta: float, best_epoch: int, epochs_run: int
+) -> None:
+    base = make_model()
+    model = _SlowlyImproving(base.encoder, base.decoder, base.config)
+    stopping = {"patience": 2, "min_delta": min_delta}
+    config = TrainingConfig(epochs=10, early_stopping=stopping, device="cpu", progress=False)
+    result = fit(model, plane(), plane(seed=1), config)
+    assert (result.best_epoch, len(result.history)) == (best_epoch, epochs_run)
+
+
 class _EvalMemoryLimit(Autoencoder):
     """Runs out of device memory on evaluation batches above ``limit`` rows, as a wide
     network on a nearly full GPU would."""
