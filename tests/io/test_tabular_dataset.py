@@ -94,10 +94,17 @@ def test_unknown_suffix_is_named(tmp_path: Path) -> None:
         TabularDataset(filepath=str(tmp_path / "t.xlsx")).load()
 
 
-def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
-    target = tmp_path / "out.parquet"
-    with pytest.raises(Exception):  # noqa: B017 - pyarrow's error type varies
-        TabularDataset(filepath=str(target)).save(pd.DataFrame({"x": [object()]}))
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("this value cannot be written")
+
+
+def test_a_save_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
+    # The last of 300,000 rows fails, after pandas has written the first chunks.
+    rows = pd.DataFrame({"x": [1.5] * 299_999 + [_Unprintable()]})
+    target = tmp_path / "out.csv"
+    with pytest.raises(DatasetError, match="cannot be written"):
+        TabularDataset(filepath=str(target)).save(rows)
     assert list(tmp_path.iterdir()) == []
 
 
