@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -693,3 +694,20 @@ def test_a_folder_whose_parts_disagree_on_the_id_column_is_refused_before_any_wo
     with pytest.raises(SourceError, match=r"disagree on the id column 'id': a.parquet has it"):
         _job(store, "tabular", tmp_path / "in").run(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_input_with_a_repeated_column_name_is_refused(
+    store: dict[str, Any], tmp_path: Path, suffix: str
+) -> None:
+    rows = tabular_rows(20)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    table = table.append_column("f1", table.column("f2"))  # a second 'f1'
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
+    with pytest.raises(SourceError, match=r"more than one column named 'f1'"):
+        _job(store, "tabular", path).run(tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()

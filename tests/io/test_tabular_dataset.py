@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from kedro.io import DatasetError
 
@@ -118,3 +119,19 @@ def test_a_saved_file_has_the_usual_permissions(
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644  # mkstemp gives 0o600
+
+
+def test_a_repeated_column_name_is_refused_not_renamed(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("id,x,y,x\n1,2,3,4\n")
+    with pytest.raises(DatasetError, match=r"t.csv has more than one column named 'x'"):
+        TabularDataset(filepath=str(tmp_path / "t.csv")).load()
+    (tmp_path / "ok.csv").write_text("id,x,x.1\n1,2,3\n")  # a name like a renamed one
+    assert list(TabularDataset(filepath=str(tmp_path / "ok.csv")).load().columns) == [
+        "id",
+        "x",
+        "x.1",
+    ]
+    table = pa.table([[1], [2], [3]], names=["id", "x", "x"])
+    pq.write_table(table, tmp_path / "t.parquet")
+    with pytest.raises(DatasetError, match=r"t.parquet has more than one column named 'x'"):
+        TabularDataset(filepath=str(tmp_path / "t.parquet")).load()

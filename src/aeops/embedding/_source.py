@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import re
 from collections.abc import Iterator, Mapping
@@ -156,6 +157,17 @@ class TableSource:
         if part.stat().st_size == 0:
             raise SourceError(f"{part} is empty (0 bytes)")
         try:
+            names = (
+                open_parquet(part).schema_arrow.names
+                if suffix in PARQUET_SUFFIXES
+                else _csv_header(part)
+            )
+            repeated = sorted(name for name, n in collections.Counter(names).items() if n > 1)
+            if repeated:  # which one a feature means would be a guess
+                raise SourceError(
+                    f"{part} has more than one column named "
+                    f"{', '.join(map(repr, repeated))}; give every column its own name"
+                )
             if suffix in PARQUET_SUFFIXES:
                 yield from parquet_batches(part, batch_rows)
             elif suffix in CSV_SUFFIXES:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -79,8 +81,9 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         for path, frame in zip(files[1:], frames[1:], strict=True):
             if list(frame.columns) != columns:
                 raise DatasetError(
-                    f"{path} has columns {list(frame.columns)}, but the first part of "
-                    f"{self._filepath} has {columns}; every part must share one schema"
+                    f"{path} has columns {list(frame.columns)}, but {files[0].name}, the "
+                    f"first part of {self._filepath}, has {columns}; every part must "
+                    "share one schema"
                 )
         table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         # Lets validation errors name the file the bad rows came from.
@@ -93,6 +96,7 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             raise DatasetError(f"{path} is empty (0 bytes): expected a header and rows")
         if suffix in _PARQUET_SUFFIXES:
             try:
+                _refuse_repeated_names(path, pq.read_schema(path).names)
                 return pq.read_table(path, **self._load_args).to_pandas()
             except (pa.ArrowInvalid, OSError) as error:
                 raise DatasetError(f"{path} is not a readable Parquet file: {error}") from error
@@ -110,6 +114,10 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 ) from error
             if "sep" not in args:
                 _refuse_another_delimiter(path, frame)
+            if any(_RENAMED_REPEAT.fullmatch(str(name)) for name in frame.columns):
+                # pandas renames a repeated name ("x", "x.1"); the header says which.
+                header = pd.read_csv(path, **{**args, "header": None, "nrows": 1, "dtype": str})
+                _refuse_repeated_names(path, header.iloc[0].tolist())
             return frame
         raise DatasetError(
             f"{path} has suffix {suffix!r}; expected one of "
@@ -162,6 +170,21 @@ def _refuse_array_cells(path: Path, frame: pd.DataFrame) -> None:
                 f"{path}: column {column!r} holds arrays, which CSV cannot hold whole; "
                 "save to .parquet"
             )
+
+
+_RENAMED_REPEAT = re.compile(r".+\.\d+")
+
+
+def _refuse_repeated_names(path: Path, names: list[Any]) -> None:
+    """Two columns of one name: which one a feature means is a guess (pandas would
+    keep the first and rename the second ``name.1``)."""
+    counts = collections.Counter(str(name) for name in names)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise DatasetError(
+            f"{path} has more than one column named {', '.join(map(repr, repeated))}; "
+            "give every column its own name"
+        )
 
 
 def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:
