@@ -85,6 +85,25 @@ class RefuseUnknownParameters:
             )
 
 
+class CheckParametersFirst:
+    """Before any node runs, and before kedro-mlflow opens a run (``tryfirst``):
+    validate every parameter block the pipeline's nodes take. Each node parses its
+    blocks again where it uses them; checked here too, a bad ``registry.model_name``
+    stops the run before the training it would have come after, with no outputs
+    written and no MLflow run left FAILED."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Parse each ``params:<block>`` input with its block's schema."""
+        from aeops.pipelines._params import parameter_blocks, parse_params
+
+        for name in sorted(pipeline.inputs()):
+            area = name.removeprefix("params:")
+            schema = parameter_blocks().get(area) if name.startswith("params:") else None
+            if schema is not None:
+                parse_params(schema, catalog.load(name), area)
+
+
 class KeepUnloggedModel:
     """When a run fails because its tracking server went away, keep the trained model
     on disk with instructions to register it later (see

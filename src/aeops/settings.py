@@ -5,6 +5,7 @@ import warnings
 from omegaconf.resolvers import oc
 
 from aeops.hooks import (
+    CheckParametersFirst,
     CloseInterruptedRun,
     KeepUnloggedModel,
     RefuseUnknownParameters,
@@ -24,11 +25,13 @@ CONFIG_LOADER_ARGS = {
 # that is deprecated.
 warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
 
-# Check the tracking server answers (or create the SQLite store) before a run; keep
-# a trained model on disk when the server goes away during one; close a run that
-# Ctrl-C or SIGTERM stopped as KILLED.
+# Before a run: refuse a misspelled --params block, check every parameter block the
+# pipeline takes, and check the tracking server answers (or create the SQLite store).
+# During one: keep a trained model on disk when the server goes away; close a run
+# that Ctrl-C or SIGTERM stopped as KILLED.
 HOOKS = (
     RefuseUnknownParameters(),
+    CheckParametersFirst(),
     TrackingStoreCheck(),
     KeepUnloggedModel(),
     CloseInterruptedRun(),

@@ -145,6 +145,11 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         [],
         [r"failed validation", r"at least 20 rows.*observed 1"],
     ),
+    "two columns of one name": (
+        lambda p: _rewrite(p, lambda f: f.rename(columns={"mean_perimeter": "mean_texture"})),
+        [],
+        [r"breast_cancer_anomalies\.csv has more than one column named 'mean_texture'"],
+    ),
     "corrupted Parquet": (
         _corrupted_parquet,
         [],
@@ -189,6 +194,21 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         None,
         ["--params=trainig.epochs=5"],
         [r"--params names 'trainig' \(did you mean 'training'\?\), which no parameter file"],
+    ),
+    "a model name the registry refuses": (
+        None,
+        ["--params=registry.model_name=team/model"],
+        [r"registry\.model_name='team/model' must be non-empty and hold no quotes, '/' or ':'"],
+    ),
+    "misspelled compare metric": (
+        None,
+        ["--params=registry.compare_metric=test_aurc"],
+        [r"'test_aurc' is not a test metric; did you mean 'test_auroc'\? choose one of"],
+    ),
+    "a gap without a unit": (
+        None,
+        ["--env=timeseries", "--params=data.max_gap=fivemin"],
+        [r"data\.max_gap: .*not a positive duration with a unit"],
     ),
     "latent_dim larger than the input": (
         None,

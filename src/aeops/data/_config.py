@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ScalingConfig(BaseModel):
@@ -79,6 +80,29 @@ class DataConfig(BaseModel):
     image_column: str = "image"
     image_shape: tuple[int, int, int] | None = None  # (C, H, W); None: from the data
     pixel_range: tuple[float, float] | None = None  # None: no range check
+
+    @field_validator("max_gap")
+    @classmethod
+    def _a_positive_duration(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            gap = pd.Timedelta(value)
+        except ValueError:
+            gap = None
+        unitless = not any(c.isalpha() for c in value)  # "5" would be 5 nanoseconds
+        if gap is None or pd.isna(gap) or gap <= pd.Timedelta(0) or unitless:
+            raise ValueError(
+                f"{value!r} is not a positive duration with a unit, such as '5min', '30s' or '1h'"
+            )
+        return value
+
+    @field_validator("pixel_range")
+    @classmethod
+    def _low_below_high(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"{list(value)} must be [low, high] with low below high")
+        return value
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> DataConfig:

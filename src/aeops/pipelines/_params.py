@@ -28,6 +28,36 @@ def parse_params(config_cls: type[_C], params: dict[str, Any] | None, area: str)
             given = issue.get("input")
             problems.append(f"  {key}: {issue['msg']} (given: {given!r})")
         raise ParameterError(
-            f"invalid parameters in '{area}' (conf/base/parameters_{area}.yml or --params):\n"
-            + "\n".join(problems)
+            f"invalid parameters in '{area}' (parameters_{area}.yml of conf/base or the "
+            "run's --env, or --params):\n" + "\n".join(problems)
         ) from None
+
+
+def parameter_blocks() -> dict[str, type[BaseModel]]:
+    """The schema of each parameter block, by its name (imported when asked for, since
+    the nodes that parse them import this module)."""
+    from aeops.data import DataConfig, ScalingConfig
+    from aeops.embedding import BatchJobConfig
+    from aeops.models import ModelConfig
+    from aeops.pipelines.evaluate.nodes import EvaluateConfig
+    from aeops.pipelines.generate.nodes import GenerateConfig
+    from aeops.pipelines.impute.nodes import ImputeConfig
+    from aeops.scoring import ThresholdConfig
+    from aeops.serving import RegistryConfig
+    from aeops.training import TrainingConfig
+    from aeops.training.sweep import SweepConfig
+
+    return {
+        "data": DataConfig,
+        "scaling": ScalingConfig,
+        "model": ModelConfig,
+        "training": TrainingConfig,
+        "threshold": ThresholdConfig,
+        "registry": RegistryConfig,
+        "evaluate": EvaluateConfig,
+        "generate": GenerateConfig,
+        "impute": ImputeConfig,
+        "sweep": SweepConfig,
+        "embed": BatchJobConfig,
+        "score": BatchJobConfig,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import logging
 import math
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import InputSchemaError, Predictor
+from aeops.scoring.evaluation import SPLIT_METRICS
 from aeops.serving._loading import ModelNotFoundError, NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
@@ -61,9 +63,26 @@ class RegistryConfig(BaseModel):
     @field_validator("model_name")
     @classmethod
     def _quotable(cls, value: str) -> str:
-        # MLflow's search filters quote the name, and cannot escape a quote in it.
-        if not value.strip() or "'" in value or '"' in value:
-            raise ValueError(f"registry.model_name={value!r} must be non-empty and hold no quotes")
+        # MLflow's search filters quote the name, and cannot escape a quote in it; its
+        # registry refuses '/' and ':', which model URIs use as separators.
+        if not value.strip() or any(mark in value for mark in "'\"/:"):
+            raise ValueError(
+                f"registry.model_name={value!r} must be non-empty and hold no quotes, '/' or ':'"
+            )
+        return value
+
+    @field_validator("compare_metric")
+    @classmethod
+    def _a_test_metric(cls, value: str) -> str:
+        # The champion is scored again on the new version's test rows, on this metric.
+        known = [f"test_{name}" for name in SPLIT_METRICS]
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"registry.compare_metric={value!r} is not a test metric; {hint}"
+                f"choose one of: {', '.join(known)}"
+            )
         return value
 
 
