@@ -30,9 +30,17 @@ def test_ingest_creates_an_id_when_absent() -> None:
     assert frame["row"].tolist() == [0, 1, 2]
 
 
-def test_features_default_to_numeric_columns_except_id_and_label() -> None:
-    frame = pd.DataFrame({"id": [1], "x": [1.0], "n": [2], "name": ["a"], "flag": [True], "y": [0]})
+def test_features_default_to_numeric_columns_except_id_and_label(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = pd.DataFrame(
+        {"id": [1], "x": [1.0], "n": [2], "area": ["271.2%"], "flag": [True], "y": [0]}
+    )
     assert resolve_feature_columns(frame, DataConfig(label_column="y")) == ["x", "n"]
+    # Left out out loud, with a value to show why, and the way to keep them.
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "'area' ('271.2%'), 'flag' (True)" in record.getMessage()
+    assert "data.feature_columns" in record.getMessage()
 
 
 def test_a_stray_string_does_not_drop_a_numeric_column() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,11 +37,17 @@ def _looks_numeric(column: pd.Series) -> bool:
     return bool(parsed.notna().mean() >= 0.5)
 
 
+def _first_value(column: pd.Series) -> Any:
+    present = column.dropna()
+    value = present.iloc[0] if len(present) else None
+    return value.item() if isinstance(value, np.generic) else value  # True, not np.True_
+
+
 def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str]:
     """The configured feature columns, or every numeric column but the id and label.
 
     Text columns whose values are mostly numbers count as numeric (see
-    :func:`_looks_numeric`); other text columns are left out and logged.
+    :func:`_looks_numeric`); other text columns are left out, with a warning.
 
     Raises:
         DataIngestionError: if no feature column can be found.
@@ -56,7 +63,13 @@ def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str
     columns = [name for name in candidates if _looks_numeric(frame[name])]
     skipped = sorted(set(candidates) - set(columns))
     if skipped:
-        logger.info("Not using non-numeric column(s) %s as features", skipped)
+        samples = ", ".join(f"{name!r} ({_first_value(frame[name])!r})" for name in skipped)
+        logger.warning(
+            "Not using column(s) %s as features: their values are not numbers. To use "
+            "one, list the features in data.feature_columns (validation then names each "
+            "value that is not a number)",
+            samples,
+        )
     if not columns:
         raise DataIngestionError(
             f"no numeric feature columns found among {list(map(str, frame.columns))}; "
