@@ -53,6 +53,20 @@ def test_folder_of_pngs_with_label_subfolders(tmp_path: Path) -> None:
     assert frame["image"].iloc[1].max() == 200
 
 
+def test_webp_images_load_and_other_files_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "1").mkdir()
+    pixels = np.full((4, 5), 200, dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "1" / "a.webp", lossless=True)
+    (tmp_path / "README.md").write_text("digits")
+    frame = ImageDataset(filepath=str(tmp_path)).load()
+    assert frame["id"].tolist() == ["1/a.webp"]
+    np.testing.assert_array_equal(frame["image"].iloc[0], np.repeat(pixels[None], 3, 0))  # RGB
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "not reading 1 file(s) that are not images by their suffix: README.md" in warning
+
+
 def test_unreadable_image_is_named(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=r"broken\.png is not a readable image"):

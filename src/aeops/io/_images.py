@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,7 +14,12 @@ from kedro.io import AbstractDataset, DatasetError
 
 from aeops.data import nested_array
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+logger = logging.getLogger(__name__)
+
+_IMAGE_SUFFIXES = {
+    *(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
+    *(".pgm", ".ppm", ".pbm", ".pnm", ".tga"),
+}
 
 
 class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
@@ -117,13 +123,23 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         from PIL import Image, UnidentifiedImageError
 
         id_column, image_column, label_column = self._columns
-        files = sorted(
+        visible = [
             p
             for p in path.rglob("*")
-            if p.suffix.lower() in _IMAGE_SUFFIXES
             # hidden files and folders (macOS "._x.png", ".thumbnails/") are no images
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ]
+        files = sorted(p for p in visible if p.suffix.lower() in _IMAGE_SUFFIXES)
+        others = sorted(str(p.relative_to(path)) for p in set(visible) - set(files))
+        if others:
+            logger.warning(
+                "%s: not reading %d file(s) that are not images by their suffix: %s%s (images: %s)",
+                path,
+                len(others),
+                ", ".join(others[:5]),
+                ", ..." if len(others) > 5 else "",
+                ", ".join(sorted(_IMAGE_SUFFIXES)),
+            )
         if not files:
             raise DatasetError(f"{path} is a folder with no image files")
         ids, images, labels = [], [], []
