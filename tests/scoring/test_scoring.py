@@ -59,10 +59,20 @@ def test_precision_at_k_does_not_depend_on_the_order_of_tied_rows() -> None:
     assert constant["t_precision_at_k"] == pytest.approx(2 / 6)  # the base rate
 
 
-def test_single_class_labels_omit_auroc() -> None:
-    metrics = detection_metrics(np.zeros(4), np.arange(4.0), 2.5, "test")
-    assert "test_auroc" not in metrics
-    assert metrics["test_alert_rate"] == 0.25
+def test_metrics_undefined_on_the_rows_are_left_out_not_logged_as_zero() -> None:
+    no_anomalies = detection_metrics(np.zeros(4), np.arange(4.0), 2.5, "test")
+    # One row flagged, and it is a false alarm: precision 0 is a fact; recall is 0/0.
+    assert no_anomalies == {"test_alert_rate": 0.25, "test_precision": 0.0}
+    nothing_flagged = detection_metrics(np.array([0, 1, 0, 1]), np.arange(4.0), 9.0, "test")
+    assert "test_precision" not in nothing_flagged
+    assert (nothing_flagged["test_recall"], nothing_flagged["test_f1"]) == (0.0, 0.0)  # missed
+    all_anomalies = detection_metrics(np.ones(4), np.arange(4.0), 2.5, "test")
+    assert all_anomalies == {
+        "test_alert_rate": 0.25,
+        "test_precision": 1.0,
+        "test_recall": 0.25,
+        "test_f1": pytest.approx(0.4),
+    }
 
 
 def _predictor() -> Predictor:

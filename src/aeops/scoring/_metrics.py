@@ -17,8 +17,9 @@ def detection_metrics(
         prefix: the split's name, so every metric says where it came from (``test``).
 
     Returns:
-        ``{f"{prefix}_auroc": ..., ...}``; AUROC and AUPRC are omitted when only one
-        class is present, since they are undefined there.
+        ``{f"{prefix}_auroc": ..., ...}``. A metric undefined on these rows is left out,
+        rather than logged as 0: AUROC, AUPRC and precision@k with one class only,
+        recall and F1 with no anomaly among the labels, precision with no row flagged.
     """
     # Imported here: scoring at batch time (a bare GPU image) does not need scikit-learn.
     from sklearn.metrics import (
@@ -37,7 +38,10 @@ def detection_metrics(
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, flagged.astype(int), average="binary", zero_division=0
     )
-    metrics.update(precision=float(precision), recall=float(recall), f1=float(f1))
+    if flagged.any():
+        metrics["precision"] = float(precision)
+    if labels.any():
+        metrics.update(recall=float(recall), f1=float(f1))
     return {f"{prefix}_{name}": value for name, value in metrics.items()}
 
 
