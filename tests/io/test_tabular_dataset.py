@@ -135,3 +135,18 @@ def test_a_repeated_column_name_is_refused_not_renamed(tmp_path: Path) -> None:
     pq.write_table(table, tmp_path / "t.parquet")
     with pytest.raises(DatasetError, match=r"t.parquet has more than one column named 'x'"):
         TabularDataset(filepath=str(tmp_path / "t.parquet")).load()
+
+
+def test_a_part_whose_column_holds_text_where_the_first_holds_numbers_is_named(
+    tmp_path: Path,
+) -> None:
+    pd.DataFrame({"id": [1], "area": [271.2]}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"id": [2, 3], "area": ["246.3", "n/a"]}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(
+        DatasetError,
+        match=r"b\.parquet: column 'area' is (str|object), but in a\.parquet.* it is float64 "
+        r"\(b\.parquet holds 'n/a' in row 1\)",
+    ):
+        TabularDataset(filepath=str(tmp_path)).load()
+    pd.DataFrame({"id": [2], "area": [246]}).to_parquet(tmp_path / "b.parquet")  # int: fine
+    assert TabularDataset(filepath=str(tmp_path)).load()["area"].tolist() == [271.2, 246.0]

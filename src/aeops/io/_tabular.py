@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
+from pandas.api.types import is_numeric_dtype
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -85,6 +86,25 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                     f"first part of {self._filepath}, has {columns}; every part must "
                     "share one schema"
                 )
+            for name in columns:  # numbers in one part and text in another
+                first, this = frames[0][name].dtype, frame[name].dtype
+                if is_numeric_dtype(first) != is_numeric_dtype(this):
+                    text_part, text = (
+                        (path, frame) if is_numeric_dtype(first) else (files[0], frames[0])
+                    )
+                    values = text[name].dropna()
+                    not_numbers = values[pd.to_numeric(values, errors="coerce").isna()]
+                    example = (
+                        f" ({text_part.name} holds {not_numbers.iloc[0]!r} in row "
+                        f"{not_numbers.index[0]})"
+                        if len(not_numbers)
+                        else ""
+                    )
+                    raise DatasetError(
+                        f"{path}: column {name!r} is {this}, but in {files[0].name}, the "
+                        f"first part of {self._filepath}, it is {first}{example}; every "
+                        "part must give a column one kind of value"
+                    )
         table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         # Lets validation errors name the file the bad rows came from.
         table.attrs["source"] = str(PurePosixPath(self._filepath))
