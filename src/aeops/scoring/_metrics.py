@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+#: What an evaluation (``aeops.scoring.evaluation``) gives for a split, each named
+#: ``<split>_<name>``: the metrics a champion can be compared on (those that need
+#: labels only with labels, and only where they are defined).
+SPLIT_METRICS = (
+    "auroc",
+    "auprc",
+    "precision_at_k",
+    "precision",
+    "recall",
+    "f1",
+    "alert_rate",
+    "error_mean",
+)
+
 
 def detection_metrics(
     labels: np.ndarray, errors: np.ndarray, threshold: float, prefix: str

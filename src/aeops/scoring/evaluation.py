@@ -83,20 +83,6 @@ def _labels(frame: pd.DataFrame, label_column: str | None) -> np.ndarray | None:
     return frame[label_column].to_numpy().astype(int)
 
 
-#: What :func:`score_metrics` can give for a split, each as ``<split>_<name>``: the
-#: metrics a champion can be compared on (those that need labels only with labels).
-SPLIT_METRICS = (
-    "auroc",
-    "auprc",
-    "precision_at_k",
-    "precision",
-    "recall",
-    "f1",
-    "alert_rate",
-    "error_mean",
-)
-
-
 def _metrics(
     threshold: Threshold, errors: np.ndarray, labels: np.ndarray | None, prefix: str
 ) -> dict[str, float]:

@@ -30,8 +30,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
-from aeops.scoring import InputSchemaError, Predictor
-from aeops.scoring.evaluation import SPLIT_METRICS
+from aeops.scoring import SPLIT_METRICS, InputSchemaError, Predictor
 from aeops.serving._loading import ModelNotFoundError, NotABundleError, load_registered_bundle
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
