@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -110,3 +112,15 @@ def test_pot_needs_a_tail_to_fit() -> None:
 def test_unknown_method_names_the_choices() -> None:
     with pytest.raises(ValueError, match="quantile"):
         ThresholdConfig(method="sigma")  # type: ignore[arg-type]
+
+
+def test_every_method_the_config_accepts_has_a_rule() -> None:
+    accepted = get_args(ThresholdConfig.model_fields["method"].annotation)
+    errors = np.random.default_rng(0).exponential(size=2000)
+    labels = (errors > np.quantile(errors, 0.95)).astype(int)
+    values = {
+        method: choose_threshold(errors, ThresholdConfig(method=method), labels).value
+        for method in accepted
+    }
+    assert set(values) == set(accepted) and len(accepted) == 7
+    assert len(set(values.values())) == len(values)  # each method its own rule

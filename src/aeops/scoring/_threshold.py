@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -149,43 +150,7 @@ def choose_threshold(
         raise ValueError("validation errors contain NaN or inf; the model output is not finite")
     known = None if labels is None else np.asarray(labels).astype(int)
     method = config.method
-    if method == "quantile":
-        value = float(np.quantile(errors, config.quantile))
-    elif method == "zscore":
-        value = float(errors.mean() + (config.k or 3.0) * errors.std())
-    elif method == "mad":
-        median = float(np.median(errors))
-        deviations = np.abs(errors - median)
-        mad = 1.4826 * float(np.median(deviations))
-        if mad == 0.0:  # over half the errors tie: every other one would be flagged
-            mad = 1.2533 * float(deviations.mean())  # the mean absolute deviation's scale
-            _warn_tied("mad", "the mean absolute deviation (x 1.2533)")
-        value = median + (config.k or 3.0) * mad
-    elif method == "iqr":
-        q1, q3 = np.quantile(errors, [0.25, 0.75])
-        spread = float(q3 - q1)
-        if spread == 0.0:  # half the errors tie: every one above them would be flagged
-            spread = 1.349 * float(errors.std())  # the IQR of a normal with this std
-            _warn_tied("iqr", "the standard deviation (x 1.349)")
-        value = float(q3 + (config.k or 1.5) * spread)
-    elif method == "fpr":
-        normal = errors if known is None else errors[known == 0]
-        if normal.size == 0:
-            raise ThresholdError(
-                "threshold.method='fpr' needs normal rows (label 0) on the validation split, "
-                f"and its {errors.size} labelled rows are all anomalies; choose quantile or "
-                "pot, or a split with normal rows"
-            )
-        value = _at_most_fpr(normal, config.target_fpr)
-    elif method == "f1":
-        if known is None or np.unique(known).size < 2:
-            raise ThresholdError(
-                "threshold.method='f1' needs labels with both classes on the validation "
-                "split; set data.label_column, or choose quantile, fpr or pot"
-            )
-        value = _best_f1(errors, known)
-    else:
-        value = peaks_over_threshold(errors, config.pot_risk, config.pot_initial_quantile)
+    value = _METHODS[method](errors, config, known)
     quantiles = np.quantile(errors, [0.5, 0.9, 0.95, 0.99])
     diagnostics = {
         "validation_error_p50": float(quantiles[0]),
@@ -197,6 +162,69 @@ def choose_threshold(
     if method == "quantile":
         diagnostics["quantile"] = config.quantile
     return Threshold(value=value, method=method, diagnostics=diagnostics)
+
+
+def _quantile(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    return float(np.quantile(errors, config.quantile))
+
+
+def _zscore(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    return float(errors.mean() + (config.k or 3.0) * errors.std())
+
+
+def _mad(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    median = float(np.median(errors))
+    deviations = np.abs(errors - median)
+    mad = 1.4826 * float(np.median(deviations))
+    if mad == 0.0:  # over half the errors tie: every other one would be flagged
+        mad = 1.2533 * float(deviations.mean())  # the mean absolute deviation's scale
+        _warn_tied("mad", "the mean absolute deviation (x 1.2533)")
+    return median + (config.k or 3.0) * mad
+
+
+def _iqr(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    q1, q3 = np.quantile(errors, [0.25, 0.75])
+    spread = float(q3 - q1)
+    if spread == 0.0:  # half the errors tie: every one above them would be flagged
+        spread = 1.349 * float(errors.std())  # the IQR of a normal with this std
+        _warn_tied("iqr", "the standard deviation (x 1.349)")
+    return float(q3 + (config.k or 1.5) * spread)
+
+
+def _fpr(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    normal = errors if labels is None else errors[labels == 0]
+    if normal.size == 0:
+        raise ThresholdError(
+            "threshold.method='fpr' needs normal rows (label 0) on the validation split, "
+            f"and its {errors.size} labelled rows are all anomalies; choose quantile or "
+            "pot, or a split with normal rows"
+        )
+    return _at_most_fpr(normal, config.target_fpr)
+
+
+def _f1(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    if labels is None or np.unique(labels).size < 2:
+        raise ThresholdError(
+            "threshold.method='f1' needs labels with both classes on the validation "
+            "split; set data.label_column, or choose quantile, fpr or pot"
+        )
+    return _best_f1(errors, labels)
+
+
+def _pot(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    return peaks_over_threshold(errors, config.pot_risk, config.pot_initial_quantile)
+
+
+# How each ``threshold.method`` turns validation errors (and labels) into a threshold.
+_METHODS: dict[str, Callable[[np.ndarray, ThresholdConfig, np.ndarray | None], float]] = {
+    "quantile": _quantile,
+    "zscore": _zscore,
+    "mad": _mad,
+    "iqr": _iqr,
+    "fpr": _fpr,
+    "f1": _f1,
+    "pot": _pot,
+}
 
 
 def _warn_tied(method: str, fallback: str) -> None:
