@@ -585,9 +585,9 @@ class EmbedJob:
                     logger.warning("Writing %s again: %s", target, stale)
                 run_part = functools.partial(self._run_part, part, target, suite, unmark, first_id)
                 with _cpu_share_for_the_model(self.bundle.predictor.model):
-                    done = self._reading_wider_ids(part, run_part, progress)
-                rows += done[0]
-                quarantined += done[1]
+                    part_rows, part_quarantined = self._reading_wider_ids(part, run_part, progress)
+                rows += part_rows
+                quarantined += part_quarantined
                 written += 1
         except BaseException:
             # The finished parts stay for a rerun; folders this run made and left

@@ -138,8 +138,9 @@ def save_atomically(state: dict[str, Any], path: Path) -> Path:
     """Write ``state`` to ``path`` so that a reader sees the old file or the new one.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the
-    file is renamed over ``path``: a crash mid-write leaves no half-written checkpoint
-    and no temporary file behind.
+    file is renamed over ``path``: a crash mid-write leaves no half-written checkpoint.
+    An error removes the temporary file; a kill (SIGKILL, power loss) can leave it, a
+    hidden ``.<name>.<pid>.<id>.tmp`` that :func:`load_checkpoint` never reads.
 
     Returns:
         ``path``.
