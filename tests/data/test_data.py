@@ -14,6 +14,7 @@ from aeops.data import (
     resolve_feature_columns,
     split_frame,
 )
+from aeops.pipelines._params import ParameterError, parse_params
 
 
 def test_ingest_keeps_the_id_column_first_and_does_not_touch_the_input() -> None:
@@ -246,3 +247,20 @@ def test_transform_columns_fills_the_array_given_and_refuses_a_wrong_one() -> No
 def test_unknown_scaling_method_names_the_choices() -> None:
     with pytest.raises(ValueError, match="choose one of: standard, minmax, robust, none"):
         fit_scaler(np.ones((3, 1)), ["a"], "zscore")
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"max_gap": 5}, r"data\.max_gap: .*'5' is not a positive duration with a unit"),
+        ({"max_gap": "-5min"}, r"data\.max_gap: .*'-5min' is not a positive duration"),
+        ({"max_gap": "soon"}, r"data\.max_gap: .*'soon' is not a positive duration"),
+        ({"pixel_range": [16, 0]}, r"data\.pixel_range: .*must be \[low, high\] with low below"),
+    ],
+)
+def test_series_and_image_settings_are_checked_as_parameters(
+    block: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        parse_params(DataConfig, block, "data")
+    assert parse_params(DataConfig, {"max_gap": "90s"}, "data").max_gap == "90s"

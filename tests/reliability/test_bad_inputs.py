@@ -207,7 +207,7 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
     ),
     "a gap without a unit": (
         None,
-        ["--env=timeseries", "--params=data.max_gap=fivemin"],
+        ["--env=timeseries", "--params=data.max_gap=5"],
         [r"data\.max_gap: .*not a positive duration with a unit"],
     ),
     "latent_dim larger than the input": (

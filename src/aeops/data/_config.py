@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -81,11 +81,12 @@ class DataConfig(BaseModel):
     image_shape: tuple[int, int, int] | None = None  # (C, H, W); None: from the data
     pixel_range: tuple[float, float] | None = None  # None: no range check
 
-    @field_validator("max_gap")
+    @field_validator("max_gap", mode="before")
     @classmethod
-    def _a_positive_duration(cls, value: str | None) -> str | None:
+    def _a_positive_duration(cls, value: Any) -> str | None:
         if value is None:
             return None
+        value = str(value)  # --params=data.max_gap=5 arrives as the number 5
         try:
             gap = pd.Timedelta(value)
         except ValueError:
