@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Annotated, Any, get_args
 
 import numpy as np
@@ -98,6 +99,80 @@ def _probes(spec: RangeSpec) -> list[float]:
     return probes
 
 
+@dataclass
+class _Trials:
+    """Trains and scores one sampled configuration per call, each in a nested MLflow
+    run, and keeps the best trial's model and history (the rule is ``run_sweep``'s:
+    the first of equal values wins)."""
+
+    config: SweepConfig
+    model: dict[str, Any]
+    training: dict[str, Any]
+    data: dict[str, Any]
+    input_spec: InputSpec
+    scaler: FittedScaler
+    train_x: np.ndarray
+    validation_x: np.ndarray
+    validation_frame: pd.DataFrame
+    labels: np.ndarray | None
+    best: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, number: int, params: dict[str, Any]) -> float:
+        """The objective of trial ``number``, trained with ``params`` over the blocks."""
+        with nested_run(f"trial-{number}", params, {"sweep_trial": str(number)}) as log:
+            autoencoder, history = self._fit(number, params)
+            value = self._objective(number, params, autoencoder)
+            log(
+                {
+                    self.config.objective: value,
+                    "best_validation_loss": history["best_validation_loss"],
+                    "epochs_trained": history["epochs_trained"],
+                }
+            )
+        if not self.best or self._beats(value, self.best["value"]):
+            self.best.update(value=value, model=autoencoder, history=history, number=number)
+        return value
+
+    def _fit(self, number: int, params: dict[str, Any]) -> tuple[Autoencoder, dict[str, Any]]:
+        model_params = apply_overrides(self.model, "model", params)
+        training_params = apply_overrides(self.training, "training", params)
+        # Trials never resume each other's checkpoints: each gets its own folder.
+        folder = parse_params(TrainingConfig, self.training, "training").checkpoint_dir
+        training_params.update(
+            progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}"
+        )
+        try:
+            return fit_autoencoder(
+                self.train_x,
+                self.validation_x,
+                self.input_spec,
+                model_params,
+                training_params,
+                self.data,
+            )
+        except ParameterError as error:
+            problems = str(error).split("\n", 1)[-1]  # the keys, without the block's header
+            raise ParameterError(
+                f"trial {number}: the values sweep.space gave it, {params}, make an "
+                f"invalid configuration:\n{problems}"
+            ) from None
+
+    def _objective(self, number: int, params: dict[str, Any], model: Autoencoder) -> float:
+        predictor = Predictor(model=model, inputs=self.input_spec, scaler=self.scaler)
+        errors = predictor.reconstruction_errors(self.validation_frame)
+        if not np.isfinite(errors).all():
+            raise TrainingDivergedError(
+                f"trial {number}: the model's validation errors are not finite "
+                f"(parameters {params}); the trial counts as failed"
+            )
+        if self.labels is None:
+            return float(np.mean(errors))
+        return float(roc_auc_score(self.labels, errors))
+
+    def _beats(self, value: float, best: float) -> bool:
+        return value > best if self.config.direction == "maximize" else value < best
+
+
 def sweep_hyperparameters(
     train_frame: pd.DataFrame,
     validation_frame: pd.DataFrame,
@@ -125,55 +200,21 @@ def sweep_hyperparameters(
     """
     config = parse_params(SweepConfig, sweep, "sweep")
     _check_space(config)
-    data_config = parse_params(DataConfig, data, "data")
-    labels = _labels(validation_frame, config, data_config)
-    train_x = input_spec.samples(train_frame, scaler)
-    validation_x = input_spec.samples(validation_frame, scaler)
-    best: dict[str, Any] = {}
-
-    def evaluate(number: int, params: dict[str, Any]) -> float:
-        model_params = apply_overrides(model, "model", params)
-        training_params = apply_overrides(training, "training", params)
-        # Trials never resume each other's checkpoints: each gets its own folder.
-        folder = parse_params(TrainingConfig, training, "training").checkpoint_dir
-        training_params.update(
-            progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}"
-        )
-        with nested_run(f"trial-{number}", params, {"sweep_trial": str(number)}) as log:
-            try:
-                autoencoder, history = fit_autoencoder(
-                    train_x, validation_x, input_spec, model_params, training_params, data
-                )
-            except ParameterError as error:
-                raise ParameterError(
-                    f"trial {number}: the values sweep.space gave it, {params}, make an "
-                    f"invalid configuration:\n{str(error).split(chr(10), 1)[-1]}"
-                ) from None
-            predictor = Predictor(model=autoencoder, inputs=input_spec, scaler=scaler)
-            errors = predictor.reconstruction_errors(validation_frame)
-            if not np.isfinite(errors).all():
-                raise TrainingDivergedError(
-                    f"trial {number}: the model's validation errors are not finite "
-                    f"(parameters {params}); the trial counts as failed"
-                )
-            value = float(np.mean(errors) if labels is None else roc_auc_score(labels, errors))
-            log(
-                {
-                    config.objective: value,
-                    "best_validation_loss": history["best_validation_loss"],
-                    "epochs_trained": history["epochs_trained"],
-                }
-            )
-        better = (
-            not best
-            or (config.direction == "maximize" and value > best["value"])
-            or (config.direction == "minimize" and value < best["value"])
-        )
-        if better:
-            best.update(value=value, model=autoencoder, history=history, number=number)
-        return value
-
-    outcome = run_sweep(config, evaluate)
+    labels = _labels(validation_frame, config, parse_params(DataConfig, data, "data"))
+    trials = _Trials(
+        config,
+        model,
+        training,
+        data,
+        input_spec,
+        scaler,
+        train_x=input_spec.samples(train_frame, scaler),
+        validation_x=input_spec.samples(validation_frame, scaler),
+        validation_frame=validation_frame,
+        labels=labels,
+    )
+    outcome = run_sweep(config, trials)
+    best = trials.best
     if best.get("number") != outcome.best.number:  # one rule must pick one trial
         raise RuntimeError(
             f"the sweep chose trial {outcome.best.number} but kept trial {best.get('number')}"
