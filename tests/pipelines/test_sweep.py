@@ -70,3 +70,23 @@ def test_a_space_value_the_model_refuses_is_named_as_the_spaces(project: KedroPr
         "Input should be greater than 0" in text
     ), text[-2000:]
     assert not any("sweep_trial" in run.data.tags for run in project.runs()), "no trial may start"
+
+
+def test_a_trial_whose_values_break_a_rule_between_fields_names_them(
+    project: KedroProject,
+) -> None:
+    # The blocks are valid, and so is each value on its own field; with min_lr,
+    # the sampled lr=0.001 is not.
+    (project.root / "conf" / "local" / "parameters.yml").write_text(
+        "training:\n  lr: 0.01\n  lr_schedule: {kind: cosine, min_lr: 0.005}\n"
+        "sweep:\n  n_trials: 1\n  space:\n    training.lr: [0.001]\n"
+    )
+    result = project.run(pipeline="sweep")
+    assert result.returncode != 0
+    text = output_of(result)
+    assert (
+        "trial 0: the values sweep.space gave it, {'training.lr': 0.001}, make an invalid "
+        "configuration:" in text
+    ), text[-2000:]
+    assert "min_lr=0.005 is above training.lr=0.001" in text
+    assert project.client().search_registered_models() == []
