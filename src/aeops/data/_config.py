@@ -91,7 +91,11 @@ class DataConfig(BaseModel):
             gap = pd.Timedelta(value)
         except ValueError:
             gap = None
-        unitless = not any(c.isalpha() for c in value)  # "5" would be 5 nanoseconds
+        try:  # a bare number ("5") would be read as nanoseconds
+            float(value)
+            unitless = True
+        except ValueError:
+            unitless = False
         if gap is None or pd.isna(gap) or gap <= pd.Timedelta(0) or unitless:
             raise ValueError(
                 f"{value!r} is not a positive duration with a unit, such as '5min', '30s' or '1h'"

@@ -143,21 +143,21 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         if not files:
             raise DatasetError(f"{path} is a folder with no image files")
         ids, images, labels = [], [], []
-        gray_palettes: list[int] = []  # palette images that happen to use grays only
+        grays: list[int] = []  # gray images of colour formats (palettes, WebP)
         for file in files:
             try:
                 with Image.open(file) as image:
-                    array, gray_palette = _pixels(image)
+                    array, gray = _pixels(image)
             except (OSError, UnidentifiedImageError) as error:
                 raise DatasetError(f"{file} is not a readable image: {error}") from error
             ids.append(str(PurePosixPath(file.relative_to(path))))
             images.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))
-            if gray_palette:
-                gray_palettes.append(len(images) - 1)
+            if gray:
+                grays.append(len(images) - 1)
             parent = file.parent.name
             labels.append(int(parent) if file.parent != path and parent.isdigit() else None)
         if any(image.shape[0] == 3 for image in images):  # among colour images: RGB too
-            for index in gray_palettes:
+            for index in grays:
                 images[index] = np.repeat(images[index], 3, axis=0)
         columns: dict[str, Any] = {id_column: ids, image_column: images}
         if any(label is not None for label in labels):
@@ -173,13 +173,14 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
 
 def _pixels(image: Any) -> tuple[np.ndarray, bool]:
-    """An image's pixel values, (H, W) or (H, W, C), and whether they came from a
-    palette of grays.
+    """An image's pixel values, (H, W) or (H, W, C), and whether they are grays of a
+    format that stores them as colours (made RGB again in a folder of colour images).
 
     A palette image (every GIF, 8-bit PNGs) holds indices into its palette: those are
-    looked up, to gray values when every colour used is a gray, else to RGB. A
-    1-bit image becomes 0 and 255; CMYK and other colour spaces become RGB. Any
-    other mode (gray, RGB, RGBA, 16-bit and float) is read as it is.
+    looked up, to gray values when every colour used is a gray, else to RGB. A WebP
+    image (which has no gray mode) whose channels are all equal is gray. A 1-bit
+    image becomes 0 and 255; CMYK and other colour spaces become RGB. Any other mode
+    (gray, RGB, RGBA, 16-bit and float) is read as it is.
     """
     gray = False
     if image.mode in ("P", "PA"):
@@ -192,6 +193,10 @@ def _pixels(image: Any) -> tuple[np.ndarray, bool]:
         image = image.convert("L")
     elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         image = image.convert("RGB")
+    elif image.format == "WEBP" and image.mode == "RGB":  # WebP has no gray mode
+        pixels = np.asarray(image)
+        if (pixels == pixels[..., :1]).all():
+            return pixels[..., 0], True  # a gray image, as its PNG would load
     return np.asarray(image), gray
 
 

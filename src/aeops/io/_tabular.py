@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import csv
 import os
 import re
 import uuid
@@ -88,7 +89,8 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 )
             for name in columns:  # numbers in one part and text in another
                 first, this = frames[0][name].dtype, frame[name].dtype
-                if is_numeric_dtype(first) != is_numeric_dtype(this):
+                empty = frames[0][name].isna().all() or frame[name].isna().all()
+                if not empty and is_numeric_dtype(first) != is_numeric_dtype(this):
                     text_part, text = (
                         (path, frame) if is_numeric_dtype(first) else (files[0], frames[0])
                     )
@@ -134,10 +136,11 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 ) from error
             if "sep" not in args:
                 _refuse_another_delimiter(path, frame)
-            if any(_RENAMED_REPEAT.fullmatch(str(name)) for name in frame.columns):
-                # pandas renames a repeated name ("x", "x.1"); the header says which.
-                header = pd.read_csv(path, **{**args, "header": None, "nrows": 1, "dtype": str})
-                _refuse_repeated_names(path, header.iloc[0].tolist())
+            if any(_RENAMED_REPEAT.fullmatch(str(n)) for n in frame.columns):
+                # pandas renames a repeated name ("x", "x.1"); the header line says which.
+                header = _header_line(path, args)
+                if header is not None:
+                    _refuse_repeated_names(path, header)
             return frame
         raise DatasetError(
             f"{path} has suffix {suffix!r}; expected one of "
@@ -193,6 +196,25 @@ def _refuse_array_cells(path: Path, frame: pd.DataFrame) -> None:
 
 
 _RENAMED_REPEAT = re.compile(r".+\.\d+")
+# load_args that change which line is the header or which names it gives: with any of
+# them, the names pandas reports are the user's choice, not checked against the file.
+_HEADER_ARGS = {"names", "usecols", "index_col", "skiprows", "comment", "skip_blank_lines"}
+
+
+def _header_line(path: Path, args: dict[str, Any]) -> list[str] | None:
+    """The first line's fields, split as pandas splits them (``sep``, ``quotechar``,
+    ``encoding`` of ``args``), without pandas renaming repeats; None when ``args``
+    choose another header (``header``, ``names``, ``skiprows``, ...) or a separator
+    that is a pattern."""
+    sep = args.get("sep", args.get("delimiter", ","))
+    if set(args) & _HEADER_ARGS or args.get("header", "infer") not in ("infer", 0):
+        return None
+    if not isinstance(sep, str) or len(sep) != 1:
+        return None
+    encoding = args.get("encoding") or "utf-8"
+    with path.open(newline="", encoding=encoding, errors="replace") as file:
+        line = next(csv.reader(file, delimiter=sep, quotechar=args.get("quotechar", '"')), [])
+    return [field.lstrip("\ufeff") if index == 0 else field for index, field in enumerate(line)]
 
 
 def _refuse_repeated_names(path: Path, names: list[Any]) -> None:

@@ -33,7 +33,8 @@ def detection_metrics(
     Returns:
         ``{f"{prefix}_auroc": ..., ...}``. A metric undefined on these rows is left out,
         rather than logged as 0: AUROC, AUPRC and precision@k with one class only,
-        recall and F1 with no anomaly among the labels, precision with no row flagged.
+        recall and F1 with no anomaly among the labels. Precision with no row flagged
+        is 0 (no alert is a hit), so a model that flags nothing compares as the worst.
     """
     # Imported here: scoring at batch time (a bare GPU image) does not need scikit-learn.
     from sklearn.metrics import (
@@ -52,8 +53,7 @@ def detection_metrics(
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, flagged.astype(int), average="binary", zero_division=0
     )
-    if flagged.any():
-        metrics["precision"] = float(precision)
+    metrics["precision"] = float(precision)  # 0 when nothing is flagged: no hit
     if labels.any():
         metrics.update(recall=float(recall), f1=float(f1))
     return {f"{prefix}_{name}": value for name, value in metrics.items()}
