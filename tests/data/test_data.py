@@ -9,8 +9,10 @@ from aeops.data import (
     DataIngestionError,
     FittedScaler,
     SplitConfig,
+    fit_input_scaler,
     fit_scaler,
     ingest,
+    make_input_spec,
     resolve_feature_columns,
     split_frame,
 )
@@ -268,3 +270,12 @@ def test_series_and_image_settings_are_checked_as_parameters(
 
 def test_a_gap_written_as_a_clock_time_is_a_duration() -> None:
     assert parse_params(DataConfig, {"max_gap": "00:05:00"}, "data").max_gap == "00:05:00"
+
+
+def test_training_rows_that_are_all_the_same_are_refused() -> None:
+    frame = pd.DataFrame({"id": range(30), "a": 1.0, "b": 2.5})
+    spec = make_input_spec(frame, DataConfig())
+    with pytest.raises(DataIngestionError, match=r"all 30 training rows \(every feature is"):
+        fit_input_scaler(spec, frame, "robust")
+    frame.loc[3, "b"] = 2.6  # one row apart is enough to learn from
+    assert fit_input_scaler(spec, frame, "robust").columns == ("a", "b")

@@ -71,8 +71,21 @@ def make_input_spec(frame: pd.DataFrame, config: DataConfig) -> InputSpec:
 
 
 def fit_input_scaler(spec: InputSpec, train_frame: pd.DataFrame, method: str) -> FittedScaler:
-    """Fit the scaler on the training rows: per column, or over all pixels for images."""
+    """Fit the scaler on the training rows: per column, or over all pixels for images.
+
+    Raises:
+        DataIngestionError: if the training rows are all the same: each would
+            reconstruct perfectly, and every score would tie.
+    """
     values = spec.raw_values(train_frame)
+    flat = values.reshape(len(values), -1)
+    if len(flat) > 1 and (flat == flat[0]).all():
+        rows = "images" if isinstance(spec, ImageInputs) else "rows (every feature is constant)"
+        raise DataIngestionError(
+            f"all {len(flat)} training {rows} are the same: there is nothing for the model "
+            "to learn, and every row would score the same. Check the data, or "
+            "data.feature_columns"
+        )
     if isinstance(spec, ImageInputs):
         return fit_scaler(values, [spec.column], method, per_column=False)
     return fit_scaler(values, list(spec.columns), method)  # type: ignore[attr-defined]
