@@ -65,7 +65,7 @@ def test_window_reconstructions_average_overlaps_in_original_units() -> None:
 
 def test_images_are_reshaped_and_checked_for_size() -> None:
     spec = ImageInputs(column="image", shape=(1, 2, 3))
-    frame = pd.DataFrame({"image": [np.arange(6.0), np.arange(6.0).reshape(2, 3)]})
+    frame = pd.DataFrame({"image": [np.arange(6.0), 2 * np.arange(6.0).reshape(2, 3)]})
     scaler = fit_input_scaler(spec, frame, "minmax")
     samples = spec.samples(frame, scaler)
     assert samples.shape == (2, 1, 2, 3)

@@ -3,6 +3,7 @@ uses, and child runs (sweep trials)."""
 
 from __future__ import annotations
 
+import logging
 import urllib.error
 import urllib.request
 import warnings
@@ -20,6 +21,8 @@ from mlflow.types.utils import _infer_schema
 
 from aeops.serving._locks import sqlite_path, store_lock
 from aeops.serving._registry import frame_digest
+
+logger = logging.getLogger(__name__)
 
 
 def log_dataset_input(
@@ -216,11 +219,18 @@ def log_resolved_settings(blocks: dict[str, dict[str, Any]]) -> None:
     replaces the base one, would otherwise be missing, and runs would not compare
     column by column. Keys already logged keep their value (MLflow parameters are
     immutable). Outside a run (a node called directly) nothing is logged.
+
+    A tracking store that does not answer gets a warning, not an error: the model is
+    about to train, and a run whose server went away keeps it to register later.
     """
     run = mlflow.active_run()
     if run is None:
         return
-    logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params
+    try:
+        logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params
+    except MlflowException as error:
+        logger.warning("Could not read the run's parameters to add the defaults: %s", error)
+        return
     flat: dict[str, str] = {}
 
     def flatten(prefix: str, value: Any) -> None:
@@ -233,7 +243,10 @@ def log_resolved_settings(blocks: dict[str, dict[str, Any]]) -> None:
     for name, block in blocks.items():
         flatten(name, block)
     if flat:
-        mlflow.log_params(flat)
+        try:
+            mlflow.log_params(flat)
+        except MlflowException as error:
+            logger.warning("Could not log the settings left at their defaults: %s", error)
 
 
 def log_run_params(params: dict[str, Any]) -> None:
