@@ -203,9 +203,9 @@ class CloseInterruptedRun:
         if run_id is None or mlflow is None:
             return
         try:
-            # kedro-mlflow's run can be on MLflow's stack more than once, and MLflow's
-            # exit handler would end what is left of it as FINISHED.
-            for _ in range(8):
+            # kedro-mlflow puts its run on MLflow's stack again for every node, and
+            # MLflow's exit handler would end what is left of it as FINISHED.
+            for _ in range(_MOST_STACKED_RUNS):
                 run = mlflow.active_run()
                 if run is None or run.info.run_id != run_id:
                     break
@@ -218,3 +218,5 @@ class CloseInterruptedRun:
 
 # Seconds SIGTERM waits for the run to be marked KILLED before the process ends.
 _SIGTERM_GRACE = 5.0
+# How many times the run may be on MLflow's stack: once, and once more per node run.
+_MOST_STACKED_RUNS = 10_000
