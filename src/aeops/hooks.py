@@ -94,14 +94,17 @@ class CheckParametersFirst:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Parse each ``params:<block>`` input with its block's schema."""
-        from aeops.pipelines._params import parameter_blocks, parse_params
+        """Parse each ``params:<block>`` input with its block's schema, then the rules
+        that tie blocks together."""
+        from aeops.pipelines._params import check_together, parameter_blocks, parse_params
 
+        parsed = {}
         for name in sorted(pipeline.inputs()):
             area = name.removeprefix("params:")
             schema = parameter_blocks().get(area) if name.startswith("params:") else None
             if schema is not None:
-                parse_params(schema, catalog.load(name), area)
+                parsed[area] = parse_params(schema, catalog.load(name), area)
+        check_together(parsed)
 
 
 class KeepUnloggedModel:

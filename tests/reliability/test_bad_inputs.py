@@ -210,6 +210,11 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         ["--env=timeseries", "--params=data.max_gap=5"],
         [r"data\.max_gap: .*not a positive duration with a unit"],
     ),
+    "a threshold that needs labels, with none": (
+        None,
+        ["--params=data.label_column=null,threshold.method=f1"],
+        [r"threshold\.method='f1' needs labels on the validation split, and data\.label_colu"],
+    ),
     "latent_dim larger than the input": (
         None,
         ["--params=model.latent_dim=64"],

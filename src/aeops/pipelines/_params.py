@@ -61,3 +61,27 @@ def parameter_blocks() -> dict[str, type[BaseModel]]:
         "embed": BatchJobConfig,
         "score": BatchJobConfig,
     }
+
+
+def check_together(blocks: dict[str, BaseModel]) -> None:
+    """Rules between parsed blocks that a pipeline would otherwise meet only after
+    training: a method or objective that needs labels, with ``data.label_column`` null.
+
+    Raises:
+        ParameterError: naming both keys.
+    """
+    data = blocks.get("data")
+    if data is None or getattr(data, "label_column", None) is not None:
+        return
+    if getattr(blocks.get("threshold"), "method", None) == "f1":
+        raise ParameterError(
+            "threshold.method='f1' needs labels on the validation split, and "
+            "data.label_column is null; set data.label_column, or choose quantile, fpr "
+            "(all validation rows taken as normal) or pot"
+        )
+    if getattr(blocks.get("sweep"), "objective", None) == "validation_auroc":
+        raise ParameterError(
+            "sweep.objective=validation_auroc needs labels on the validation split, and "
+            "data.label_column is null; set data.label_column, or use "
+            "sweep.objective=validation_error"
+        )
