@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -711,3 +712,18 @@ def test_an_input_with_a_repeated_column_name_is_refused(
     with pytest.raises(SourceError, match=r"more than one column named 'f1'"):
         _job(store, "tabular", path).run(tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_temporary_files_a_killed_job_left_are_removed_by_the_next_run(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process
+    tabular_rows(30).to_parquet(tmp_path / "in.parquet")
+    left = tmp_path / f".out.parquet.tmp-{dead.pid}"
+    left.write_bytes(b"half a file")
+    alive = tmp_path / f".out.parquet.tmp-{os.getppid()}"  # a running writer's: kept
+    alive.write_bytes(b"being written")
+    _job(store, "tabular", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
+    assert not left.exists() and alive.exists()
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 30

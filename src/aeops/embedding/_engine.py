@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import glob
 import itertools
 import logging
 import os
@@ -149,6 +150,7 @@ class _AtomicParquetWriter:
 
     def __init__(self, target: Path, schema: pa.Schema) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_left_over_temps(target)
         self.target = target
         self.temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         self.schema = schema
@@ -188,6 +190,25 @@ class _AtomicParquetWriter:
             self._writer.close()
         finally:
             self.temp.unlink(missing_ok=True)
+
+
+def _remove_left_over_temps(target: Path) -> None:
+    """Remove the temporary files of ``target`` that a process killed mid-write (SIGKILL,
+    SIGTERM) left behind: those whose writer, named by its pid, is no longer running."""
+    for temp in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+        pid = temp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            temp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove_if_empty(folder: Path) -> None:
