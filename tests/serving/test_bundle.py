@@ -617,6 +617,27 @@ def test_sigterm_while_a_version_is_being_registered_leaves_no_version() -> None
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_ctrl_c_after_mlflow_created_the_version_leaves_no_version() -> None:
+    # MLflow creates the version, then waits for it to be ready: a signal there used
+    # to leave a version that no alias or tag finished.
+    real = mlflow.register_model
+
+    def created_then_interrupted(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    _register({"test_auroc": 0.7})  # a champion from before, which stays
+    with (
+        patch.object(mlflow, "register_model", created_then_interrupted),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        _register({"test_auroc": 0.9})
+    versions = MlflowClient().search_model_versions("name = 'unit-model'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert MlflowClient().get_registered_model("unit-model").aliases == {"champion": 1}
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_the_pending_command_registers_every_kept_model_past_a_broken_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -417,6 +417,19 @@ def _unregister(
         )
 
 
+def _unregister_unfinished(client: MlflowClient, name: str, run_id: str, whole_model: bool) -> None:
+    """Take back the versions of ``name`` that run ``run_id`` created and did not finish
+    registering (no ``registration_complete`` tag), and the model when they made it."""
+    try:
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except MlflowException as error:
+        logger.warning("Could not look for a half-made version of %s (%s)", name, error)
+        return
+    for half_made in found:
+        if half_made.tags.get(REGISTRATION_COMPLETE) != "true":
+            _unregister(client, name, str(half_made.version), whole_model, {})
+
+
 def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
     """Point ``alias`` at ``version``. Two runs that set an alias no version holds yet,
     at once, through a server: its store inserts both, and the second insert fails
@@ -545,7 +558,13 @@ def register_bundle(
     with _sigterm_unwinds():
         # The caller's tags go on at once: one that ties the version to a kept model
         # lets a rerun after a crash find it (see aeops.serving.pending).
-        version = mlflow.register_model(info.model_uri, config.model_name, tags=tags or None)
+        try:
+            version = mlflow.register_model(info.model_uri, config.model_name, tags=tags or None)
+        except BaseException:
+            # Interrupted after MLflow created the version (it then waits for it to be
+            # ready): find it by this run's id, since the call never returned it.
+            _unregister_unfinished(client, config.model_name, run.info.run_id, first_of_its_name)
+            raise
         try:
             alias, champion, outcome = _decide_alias(
                 client,
