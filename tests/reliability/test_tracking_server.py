@@ -128,6 +128,9 @@ def test_a_server_that_stops_mid_run_leaves_the_model_to_register_later(
     assert returncode != 0
     assert "stopped answering during the run" in output, output[-4000:]
     assert re.search(r"python -m aeops\.serving\.pending\s", output), output[-4000:]
+    # The way to register it later is the last thing said, not buried by the errors
+    # of ending the run against a gone server.
+    assert output.rstrip().endswith("python -m aeops.serving.pending"), output[-2000:]
     (folder,) = (project.root / "data/06_models/unlogged").iterdir()
     assert (folder / "bundle" / "bundle.json").exists()
 

@@ -9,7 +9,10 @@ how to log and register them once the server is back.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,11 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     # "Loading data from ...") after every other kind of failure.
     if not _tracking_server_is_gone():
         return None
+    # MLflow retries each request for minutes by default. The server is known gone:
+    # the reads below, kedro-mlflow's end of the run and MLflow's exit handler fail
+    # at once instead (a user's own settings are kept).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     model = value("trained_model")
     if model is None:
         return None
@@ -96,12 +104,14 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     # The id (the run's) keeps two runs that lose the server in one second apart.
     name = f"{stamp}-{request.config.model_name}-{request.pending_id[:8]}"
     folder = request.save(project_path / UNLOGGED / name)
-    logger.error(
-        "The MLflow tracking server %s stopped answering during the run. The trained "
-        "model was kept at %s (bundle, threshold, metrics). Once the server is back, "
-        "log and register every kept model, from the project folder, with:\n"
-        "    python -m aeops.serving.pending",
-        mlflow.get_tracking_uri(),
-        folder.relative_to(project_path),
+    message = (
+        f"The MLflow tracking server {mlflow.get_tracking_uri()} stopped answering during "
+        f"the run. The trained model was kept at {folder.relative_to(project_path)} "
+        "(bundle, threshold, metrics). Once the server is back, log and register every "
+        "kept model, from the project folder, with:\n    python -m aeops.serving.pending"
     )
+    logger.error(message)
+    # Said again as the last lines: the errors of the requests that follow (ending the
+    # run) would bury it.
+    atexit.register(print, f"\n{message}", file=sys.stderr, flush=True)
     return folder
