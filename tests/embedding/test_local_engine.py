@@ -30,6 +30,7 @@ from aeops.embedding import (
 )
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import CompiledSuite
+from aeops.embedding._engine import _WRITER
 from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
@@ -720,10 +721,23 @@ def test_temporary_files_a_killed_job_left_are_removed_by_the_next_run(
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # its pid now names no process
     tabular_rows(30).to_parquet(tmp_path / "in.parquet")
-    left = tmp_path / f".out.parquet.tmp-{dead.pid}"
-    left.write_bytes(b"half a file")
-    alive = tmp_path / f".out.parquet.tmp-{os.getppid()}"  # a running writer's: kept
-    alive.write_bytes(b"being written")
+    hour_ago = time.time() - 3600
+
+    def temp(suffix: str, age: float = hour_ago) -> Path:
+        path = tmp_path / f".out.parquet.tmp-{suffix}"
+        path.write_bytes(b"half a file")
+        os.utime(path, (age, age))
+        return path
+
+    left = temp(f"{_WRITER}-{dead.pid}")
+    kept = [
+        temp(f"{_WRITER}-{os.getppid()}"),  # its writer still runs
+        temp("backup-2024"),  # a user's file
+        temp(f"elsewhere-{dead.pid}"),  # another machine's: its pids mean nothing here
+    ]
+    recent = tmp_path / f".out.parquet.tmp-{_WRITER}-{dead.pid + 1}"
+    recent.write_bytes(b"written a moment ago")  # a paused writer, maybe
     _job(store, "tabular", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
-    assert not left.exists() and alive.exists()
+    assert not left.exists()
+    assert all(path.exists() for path in [*kept, recent])
     assert len(pd.read_parquet(tmp_path / "out.parquet")) == 30

@@ -19,6 +19,8 @@ import itertools
 import logging
 import os
 import queue
+import re
+import socket
 import sys
 import threading
 import time
@@ -152,7 +154,7 @@ class _AtomicParquetWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_left_over_temps(target)
         self.target = target
-        self.temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        self.temp = target.with_name(f".{target.name}.tmp-{_WRITER}-{os.getpid()}")
         self.schema = schema
         self._writer = pq.ParquetWriter(self.temp, schema, **PARQUET_WRITE_OPTIONS)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -192,13 +194,26 @@ class _AtomicParquetWriter:
             self.temp.unlink(missing_ok=True)
 
 
+# This machine, in a temporary file's name: a pid says whether a writer still runs
+# only on the machine (and in the container) that wrote it.
+_WRITER = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+# A temporary file left alone this long (seconds) has no live writer: one writes a
+# batch every few seconds.
+_STALE_AFTER = 600.0
+
+
 def _remove_left_over_temps(target: Path) -> None:
-    """Remove the temporary files of ``target`` that a process killed mid-write (SIGKILL,
-    SIGTERM) left behind: those whose writer, named by its pid, is no longer running."""
+    """Remove the temporary files of ``target`` that a job killed mid-write (SIGKILL,
+    SIGTERM) left behind: written on this machine, by a process no longer running,
+    and untouched for ten minutes. Any other file is left alone."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.tmp-{_WRITER}-(\d{{1,7}})")
     for temp in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
-        pid = temp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
-            temp.unlink(missing_ok=True)
+        match = pattern.fullmatch(temp.name)
+        if match is None or int(match[1]) == os.getpid() or _running(int(match[1])):
+            continue
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if time.time() - temp.stat().st_mtime > _STALE_AFTER:
+                temp.unlink()
 
 
 def _running(pid: int) -> bool:
