@@ -638,6 +638,20 @@ def test_ctrl_c_after_mlflow_created_the_version_leaves_no_version() -> None:
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_ctrl_c_between_the_new_model_and_its_first_version_leaves_no_model() -> None:
+    def model_made_then_interrupted(model_uri: str, name: str, **kwargs: Any) -> Any:
+        MlflowClient().create_registered_model(name)
+        raise KeyboardInterrupt
+
+    with (
+        patch.object(mlflow, "register_model", model_made_then_interrupted),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        _register({"test_auroc": 0.9})
+    assert MlflowClient().search_registered_models() == []
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_the_pending_command_registers_every_kept_model_past_a_broken_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import logging
 import math
+import os
 import shutil
 import signal
 import tempfile
@@ -419,15 +420,36 @@ def _unregister(
 
 def _unregister_unfinished(client: MlflowClient, name: str, run_id: str, whole_model: bool) -> None:
     """Take back the versions of ``name`` that run ``run_id`` created and did not finish
-    registering (no ``registration_complete`` tag), and the model when they made it."""
+    registering (no ``registration_complete`` tag), and the model when they made it.
+
+    Best effort, with requests that are not retried: when the call failed because the
+    tracking server went away, retrying would hold the run for minutes more.
+    """
+    with _requests_not_retried():
+        try:
+            found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+            for half_made in found:
+                if half_made.tags.get(REGISTRATION_COMPLETE) != "true":
+                    _unregister(client, name, str(half_made.version), whole_model, {})
+            made_alone = whole_model and client.search_registered_models(f"name = '{name}'")
+            if made_alone and not client.search_model_versions(f"name = '{name}'"):
+                client.delete_registered_model(name)  # made just before its version
+        except MlflowException as error:
+            logger.warning("Could not look for a half-made version of %s (%s)", name, error)
+
+
+@contextlib.contextmanager
+def _requests_not_retried() -> Iterator[None]:
+    """MLflow's HTTP requests fail at once, with a short timeout, within the block (a
+    user's own settings are kept)."""
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    added = [key for key in settings if key not in os.environ]
+    os.environ.update({key: settings[key] for key in added})
     try:
-        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    except MlflowException as error:
-        logger.warning("Could not look for a half-made version of %s (%s)", name, error)
-        return
-    for half_made in found:
-        if half_made.tags.get(REGISTRATION_COMPLETE) != "true":
-            _unregister(client, name, str(half_made.version), whole_model, {})
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:

@@ -60,14 +60,14 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     # "Loading data from ...") after every other kind of failure.
     if not _tracking_server_is_gone():
         return None
-    # MLflow retries each request for minutes by default. The server is known gone:
-    # the reads below, kedro-mlflow's end of the run and MLflow's exit handler fail
-    # at once instead (a user's own settings are kept).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     model = value("trained_model")
     if model is None:
         return None
+    # MLflow retries each request for minutes by default. The server is known gone:
+    # the reads below, kedro-mlflow's end of the run and MLflow's exit handler fail at
+    # once instead, for the rest of this process (a user's own settings are kept).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     inputs, scaler = value("input_spec"), value("scaler")
     data, threshold_params = value("params:data"), value("params:threshold")
     threshold = value("anomaly_threshold")
@@ -111,7 +111,19 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
         "kept model, from the project folder, with:\n    python -m aeops.serving.pending"
     )
     logger.error(message)
-    # Said again as the last lines: the errors of the requests that follow (ending the
-    # run) would bury it.
-    atexit.register(print, f"\n{message}", file=sys.stderr, flush=True)
+    if not _KEPT:
+        atexit.register(_remind_of_kept_models)
+    _KEPT.append((folder, message))
     return folder
+
+
+# Models kept in this process, and what was said about them.
+_KEPT: list[tuple[Path, str]] = []
+
+
+def _remind_of_kept_models() -> None:
+    """At exit, say again how to register the kept models still on disk: the errors of
+    the requests that end the run against the gone server would bury it."""
+    for folder, message in _KEPT:
+        if folder.exists():
+            print(f"\n{message}", file=sys.stderr, flush=True)
