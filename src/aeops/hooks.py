@@ -98,10 +98,10 @@ class CheckParametersFirst:
         that tie blocks together."""
         from aeops.pipelines._params import check_together, parameter_blocks, parse_params
 
-        parsed = {}
+        schemas, parsed = parameter_blocks(), {}
         for name in sorted(pipeline.inputs()):
             area = name.removeprefix("params:")
-            schema = parameter_blocks().get(area) if name.startswith("params:") else None
+            schema = schemas.get(area) if name.startswith("params:") else None
             if schema is not None:
                 parsed[area] = parse_params(schema, catalog.load(name), area)
         check_together(parsed)

@@ -58,13 +58,18 @@ def test_sweep_refuses_a_key_outside_model_and_training(project: KedroProject) -
     assert project.client().search_registered_models() == []
 
 
-def test_a_space_value_the_model_refuses_is_named_as_the_spaces(project: KedroProject) -> None:
-    (project.root / "conf" / "local" / "parameters.yml").write_text(
-        "sweep:\n  n_trials: 2\n  space:\n    model.latent_dim: {low: 0, high: 4}\n"
-    )
+def _failed_sweep(project: KedroProject, parameters: str) -> str:
+    """Run the sweep with ``parameters`` in conf/local; its output, once it failed."""
+    (project.root / "conf" / "local" / "parameters.yml").write_text(parameters)
     result = project.run(pipeline="sweep")
     assert result.returncode != 0
-    text = output_of(result)
+    return output_of(result)
+
+
+def test_a_space_value_the_model_refuses_is_named_as_the_spaces(project: KedroProject) -> None:
+    text = _failed_sweep(
+        project, "sweep:\n  n_trials: 2\n  space:\n    model.latent_dim: {low: 0, high: 4}\n"
+    )
     assert (
         "sweep.space['model.latent_dim'] can give 0, which model.latent_dim refuses: "
         "Input should be greater than 0" in text
@@ -77,13 +82,11 @@ def test_a_trial_whose_values_break_a_rule_between_fields_names_them(
 ) -> None:
     # The blocks are valid, and so is each value on its own field; with min_lr,
     # the sampled lr=0.001 is not.
-    (project.root / "conf" / "local" / "parameters.yml").write_text(
+    text = _failed_sweep(
+        project,
         "training:\n  lr: 0.01\n  lr_schedule: {kind: cosine, min_lr: 0.005}\n"
-        "sweep:\n  n_trials: 1\n  space:\n    training.lr: [0.001]\n"
+        "sweep:\n  n_trials: 1\n  space:\n    training.lr: [0.001]\n",
     )
-    result = project.run(pipeline="sweep")
-    assert result.returncode != 0
-    text = output_of(result)
     assert (
         "trial 0: the values sweep.space gave it, {'training.lr': 0.001}, make an invalid "
         "configuration:" in text

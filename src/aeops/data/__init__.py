@@ -5,6 +5,7 @@ from aeops.data._ingestion import (
     DataIngestionError,
     ingest,
     parse_timestamps,
+    repeated_names_problem,
     resolve_feature_columns,
 )
 from aeops.data._inputs import (
@@ -50,6 +51,7 @@ __all__ = [
     "make_input_spec",
     "nested_array",
     "parse_timestamps",
+    "repeated_names_problem",
     "resolve_feature_columns",
     "split_by_kind",
     "split_frame",

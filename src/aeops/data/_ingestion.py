@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -195,3 +197,17 @@ def _datetimes(text: pd.Series, present: pd.Series, utc: bool) -> pd.Series:
 def _present(text: pd.Series) -> pd.Series:
     """Whether each value holds text (not missing, not blank), as plain booleans."""
     return (text.fillna("") != "").astype(bool)
+
+
+def repeated_names_problem(source: object, names: Iterable[Any]) -> str | None:
+    """What is wrong with a table (``source``, a file) whose header gives more than one
+    column the same name, or None when every name is its own: which of them a feature
+    means would be a guess (pandas keeps the first and renames the second ``name.1``)."""
+    counts = collections.Counter(str(name) for name in names)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if not repeated:
+        return None
+    return (
+        f"{source} has more than one column named {', '.join(map(repr, repeated))}; "
+        "give every column its own name"
+    )

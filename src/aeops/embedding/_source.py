@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import csv
 import re
 from collections.abc import Iterator, Mapping
@@ -12,6 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from aeops.data import repeated_names_problem
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
@@ -162,12 +163,9 @@ class TableSource:
                 if suffix in PARQUET_SUFFIXES
                 else _csv_header(part)
             )
-            repeated = sorted(name for name, n in collections.Counter(names).items() if n > 1)
-            if repeated:  # which one a feature means would be a guess
-                raise SourceError(
-                    f"{part} has more than one column named "
-                    f"{', '.join(map(repr, repeated))}; give every column its own name"
-                )
+            problem = repeated_names_problem(part, names)
+            if problem is not None:
+                raise SourceError(problem)
             if suffix in PARQUET_SUFFIXES:
                 yield from parquet_batches(part, batch_rows)
             elif suffix in CSV_SUFFIXES:

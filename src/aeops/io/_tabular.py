@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import csv
 import os
 import re
@@ -16,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 from pandas.api.types import is_numeric_dtype
+
+from aeops.data import repeated_names_problem
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -87,26 +88,7 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                     f"first part of {self._filepath}, has {columns}; every part must "
                     "share one schema"
                 )
-            for name in columns:  # numbers in one part and text in another
-                first, this = frames[0][name].dtype, frame[name].dtype
-                empty = frames[0][name].isna().all() or frame[name].isna().all()
-                if not empty and is_numeric_dtype(first) != is_numeric_dtype(this):
-                    text_part, text = (
-                        (path, frame) if is_numeric_dtype(first) else (files[0], frames[0])
-                    )
-                    values = text[name].dropna()
-                    not_numbers = values[pd.to_numeric(values, errors="coerce").isna()]
-                    example = (
-                        f" ({text_part.name} holds {not_numbers.iloc[0]!r} in row "
-                        f"{not_numbers.index[0]})"
-                        if len(not_numbers)
-                        else ""
-                    )
-                    raise DatasetError(
-                        f"{path}: column {name!r} is {this}, but in {files[0].name}, the "
-                        f"first part of {self._filepath}, it is {first}{example}; every "
-                        "part must give a column one kind of value"
-                    )
+            _refuse_mixed_kinds(self._filepath, files[0], frames[0], path, frame)
         table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         # Lets validation errors name the file the bad rows came from.
         table.attrs["source"] = str(PurePosixPath(self._filepath))
@@ -217,16 +199,35 @@ def _header_line(path: Path, args: dict[str, Any]) -> list[str] | None:
     return [field.lstrip("\ufeff") if index == 0 else field for index, field in enumerate(line)]
 
 
-def _refuse_repeated_names(path: Path, names: list[Any]) -> None:
-    """Two columns of one name: which one a feature means is a guess (pandas would
-    keep the first and rename the second ``name.1``)."""
-    counts = collections.Counter(str(name) for name in names)
-    repeated = sorted(name for name, count in counts.items() if count > 1)
-    if repeated:
-        raise DatasetError(
-            f"{path} has more than one column named {', '.join(map(repr, repeated))}; "
-            "give every column its own name"
+def _refuse_mixed_kinds(
+    folder: Path, first_path: Path, first: pd.DataFrame, path: Path, frame: pd.DataFrame
+) -> None:
+    """A column of numbers in the folder's first part and of text in another (or the
+    reverse) is named with a value that is no number; an empty column has no kind."""
+    for name in first.columns:
+        if is_numeric_dtype(first[name]) == is_numeric_dtype(frame[name]):
+            continue
+        if first[name].isna().all() or frame[name].isna().all():
+            continue
+        text_path, text = (path, frame) if is_numeric_dtype(first[name]) else (first_path, first)
+        values = text[name].dropna()
+        not_numbers = values[pd.to_numeric(values, errors="coerce").isna()]
+        example = (
+            f" ({text_path.name} holds {not_numbers.iloc[0]!r} in row {not_numbers.index[0]})"
+            if len(not_numbers)
+            else ""
         )
+        raise DatasetError(
+            f"{path}: column {name!r} is {frame[name].dtype}, but in {first_path.name}, the "
+            f"first part of {folder}, it is {first[name].dtype}{example}; every part must "
+            "give a column one kind of value"
+        )
+
+
+def _refuse_repeated_names(path: Path, names: list[Any]) -> None:
+    problem = repeated_names_problem(path, names)
+    if problem is not None:
+        raise DatasetError(problem)
 
 
 def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:

@@ -10,6 +10,7 @@ from aeops.serving._pyfunc import OUTPUTS, AutoencoderBundle, predict_frame, sco
 from aeops.serving._registry import (
     CHALLENGER,
     CHAMPION,
+    REQUESTS_NOT_RETRIED,
     ChampionComparison,
     Registration,
     RegistryConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "OUTPUTS",
+    "REQUESTS_NOT_RETRIED",
     "AutoencoderBundle",
     "BundleSpec",
     "ChampionComparison",

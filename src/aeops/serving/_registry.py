@@ -438,13 +438,17 @@ def _unregister_unfinished(client: MlflowClient, name: str, run_id: str, whole_m
             logger.warning("Could not look for a half-made version of %s (%s)", name, error)
 
 
+#: MLflow settings under which an HTTP request fails at once, with a short timeout,
+#: rather than retrying for minutes (MLflow's default): for requests to a tracking
+#: server that may be gone.
+REQUESTS_NOT_RETRIED = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
 @contextlib.contextmanager
 def _requests_not_retried() -> Iterator[None]:
-    """MLflow's HTTP requests fail at once, with a short timeout, within the block (a
-    user's own settings are kept)."""
-    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    added = [key for key in settings if key not in os.environ]
-    os.environ.update({key: settings[key] for key in added})
+    """:data:`REQUESTS_NOT_RETRIED` within the block (a user's own settings are kept)."""
+    added = [key for key in REQUESTS_NOT_RETRIED if key not in os.environ]
+    os.environ.update({key: REQUESTS_NOT_RETRIED[key] for key in added})
     try:
         yield
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,11 @@ from aeops.pipelines.train.nodes import (
 )
 from aeops.scoring import Predictor
 from aeops.scoring.evaluation import evaluate_frame
-from aeops.serving import TrackingServerUnreachableError, require_tracking_server
+from aeops.serving import (
+    REQUESTS_NOT_RETRIED,
+    TrackingServerUnreachableError,
+    require_tracking_server,
+)
 from aeops.serving.pending import UNLOGGED
 
 logger = logging.getLogger(__name__)
@@ -66,8 +69,8 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     # MLflow retries each request for minutes by default. The server is known gone:
     # the reads below, kedro-mlflow's end of the run and MLflow's exit handler fail at
     # once instead, for the rest of this process (a user's own settings are kept).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    for key, setting in REQUESTS_NOT_RETRIED.items():
+        os.environ.setdefault(key, setting)
     inputs, scaler = value("input_spec"), value("scaler")
     data, threshold_params = value("params:data"), value("params:threshold")
     threshold = value("anomaly_threshold")
@@ -126,4 +129,4 @@ def _remind_of_kept_models() -> None:
     the requests that end the run against the gone server would bury it."""
     for folder, message in _KEPT:
         if folder.exists():
-            print(f"\n{message}", file=sys.stderr, flush=True)
+            logger.error(message)
