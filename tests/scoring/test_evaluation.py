@@ -52,6 +52,14 @@ def test_trailing_mean_uses_only_past_steps() -> None:
     np.testing.assert_allclose(trailing_mean(np.array([2.0, 4.0]), 5), [2.0, 3.0])
 
 
+def test_trailing_mean_recovers_after_a_huge_value() -> None:
+    huge = float(np.finfo(np.float32).max)  # what score_mean puts in place of an overflow
+    values = np.array([1.0, huge, 2.0, 4.0, 6.0, 0.5, 0.25])
+    smoothed = trailing_mean(values, 2)
+    np.testing.assert_allclose(smoothed[3:], [3.0, 5.0, 3.25, 0.375])
+    assert smoothed[1] == smoothed[2] == pytest.approx(huge / 2)
+
+
 def _model(config: ModelConfig, shape: tuple[int, ...]) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(config, shape)
@@ -176,6 +184,13 @@ def test_a_step_beyond_the_models_float32_range_does_not_spread_nan_through_smoo
     scores = Predictor(_model(config, (8, 2)), spec, scaler).reconstruction_errors(frame)
     assert np.isfinite(scores).all()
     assert scores[30:35].min() > scores[:24].max()  # the step and those smoothing it
+    # Later steps get their own scores back once the step has left the smoothing window.
+    unsmoothed = Predictor(
+        _model(config, (8, 2)), WindowInputs(("x", "y"), 8, 2), scaler
+    ).reconstruction_errors(frame)
+    later = slice(45, 60)  # past every window that covers step 30, and the smoothing after
+    np.testing.assert_allclose(scores[later], trailing_mean(unsmoothed, 5)[later], rtol=1e-6)
+    assert scores[later].min() > 0
 
 
 def test_evaluate_frame_draws_image_reconstructions() -> None:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from aeops.data._scaling import FittedScaler
 
@@ -435,13 +436,18 @@ class WindowInputs:
 
 
 def trailing_mean(values: np.ndarray, steps: int) -> np.ndarray:
-    """Mean of each value and the ``steps - 1`` before it (fewer at the start)."""
+    """Mean of each value and the ``steps - 1`` before it (fewer at the start).
+
+    Each window is summed on its own: a running sum less a shifted copy of itself
+    would lose every later value to rounding once one huge score (up to the float32
+    maximum that ``score_mean`` puts in place of an overflow) has entered it.
+    """
     if steps <= 1 or values.size == 0:
         return values
-    totals = np.cumsum(values, dtype=np.float64)
-    shifted = np.concatenate([np.zeros(steps), totals[:-steps]])[: len(values)]
+    padded = np.concatenate([np.zeros(steps - 1), values.astype(np.float64, copy=False)])
+    totals = sliding_window_view(padded, steps).sum(axis=1)
     counts = np.minimum(np.arange(1, len(values) + 1), steps)
-    return (totals - shifted) / counts
+    return totals / counts
 
 
 def input_spec_from_dict(payload: dict[str, Any]) -> InputSpec:
