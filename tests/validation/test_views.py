@@ -10,7 +10,15 @@ import pytest
 
 from aeops.data import DataConfig, DataIngestionError, ingest
 from aeops.io import ImageDataset
-from aeops.validation import DataValidationError, build_suite, validate_frame, validation_view
+from aeops.validation import (
+    DataValidationError,
+    build_suite,
+    suite_for_imputation,
+    suite_from_dict,
+    suite_to_dict,
+    validate_frame,
+    validation_view,
+)
 
 
 def _validate(frame: pd.DataFrame, config: DataConfig) -> None:
@@ -182,3 +190,48 @@ def test_counts_in_messages_read_as_english() -> None:
     message = str(caught.value)
     assert "3 null values (75.0%)" in message
     assert "2 rows with a duplicated value" in message
+
+
+def _validate_for_imputation(
+    training: pd.DataFrame, data: pd.DataFrame, config: DataConfig
+) -> None:
+    """The impute pipeline's check: the training suite, less the features' not-null checks."""
+    view = validation_view(ingest(training, config), config)
+    suite = build_suite(
+        view.frame,
+        id_column=config.id_column,
+        feature_columns=view.feature_columns,
+        label_column=None,
+        bounds=view.bounds,
+        min_rows=view.min_rows,
+    )
+    suite = suite_from_dict(suite_for_imputation(suite_to_dict(suite)))
+    view = validation_view(ingest(data, config), config, missing_values=True)
+    validate_frame(
+        view.frame, suite, source="test", id_column=config.id_column
+    ).raise_for_failures()
+
+
+def test_imputation_accepts_missing_pixels_but_still_checks_the_others() -> None:
+    config = IMAGES.model_copy(update={"label_column": None})
+    frame = _images()
+    frame.at[1, "image"] = np.where(np.eye(4) > 0, np.nan, 8.0)
+    frame.at[2, "image"] = np.full((4, 4), np.nan)  # nothing to check, all to fill
+    _validate_for_imputation(_images(), frame, config)
+    # A missing pixel used to hide the image's range (its min and max were NaN).
+    frame.at[1, "image"] = np.where(np.eye(4) > 0, np.nan, 1000.0)
+    with pytest.raises(DataValidationError, match=r"image_max.*sample ids \[2\]"):
+        _validate_for_imputation(_images(), frame, config)
+
+
+def test_imputation_still_refuses_a_missing_timestamp() -> None:
+    config = SERIES.model_copy(update={"label_column": None})
+    frame = _series()
+    frame.loc[3, "value"] = np.nan
+    _validate_for_imputation(_series(), frame, config)
+    frame.loc[10, "timestamp"] = None
+    with pytest.raises(
+        DataValidationError,
+        match=r"timestamp_step_seconds.*not_be_null|not_be_null.*timestamp_step_seconds",
+    ):
+        _validate_for_imputation(_series(), frame, config)

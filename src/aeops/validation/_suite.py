@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from aeops.validation._views import NEVER_MISSING_FACTS
+
 if TYPE_CHECKING:
     import great_expectations as gx
     from great_expectations.expectations import Expectation
@@ -315,10 +317,14 @@ def suite_for_imputation(payload: Mapping[str, Any]) -> dict[str, Any]:
     Imputation fills missing values, so the feature columns' not-null expectations go;
     so do the label's expectations and the minimum row count, which only training
     needs (see :func:`suite_for_evaluation`). Everything else (columns present,
-    numeric types, ranges, unique ids, and a series' time steps) still holds: range
-    checks skip missing values.
+    numeric types, ranges, unique ids, a series' time steps, an image's size) still
+    holds: range checks skip missing values. Validate the data's
+    ``validation_view(..., missing_values=True)``, whose image ranges are those of the
+    present pixels.
     """
-    features = set(suite_json_roles(payload).get("feature_columns") or [])
+    features = set(suite_json_roles(payload).get("feature_columns") or []) - set(
+        NEVER_MISSING_FACTS
+    )
     unlabelled = suite_for_evaluation(payload, labelled=False)
     kept = [
         expectation

@@ -19,6 +19,9 @@ from aeops.data import DataConfig, image_values, infer_image_shape, resolve_feat
 STEP_COLUMN = "timestamp_step_seconds"
 MIN_STEP_SECONDS = 1e-6
 IMAGE_COLUMNS = ("image_channels", "image_height", "image_width", "image_min", "image_max")
+# Derived columns that are null only for bad data, even where feature values may be
+# missing: a missing or out-of-order timestamp, an image that is not an array.
+NEVER_MISSING_FACTS = (STEP_COLUMN, *IMAGE_COLUMNS[:3])
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,14 @@ def _max_gap_seconds(steps: pd.Series, configured: str | None) -> float | None:
     return 3.0 * median if median > 0 else None
 
 
-def _image_facts(cells: pd.Series, shape: tuple[int, int, int]) -> pd.DataFrame:
+def _image_facts(
+    cells: pd.Series, shape: tuple[int, int, int], missing_pixels: bool = False
+) -> pd.DataFrame:
     """Channels, height, width, min and max of each image; shapes of flat arrays are
-    read against the expected shape."""
+    read against the expected shape. With ``missing_pixels`` the min and max are those
+    of the present pixels (null only when every pixel is missing); otherwise a missing
+    pixel makes them null, which the suite's not-null checks report."""
+    low_of, high_of = (np.nanmin, np.nanmax) if missing_pixels else (np.min, np.max)
     facts = []
     for cell in cells:
         array = image_values(cell)
@@ -66,13 +74,16 @@ def _image_facts(cells: pd.Series, shape: tuple[int, int, int]) -> pd.DataFrame:
             dims = shape
         else:
             dims = (np.nan, np.nan, float(array.size))
-        low = float(array.min()) if array.size else np.nan
-        high = float(array.max()) if array.size else np.nan
+        present = array.size and not (missing_pixels and np.isnan(array).all())
+        low = float(low_of(array)) if present else np.nan
+        high = float(high_of(array)) if present else np.nan
         facts.append((*dims, low, high))
     return pd.DataFrame(facts, columns=list(IMAGE_COLUMNS), index=cells.index, dtype="float64")
 
 
-def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
+def validation_view(
+    frame: pd.DataFrame, config: DataConfig, missing_values: bool = False
+) -> ValidationView:
     """The frame and expectations that validate data of ``config.kind``.
 
     Args:
@@ -80,6 +91,8 @@ def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
         config: the ``data`` block; a time series also gets ``max_gap`` (default: three
             times the median step) and at least one window of rows; images get the
             configured or inferred shape and ``pixel_range``.
+        missing_values: the data may miss feature values (imputation): an image's
+            pixel range is then checked on its present pixels.
     """
     bounds = dict(config.bounds)
     if config.kind == "image":
@@ -87,7 +100,7 @@ def validation_view(frame: pd.DataFrame, config: DataConfig) -> ValidationView:
             return ValidationView(frame, [config.image_column], bounds, config.min_rows)
         shape = infer_image_shape(frame, config)
         derived = frame.drop(columns=[config.image_column])
-        derived = derived.join(_image_facts(frame[config.image_column], shape))
+        derived = derived.join(_image_facts(frame[config.image_column], shape, missing_values))
         for name, size in zip(IMAGE_COLUMNS[:3], shape, strict=True):
             bounds[name] = (size, size)
         if config.pixel_range is not None:

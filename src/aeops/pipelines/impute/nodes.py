@@ -110,7 +110,7 @@ def impute_missing_values(
     frame = ingest(impute_input, data)
     source = impute_input.attrs.get("source", "impute_input")
     if bundle.spec.validation_suite:
-        view = validation_view(frame, data)
+        view = validation_view(frame, data, missing_values=True)
         suite = suite_from_dict(suite_for_imputation(bundle.spec.validation_suite))
         validate_frame(
             view.frame, suite, source=source, id_column=data.id_column
