@@ -6,6 +6,7 @@ import pytest
 
 from aeops.data import (
     DataConfig,
+    DataIngestionError,
     ImageInputs,
     InputSchemaError,
     TabularInputs,
@@ -144,3 +145,15 @@ def test_a_shaped_image_must_have_the_models_layout() -> None:
     )
     with pytest.raises(InputSchemaError, match=r"has shape \[5, 4\]"):
         gray.raw_values(pd.DataFrame({"image": [one.T]}))
+
+
+def test_a_channels_last_image_is_refused_unless_its_shape_is_set() -> None:
+    hwc = np.zeros((32, 32, 3))
+    frame = pd.DataFrame({"id": [0], "image": [hwc]})
+    # It was read as 32 channels of 32 x 3 pixels, and a conv network trained on that.
+    with pytest.raises(DataIngestionError, match=r"shape \[32, 32, 3\], which looks channels-last"):
+        make_input_spec(frame, DataConfig(kind="image"))
+    chw = pd.DataFrame({"id": [0], "image": [np.moveaxis(hwc, -1, 0)]})
+    assert make_input_spec(chw, DataConfig(kind="image")).sample_shape == (3, 32, 32)
+    stated = DataConfig(kind="image", image_shape=(32, 32, 3))  # really 32 channels
+    assert make_input_spec(frame, stated).sample_shape == (32, 32, 3)

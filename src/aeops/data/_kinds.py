@@ -13,6 +13,8 @@ from aeops.data._inputs import ImageInputs, InputSpec, TabularInputs, WindowInpu
 from aeops.data._scaling import FittedScaler, fit_scaler
 from aeops.data._split import split_frame
 
+_CHANNEL_COUNTS = (1, 3, 4)  # gray, RGB, RGBA
+
 
 def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int, int]:
     """(C, H, W) from ``data.image_shape``, else from the first image's array shape.
@@ -34,6 +36,14 @@ def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int
     if first.ndim == 2:
         return (1, *first.shape)
     if first.ndim == 3:
+        if first.shape[-1] in _CHANNEL_COUNTS and first.shape[0] not in _CHANNEL_COUNTS:
+            raise DataIngestionError(
+                f"the first image in column {column!r} has shape {list(first.shape)}, "
+                "which looks channels-last (H, W, C); aeops reads (C, H, W): move the "
+                "channel axis first (np.moveaxis(images, -1, 1) for a stack), or set "
+                f"data.image_shape: {list(first.shape)} if it really has "
+                f"{first.shape[0]} channels"
+            )
         return tuple(first.shape)
     raise DataIngestionError(
         f"the first image in column {column!r} has shape {list(first.shape)}; store images "
