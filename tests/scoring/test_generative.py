@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from aeops.data import ImageInputs, TabularInputs, WindowInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
@@ -194,10 +195,19 @@ def test_imputation_refuses_infinite_values_and_a_bad_iteration_count(vae: Predi
         impute_values(vae, low_rank_table(n=10), max_iterations=0)
 
 
+def _prior_draws(predictor: Predictor, n: int, seed: int = 0) -> np.ndarray:
+    """The scaled samples the VAE decodes from ``generate_samples``'s codes."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        return predictor.model.eval().generate(n, generator=generator).float().numpy()
+
+
 def test_windows_and_images_generate_and_impute_in_their_own_shapes(tmp_path: Path) -> None:
     config = ModelConfig(kind="vae", latent_dim=3, hidden_dims=(8,), dropout=0.0)
     window = WindowInputs(columns=("x", "y"), length=8, stride=4)
-    series = pd.DataFrame({"x": np.sin(np.arange(64) / 3), "y": np.cos(np.arange(64) / 3) * 10 + 5})
+    series = pd.DataFrame(
+        {"x": np.sin(np.arange(64) / 3), "y": np.cos(np.arange(64) / 3) * 10 + 1000}
+    )
     scaler = fit_scaler(window.raw_values(series), ["x", "y"], "standard")
     predictor = Predictor(
         model=build_model(config.model_copy(update={"architecture": "recurrent"}), (8, 2)),
@@ -208,6 +218,11 @@ def test_windows_and_images_generate_and_impute_in_their_own_shapes(tmp_path: Pa
     assert list(frame.columns) == ["sample", "step", "x", "y"]
     assert frame["sample"].tolist() == [0] * 8 + [1] * 8 + [2] * 8
     assert frame["step"].tolist() == list(range(8)) * 3
+    # Each reading in its own units: the scaled (W, T, F) windows are read per feature.
+    scaled = scaler.transform(frame[["x", "y"]].to_numpy())
+    np.testing.assert_allclose(
+        scaled.reshape(3, 8, 2), _prior_draws(predictor, 3), rtol=1e-4, atol=1e-4
+    )
     gappy = series.copy()
     gappy.loc[[5, 20, 21], "y"] = np.nan
     filled = imputed_frame(predictor, gappy, impute_values(predictor, gappy))
@@ -215,7 +230,7 @@ def test_windows_and_images_generate_and_impute_in_their_own_shapes(tmp_path: Pa
     pd.testing.assert_series_equal(filled["x"], series["x"])
 
     image = ImageInputs(column="image", shape=(1, 6, 6))
-    pixels = np.random.default_rng(0).random((10, 36))
+    pixels = np.random.default_rng(0).random((10, 36)) * 200 + 40  # pixel units
     predictor = Predictor(
         model=build_model(config.model_copy(update={"architecture": "conv"}), (1, 6, 6)),
         inputs=image,
@@ -224,6 +239,14 @@ def test_windows_and_images_generate_and_impute_in_their_own_shapes(tmp_path: Pa
     generated = samples_frame(predictor, generate_samples(predictor, 4))
     assert list(generated.columns) == ["sample", "image"]
     assert all(cell.shape == (36,) for cell in generated["image"])
+    scaled = predictor.scaler.transform(np.stack(generated["image"]))  # back in pixel units
+    np.testing.assert_allclose(
+        scaled.reshape(4, 1, 6, 6), _prior_draws(predictor, 4), rtol=1e-4, atol=1e-4
+    )
+    # A reconstruction of scaled zeros is the darkest training pixel, in pixel units.
+    np.testing.assert_allclose(
+        image.row_reconstructions(2, np.zeros((2, 1, 6, 6)), predictor.scaler), pixels.min()
+    )
     holes = pixels.copy()
     holes[0, :5] = np.nan
     images = pd.DataFrame({"image": list(holes)})
