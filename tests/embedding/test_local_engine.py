@@ -436,8 +436,8 @@ def test_an_output_path_of_the_other_shape_is_refused_before_any_work(
     store: dict[str, Any], tmp_path: Path
 ) -> None:
     tabular_rows(10).to_parquet(tmp_path / "in.parquet")
-    (tmp_path / "folder.parquet").mkdir()  # say, an earlier Spark output
-    with pytest.raises(ValueError, match=r"folder.parquet is a folder .* writes one Parquet file"):
+    (tmp_path / "folder.parquet").mkdir()  # say, an unfinished folder-input output
+    with pytest.raises(ValueError, match=r"folder.parquet is a folder with no _SUCCESS .* wri"):
         _job(store, "tabular", tmp_path / "in.parquet").run(tmp_path / "folder.parquet")
     _parts(tmp_path / "in", 1, 10)
     (tmp_path / "file").write_text("x")
@@ -445,6 +445,34 @@ def test_an_output_path_of_the_other_shape_is_refused_before_any_work(
         _job(store, "tabular", tmp_path / "in").run(tmp_path / "file")
     assert (tmp_path / "file").read_text() == "x"
     assert not any((tmp_path / "folder.parquet").iterdir())
+
+
+def test_a_file_input_replaces_a_finished_folder_output_once_its_file_is_complete(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    # After a Spark run (or a folder input) the local engine used to refuse the path.
+    _parts(tmp_path / "in", 2, 20)
+    out = tmp_path / "out.parquet"
+    _job(store, "tabular", tmp_path / "in").run(out)
+    before = pd.read_parquet(out)
+    bad = tabular_rows(10).drop(columns=["f3"])
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(BatchValidationError, match="f3"):
+        _job(store, "tabular", tmp_path / "bad.parquet").run(out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), before)  # a failed run leaves it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    rows = tabular_rows(30, seed=5)
+    rows.to_parquet(tmp_path / "one.parquet")
+    _job(store, "tabular", tmp_path / "one.parquet").run(out)
+    assert out.is_file() and pd.read_parquet(out)["id"].tolist() == rows["id"].tolist()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # A finished folder holding a Parquet file no aeops job wrote stays, refused.
+    _parts(tmp_path / "in2", 1, 20)
+    _job(store, "tabular", tmp_path / "in2").run(tmp_path / "out2")
+    (tmp_path / "out2" / "notes.parquet").write_bytes(b"not ours")
+    with pytest.raises(ValueError, match=r"holds notes.parquet, which no aeops job wrote"):
+        _job(store, "tabular", tmp_path / "one.parquet").run(tmp_path / "out2")
+    assert (tmp_path / "out2" / SUCCESS_MARKER).exists()
 
 
 def test_a_folder_with_subfolders_is_refused_rather_than_half_read(

@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import re
+import shutil
 import socket
 import sys
 import threading
@@ -597,15 +598,20 @@ class EmbedJob:
         if self.source.is_folder and not parts:
             raise ValueError(f"{self.source.path} holds no parts")
         # Checked before anything at the destination moves.
-        self._refuse_a_destination_of_the_other_shape(destination)
+        replaces_a_folder = self._refuse_a_destination_of_the_other_shape(destination)
         targets = self._targets(parts, destination)
         earlier = self._earlier_parts(destination, targets) if self.source.is_folder else []
         marker = destination / SUCCESS_MARKER
+        # A finished folder output that the file takes the place of: set aside only
+        # when the file is complete, put back if it cannot be moved in.
+        aside = destination.with_name(f".{destination.name}.replaced-{_WRITER}-{os.getpid()}")
 
         def unmark() -> None:
             """A folder output changes: it is not complete until the marker is back."""
             if self.source.is_folder:
                 marker.unlink(missing_ok=True)
+            elif replaces_a_folder:
+                destination.rename(aside)
 
         first_ids = self._first_ids(parts)
         rows = written = skipped = quarantined = 0
@@ -632,7 +638,12 @@ class EmbedJob:
                 _remove_if_empty(destination / "_quarantine")
             if created:
                 _remove_if_empty(destination)
+            if aside.exists() and not destination.exists():
+                aside.rename(destination)
             raise
+        if aside.exists():
+            logger.warning("Replaced the folder output at %s with one file", destination)
+            shutil.rmtree(aside)
         if self.source.is_folder:
             if earlier:
                 unmark()
@@ -697,20 +708,28 @@ class EmbedJob:
                     progress(-counted)  # the rows are counted again as they are read again
                 csv_types = {**csv_types, self._id_column: wider}
 
-    def _refuse_a_destination_of_the_other_shape(self, destination: Path) -> None:
+    def _refuse_a_destination_of_the_other_shape(self, destination: Path) -> bool:
         """A folder input writes a folder of parts, a file input one file: a path
-        already holding the other shape is refused before any work, not replaced."""
+        already holding the other shape is refused before any work. The one exception
+        is a finished folder output (``_SUCCESS``, only aeops parts) at a file input's
+        path: an earlier Spark or folder-input run's, which this run replaces as the
+        Spark engine replaces a file. Returns whether there is one.
+        """
         if self.source.is_folder and destination.exists() and not destination.is_dir():
             raise ValueError(
                 f"{destination} is a file, but the folder input {self.source.path} writes a "
                 "folder of parts there; remove it or choose another output path"
             )
-        if not self.source.is_folder and destination.is_dir():
+        if self.source.is_folder or not destination.is_dir():
+            return False
+        if not (destination / SUCCESS_MARKER).is_file():
             raise ValueError(
-                f"{destination} is a folder (an earlier Spark or folder-input output?), but "
-                f"the file input {self.source.path} writes one Parquet file there; remove "
-                "it or choose another output path"
+                f"{destination} is a folder with no {SUCCESS_MARKER} (an unfinished "
+                f"folder-input output?), but the file input {self.source.path} writes one "
+                "Parquet file there; remove it or choose another output path"
             )
+        self._earlier_parts(destination, [])  # refuses a Parquet file no aeops job wrote
+        return True
 
     def _run_part(
         self,
