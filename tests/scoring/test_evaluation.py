@@ -16,7 +16,7 @@ from aeops.data import (
     trailing_mean,
 )
 from aeops.models import ModelConfig, build_model
-from aeops.scoring import InputSchemaError, Predictor, Threshold
+from aeops.scoring import InputSchemaError, Predictor, Threshold, detection_metrics
 from aeops.scoring.evaluation import evaluate_frame, feature_error_table, row_hashes
 from aeops.scoring.plots import image_grid, sample_grid
 
@@ -277,3 +277,25 @@ def test_row_hashes_of_a_series_step_include_its_time() -> None:
 def test_row_hashes_need_the_predictors_inputs() -> None:
     with pytest.raises(InputSchemaError, match="b"):
         row_hashes(_tabular_predictor(("a", "b")), pd.DataFrame({"a": [1.0]}))
+
+
+def test_an_error_equal_to_the_threshold_is_not_flagged_anywhere() -> None:
+    # Thresholds such as fpr's are an actual validation error: ">=" would flag that row.
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(30, 3))
+    frame = pd.DataFrame(values, columns=["a", "b", "c"])
+    frame.insert(0, "id", range(30))
+    frame["label"] = [1] * 5 + [0] * 25
+    scaler = fit_scaler(values, ["a", "b", "c"], "standard")
+    model = _model(ModelConfig(architecture="mlp", latent_dim=2, hidden_dims=(4,)), (3,))
+    bare = Predictor(model, TabularInputs(("a", "b", "c")), scaler)
+    errors = bare.reconstruction_errors(frame.drop(columns=["id", "label"]))
+    at = float(np.sort(errors)[20])  # an error of one row exactly
+    expected = errors > at
+    assert expected.sum() == 9
+    predictor = Predictor(model, TabularInputs(("a", "b", "c")), scaler, Threshold(at, "fpr"))
+    np.testing.assert_array_equal(predictor.score_frame(frame).is_anomaly, expected)
+    evaluation = evaluate_frame(predictor, frame, "id", "label", prefix="eval")
+    np.testing.assert_array_equal(evaluation.scores["is_anomaly"], expected)
+    assert evaluation.metrics["eval_alert_rate"] == pytest.approx(9 / 30)
+    assert detection_metrics(frame["label"], errors, at, "x")["x_alert_rate"] == pytest.approx(0.3)

@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import norm
 
 from aeops.scoring import ThresholdConfig, ThresholdError, choose_threshold, peaks_over_threshold
+from aeops.scoring._threshold import tail_quantile
 
 
 def _normal(n: int = 200_000, seed: int = 0) -> np.ndarray:
@@ -28,6 +29,13 @@ def test_mad_ignores_a_few_huge_outliers_and_matches_the_sd_on_normal_data() -> 
     spiked = np.r_[errors, np.full(1000, 1e6)]
     assert choose_threshold(spiked, ThresholdConfig(method="mad", k=3.0)).value < 3.1
     assert choose_threshold(spiked, ThresholdConfig(method="zscore", k=3.0)).value > 1e4
+
+
+@pytest.mark.parametrize(("method", "expected"), [("zscore", 3.0), ("mad", 3.0)])
+def test_zscore_and_mad_default_to_three_spreads(method: str, expected: float) -> None:
+    errors = _normal()
+    chosen = choose_threshold(errors, ThresholdConfig(method=method))  # type: ignore[arg-type]
+    assert chosen.value == pytest.approx(expected, abs=0.05)  # the SD of these errors is 1
 
 
 def test_iqr_is_q3_plus_k_iqr() -> None:
@@ -52,6 +60,7 @@ def test_fpr_never_flags_more_than_the_target_share_of_a_small_set(n: int, flagg
     chosen = choose_threshold(errors, ThresholdConfig(method="fpr", target_fpr=0.01))
     assert int((errors > chosen.value).sum()) == flagged
     assert chosen.value in errors
+    assert chosen.diagnostics["validation_alert_rate"] == flagged / n  # its own row is not
 
 
 def test_fpr_without_normal_validation_rows_is_a_clear_error() -> None:
@@ -65,6 +74,25 @@ def test_f1_finds_the_gap_between_classes() -> None:
     chosen = choose_threshold(errors, ThresholdConfig(method="f1"), labels)
     assert 0.3 <= chosen.value < 0.9
     assert chosen.diagnostics["validation_alert_rate"] == pytest.approx(0.5)
+
+
+def test_f1_flags_tied_errors_together() -> None:
+    # Cutting between the two tied errors would flag none of them.
+    errors, labels = np.array([1.0, 1.0, 0.0]), np.array([1, 0, 0])
+    chosen = choose_threshold(errors, ThresholdConfig(method="f1"), labels)
+    assert 0.0 <= chosen.value < 1.0
+
+
+def test_f1_cuts_exactly_between_neighbouring_floats_and_below_huge_errors() -> None:
+    # The middle of two neighbouring floats rounds to the upper one, which flags
+    # nothing; "the smallest error less 1" is the smallest error itself at 3e16.
+    one = 1.0
+    errors = np.array([one, np.nextafter(one, 2.0), np.nextafter(np.nextafter(one, 2.0), 2.0)])
+    chosen = choose_threshold(errors, ThresholdConfig(method="f1"), np.array([0, 0, 1]))
+    assert (errors > chosen.value).tolist() == [False, False, True]
+    huge = np.array([5e16, 4e16, 3e16])
+    chosen = choose_threshold(huge, ThresholdConfig(method="f1"), np.array([1, 0, 1]))
+    assert (huge > chosen.value).all()
 
 
 def test_f1_without_labels_is_a_clear_error() -> None:
@@ -82,6 +110,11 @@ def test_robust_spreads_of_zero_fall_back_instead_of_flagging_every_untied_error
     chosen = choose_threshold(errors, ThresholdConfig(method=method))  # type: ignore[arg-type]
     assert chosen.value > 0.5
     assert chosen.diagnostics["validation_alert_rate"] < 0.15  # not the 20% above the tie
+    fallback = {  # the spread a normal distribution with this deviation would have
+        "mad": 0.5 + 3.0 * 1.2533 * np.abs(errors - 0.5).mean(),
+        "iqr": 0.5 + 1.5 * 1.349 * errors.std(),
+    }
+    assert chosen.value == pytest.approx(fallback[method])
 
 
 def test_pot_recovers_an_exponential_tail_quantile() -> None:
@@ -91,6 +124,15 @@ def test_pot_recovers_an_exponential_tail_quantile() -> None:
     chosen = choose_threshold(errors, ThresholdConfig(method="pot", pot_risk=1e-4))
     assert chosen.method == "pot"
     assert chosen.value == pytest.approx(value)
+
+
+def test_pot_tail_quantile_is_continuous_where_the_tail_shape_goes_to_zero() -> None:
+    # Below |xi| = 1e-6 the exponential limit is used; it must meet the general form.
+    values = {xi: tail_quantile(2.0, xi, 1.5, 0.02) for xi in (-1e-4, -1e-7, 0.0, 1e-7, 1e-4)}
+    assert values[0.0] == pytest.approx(2.0 - 1.5 * np.log(0.02))
+    assert values[0.0] == pytest.approx(values[1e-4], rel=1e-3)
+    assert values[0.0] == pytest.approx(values[-1e-4], rel=1e-3)
+    assert values[1e-7] == values[-1e-7] == values[0.0]
 
 
 def test_pot_refuses_a_risk_beyond_the_fitted_tail() -> None:

@@ -83,8 +83,13 @@ def _best_f1(errors: np.ndarray, labels: np.ndarray) -> float:
     # Only cut between distinct errors: ties are flagged together.
     distinct = np.r_[sorted_errors[1:] < sorted_errors[:-1], True]
     best = int(np.argmax(np.where(distinct, f1, -1.0)))
-    below = sorted_errors[best + 1] if best + 1 < len(errors) else sorted_errors[best] - 1.0
-    return float((sorted_errors[best] + below) / 2)
+    lowest_flagged = float(sorted_errors[best])
+    if best + 1 == len(errors):  # flag every row: just below the smallest error
+        return float(np.nextafter(lowest_flagged, -np.inf))
+    highest_kept = float(sorted_errors[best + 1])
+    middle = (lowest_flagged + highest_kept) / 2
+    # Between two neighbouring floats the middle rounds to one of them.
+    return middle if highest_kept <= middle < lowest_flagged else highest_kept
 
 
 def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: float) -> float:
@@ -116,6 +121,13 @@ def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: floa
             f"above the initial threshold ({peaks.size / errors.size:.6g}); lower "
             "threshold.pot_risk or threshold.pot_initial_quantile"
         )
+    return tail_quantile(initial, float(shape), float(scale), ratio)
+
+
+def tail_quantile(initial: float, shape: float, scale: float, ratio: float) -> float:
+    """Where a generalised Pareto tail above ``initial`` is exceeded with probability
+    ``ratio`` (the risk over the share of peaks); its exponential limit near ``shape``
+    0, where the general form loses its digits."""
     if abs(shape) < 1e-6:
         return initial - scale * float(np.log(ratio))
     return initial + scale / shape * (ratio ** (-shape) - 1.0)
