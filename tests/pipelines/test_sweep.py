@@ -5,13 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from aeops.serving import load_registered_bundle
 from support import KedroProject, output_of
 
 pytestmark = pytest.mark.slow
 
 
 def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
-    project: KedroProject,
+    project: KedroProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = project.run("--params=sweep.n_trials=4,training.epochs=25", pipeline="sweep")
     assert result.returncode == 0, output_of(result)
@@ -30,6 +31,9 @@ def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
     best = max(trials, key=lambda run: run.data.metrics["validation_auroc"])
     for key in ("model.kind", "model.latent_dim", "training.lr"):
         assert parent.data.params[f"sweep.best.{key}"] == best.data.params[key]
+    # Its whole configuration, not only the swept keys: the parent's model.* are the base.
+    for key in ("model.hidden_dims", "model.sparsity.weight", "training.epochs"):
+        assert parent.data.params[f"sweep.best.{key}"] == best.data.params[key]
     metrics = parent.data.metrics
     assert metrics["sweep_best_validation_auroc"] == best.data.metrics["validation_auroc"]
     assert metrics["sweep_trials_finished"] == 4
@@ -40,6 +44,15 @@ def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
     version = client.get_model_version("aeops-demo", "1")
     assert version.run_id == parent.info.run_id
     assert version.tags["model_kind"] == best.data.params["model.kind"]
+    # The registered model is the best trial's, not another trial's.
+    assert (
+        len({(r.data.params["model.kind"], r.data.params["model.latent_dim"]) for r in trials}) > 1
+    )
+    monkeypatch.chdir(project.root)  # where the run's relative artifact root points
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project.root / 'mlflow.db'}")
+    registered = load_registered_bundle("models:/aeops-demo/1").predictor.model.config
+    assert registered.kind == best.data.params["model.kind"]
+    assert str(registered.latent_dim) == best.data.params["model.latent_dim"]
     assert client.get_registered_model("aeops-demo").aliases == {"champion": 1}
 
     table = pd.read_csv(project.root / "data" / "08_reporting" / "sweep_trials.csv")

@@ -57,6 +57,25 @@ def test_space_keys_must_name_model_or_training_parameters() -> None:
         SweepConfig(space={"model.kind": []})
 
 
+@pytest.mark.parametrize(
+    ("key", "choices"),
+    [
+        ("model.kind", ["vanilla", "vae"]),
+        ("model.reconstruction_loss", ["mse", "l1"]),
+        ("model.anomaly_score", ["elbo", "reconstruction"]),
+    ],
+)
+def test_mean_errors_are_compared_only_in_one_unit(key: str, choices: list[str]) -> None:
+    # A trial scoring by l1 (or a VAE by its ELBO) won on the unit, not on the fit.
+    with pytest.raises(
+        ValidationError, match=rf"different units across the choices of space\['{key}'\]"
+    ):
+        SweepConfig(objective="validation_error", space={key: choices})
+    SweepConfig(objective="validation_auroc", space={key: choices})
+    SweepConfig(objective="validation_error", space={key: choices[:1]})
+    SweepConfig(objective="validation_error", space={"model.kind": ["vanilla", "sparse"]})
+
+
 def _toy_objective(params: dict[str, Any]) -> float:
     """Best at latent_dim 8 and the vae, whatever else was sampled."""
     return -abs(params["model.latent_dim"] - 8) + (1.0 if params["model.kind"] == "vae" else 0.0)
@@ -86,7 +105,8 @@ def test_a_sweep_samples_the_space_keeps_the_best_and_repeats_with_its_seed() ->
 
 
 def test_minimising_objectives_pick_the_lowest() -> None:
-    config = SweepConfig(n_trials=6, objective="validation_error", space=SPACE)
+    space = {key: spec for key, spec in SPACE.items() if key != "model.kind"}
+    config = SweepConfig(n_trials=6, objective="validation_error", space=space)
     outcome = run_sweep(config, lambda number, params: params["training.lr"])
     assert outcome.best.value == min(t.value for t in outcome.trials)
 

@@ -83,5 +83,5 @@ def check_together(blocks: dict[str, BaseModel]) -> None:
         raise ParameterError(
             "sweep.objective=validation_auroc needs labels on the validation split, and "
             "data.label_column is null; set data.label_column, or use "
-            "sweep.objective=validation_error"
+            "sweep.objective=validation_error (with no vae among other model.kind choices)"
         )

@@ -210,9 +210,10 @@ def nested_run(
         yield log
 
 
-def log_resolved_settings(blocks: dict[str, dict[str, Any]]) -> None:
+def log_resolved_settings(blocks: dict[str, dict[str, Any]], prefix: str = "") -> None:
     """Log every setting of ``blocks`` (``{"model": {...}}``) that the active run lacks,
-    flattened as kedro-mlflow flattens parameters: ``model.sparsity.weight``.
+    flattened as kedro-mlflow flattens parameters: ``model.sparsity.weight``, after
+    ``prefix`` (a sweep's winner: ``sweep.best.model.kind``).
 
     kedro-mlflow logs the keys that the parameter files and ``--params`` hold. A key
     left at its default (``model.beta``), or dropped by an environment whose block
@@ -241,16 +242,9 @@ def log_resolved_settings(blocks: dict[str, dict[str, Any]]) -> None:
             flat[prefix] = str(value)
 
     for name, block in blocks.items():
-        flatten(name, block)
+        flatten(f"{prefix}{name}", block)
     if flat:
         try:
             mlflow.log_params(flat)
         except MlflowException as error:
             logger.warning("Could not log the settings left at their defaults: %s", error)
-
-
-def log_run_params(params: dict[str, Any]) -> None:
-    """Log ``params`` (stringified) to the active run."""
-    if mlflow.active_run() is None:
-        raise RuntimeError("log_run_params needs an active MLflow run")
-    mlflow.log_params({key: str(value) for key, value in params.items()})

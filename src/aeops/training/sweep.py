@@ -95,6 +95,27 @@ class SweepConfig(BaseModel):
                 raise ValueError(f"{key!r} lists no choices")
         return space
 
+    @model_validator(mode="after")
+    def _errors_in_one_unit(self) -> SweepConfig:
+        """``validation_error`` compares mean scores, so every trial must score in one
+        unit: the reconstruction loss (mse, l1, bce) and a VAE's score (its negative
+        ELBO adds the KL term) change it."""
+        if self.objective != "validation_error":
+            return self
+        for key in ("model.reconstruction_loss", "model.anomaly_score", "model.kind"):
+            choices = self.space.get(key)
+            if not isinstance(choices, list) or len(set(map(str, choices))) < 2:
+                continue
+            if key == "model.kind" and "vae" not in choices:
+                continue  # the other kinds all score by reconstruction error
+            raise ValueError(
+                f"objective=validation_error compares the trials' mean scores, which "
+                f"are in different units across the choices of space[{key!r}] "
+                f"({', '.join(map(str, choices))}); fix {key}, or use "
+                "objective=validation_auroc (needs labels)"
+            )
+        return self
+
     @property
     def direction(self) -> Literal["maximize", "minimize"]:
         """Which way the objective improves."""

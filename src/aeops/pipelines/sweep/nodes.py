@@ -20,7 +20,7 @@ from aeops.pipelines._params import ParameterError, parse_params
 from aeops.pipelines.train.nodes import fit_autoencoder
 from aeops.scoring import Predictor
 from aeops.scoring.plots import training_curves
-from aeops.serving import log_run_params, nested_run
+from aeops.serving import log_resolved_settings, nested_run
 from aeops.training import TrainingConfig, TrainingDivergedError
 from aeops.training.sweep import RangeSpec, SweepConfig, apply_overrides, run_sweep
 
@@ -129,9 +129,19 @@ class _Trials:
                     "epochs_trained": history["epochs_trained"],
                 }
             )
-        if not self.best or self._beats(value, self.best["value"]):
-            self.best.update(value=value, model=autoencoder, history=history, number=number)
+        if math.isfinite(value) and (not self.best or self._beats(value, self.best["value"])):
+            self.best.update(
+                value=value, model=autoencoder, history=history, number=number, params=params
+            )
         return value
+
+    def settings(self, params: dict[str, Any], model: Autoencoder) -> dict[str, dict[str, Any]]:
+        """The model and training blocks a trial with ``params`` trained with, in full."""
+        training = apply_overrides(self.training, "training", params)
+        return {
+            "model": model.config.model_dump(mode="json"),
+            "training": parse_params(TrainingConfig, training, "training").model_dump(mode="json"),
+        }
 
     def _fit(self, number: int, params: dict[str, Any]) -> tuple[Autoencoder, dict[str, Any]]:
         model_params = apply_overrides(self.model, "model", params)
@@ -227,7 +237,9 @@ def sweep_hyperparameters(
         outcome.best.value,
         outcome.best.params,
     )
-    log_run_params({f"sweep.best.{key}": value for key, value in outcome.best.params.items()})
+    # The parent's own model.* and training.* parameters are the base blocks, which
+    # MLflow cannot change: the winner's whole configuration goes beside them.
+    log_resolved_settings(trials.settings(best["params"], best["model"]), prefix="sweep.best.")
     history = dict(best["history"])
     history.update(
         {
