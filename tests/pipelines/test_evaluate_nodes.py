@@ -46,6 +46,11 @@ def test_evaluate_takes_a_small_unlabelled_sample_and_still_checks_the_rest() ->
         )
     assert "eval_auroc" not in metrics
     assert metrics["eval_alert_rate"] == pytest.approx(float(scores["is_anomaly"].mean()))
+    # The model's own threshold, not one chosen on the data being evaluated.
+    assert metrics["threshold"] == bundle.predictor.threshold.value
+    errors = scores["reconstruction_error"].to_numpy()
+    np.testing.assert_array_equal(scores["is_anomaly"], errors > bundle.predictor.threshold.value)
+    assert 0 < scores["is_anomaly"].sum() < len(scores)  # the check can tell thresholds apart
     np.testing.assert_array_equal(scores["id"], frame["id"].head(30))
     bad_label = frame.head(30).assign(label=7)
     with mlflow.start_run(), pytest.raises(DataValidationError, match="'label'"):
