@@ -1,6 +1,7 @@
 """Kedro project settings."""
 
 import warnings
+from typing import TextIO
 
 from omegaconf.resolvers import oc
 
@@ -24,6 +25,35 @@ CONFIG_LOADER_ARGS = {
 # text: Kedro and kedro-mlflow register their resolvers through an OmegaConf call
 # that is deprecated.
 warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
+# Great Expectations imports pyspark whenever it is installed (the `spark` extra), and
+# pyspark then warns about pandas 3 in every run, Spark or not. The Spark engine's
+# tests run on pandas 3 (tests/embedding/test_spark_engine.py).
+warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+
+
+def _import_kedro_mlflow_models_quietly() -> None:
+    """Import kedro-mlflow's pyfunc class without MLflow's advice to add type hints to
+    its ``predict``, which opened every run. MLflow forces that warning through its own
+    filter, so a filter here cannot stop it; only its display is skipped."""
+    with warnings.catch_warnings():  # restores showwarning
+        show = warnings.showwarning
+
+        def skip_the_advice(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if "Add type hints to the `predict` method" not in str(message):
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = skip_the_advice
+        import kedro_mlflow.mlflow  # noqa: F401
+
+
+_import_kedro_mlflow_models_quietly()
 
 # Before a run: refuse a misspelled --params block, check every parameter block the
 # pipeline takes, and check the tracking server answers (or create the SQLite store).

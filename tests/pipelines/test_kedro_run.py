@@ -234,9 +234,32 @@ def test_champion_serves_over_http_with_mlflow_models_serve(trained: KedroProjec
             shared["reconstruction_error_evaluated"],
             rtol=1e-6,
         )
+        # Refusals as the README describes them: MLflow's check of the columns, then
+        # aeops's own message as the last line of the stack trace.
+        url = f"http://127.0.0.1:{port}/invocations"
+        missing = {"dataframe_split": raw.drop(columns=["worst_area"]).to_dict(orient="split")}
+        status, refusal = _post(url, json.dumps(missing).encode())
+        assert status == 400 and refusal["error_class"] == "SCHEMA_ENFORCEMENT_FAILED"
+        assert refusal["message"].endswith("Model is missing inputs ['worst_area'].")
+        unknown = {"dataframe_split": raw.to_dict(orient="split"), "params": {"output": "bogus"}}
+        status, refusal = _post(url, json.dumps(unknown).encode())
+        assert status == 400
+        assert "params.output='bogus' is unknown" in refusal["stack_trace"].strip().splitlines()[-1]
+        status, _ = _post(url, raw.to_csv(index=False).encode(), "text/csv")
+        assert status == 400  # JSON only (README)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    """The status and JSON answer of a request, refusals included."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def _post_when_ready(url: str, body: bytes, server: subprocess.Popen[str]) -> Any:

@@ -140,6 +140,12 @@ def test_check_that_raises_inside_gx_is_reported_not_raised(suite: ExpectationSu
     (failure,) = [f for f in report.failures if f.column == "f1"]
     assert failure.expectation == "expect_column_values_to_be_in_type_list"
     assert re.search(r"; \d+ dependent expectations? not evaluated$", failure.observed), failure
+    # The first line counts it once, as the lines below show it.
+    dependent = int(re.search(r"; (\d+) dependent", failure.observed).group(1))  # type: ignore[union-attr]
+    assert report.summary().endswith(
+        f"{len(report.failures)} of {report.evaluated} expectations failed, and {dependent} "
+        "dependent on them not evaluated"
+    )
 
 
 def test_nan_and_inf_name_column_and_row_ids(suite: ExpectationSuite) -> None:

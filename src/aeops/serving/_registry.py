@@ -13,6 +13,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -217,7 +218,9 @@ def _signature(
     the column, as the batch jobs do.
     """
     output = predict_frame(predictor, example, spec.id_column)
-    inferred = infer_signature(example, output, params={"output": "all"})
+    with warnings.catch_warnings():  # its hint about integer columns: they take any type
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        inferred = infer_signature(example, output, params={"output": "all"})
     inputs: list[ColSpec | TensorSpec] = [
         ColSpec(AnyType(), col.name, required=col.name not in optional)
         for col in inferred.inputs.inputs

@@ -152,9 +152,14 @@ class ValidationReport:
         """
         if self.success:
             return f"{self.source} passed validation: {self.evaluated} expectations"
+        shown = len(self.failures)
+        # Checks that could not run on a column whose type failed are folded into that
+        # failure's line ("1 dependent expectation not evaluated"), not counted again.
+        dependent = self.failed - shown if 0 < shown < self.failed else 0
+        folded = f", and {dependent} dependent on them not evaluated" if dependent else ""
         return (
-            f"{self.source} failed validation: {self.failed} of {self.evaluated} "
-            "expectations failed"
+            f"{self.source} failed validation: {self.failed - dependent} of "
+            f"{self.evaluated} expectations failed{folded}"
         )
 
     def message(self) -> str:
