@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,10 @@ from aeops.validation import (
 )
 
 
-def _validate(frame: pd.DataFrame, config: DataConfig) -> None:
-    frame = ingest(frame, config)
-    view = validation_view(frame, config)
-    suite = build_suite(
+def _training_suite(frame: pd.DataFrame, config: DataConfig) -> Any:
+    """The suite the train pipeline builds from ``frame``."""
+    view = validation_view(ingest(frame, config), config)
+    return build_suite(
         view.frame,
         id_column=config.id_column,
         feature_columns=view.feature_columns,
@@ -32,6 +33,11 @@ def _validate(frame: pd.DataFrame, config: DataConfig) -> None:
         bounds=view.bounds,
         min_rows=view.min_rows,
     )
+
+
+def _validate(frame: pd.DataFrame, config: DataConfig) -> None:
+    suite = _training_suite(frame, config)
+    view = validation_view(ingest(frame, config), config)
     validate_frame(
         view.frame, suite, source="test", id_column=config.id_column
     ).raise_for_failures()
@@ -196,16 +202,8 @@ def _validate_for_imputation(
     training: pd.DataFrame, data: pd.DataFrame, config: DataConfig
 ) -> None:
     """The impute pipeline's check: the training suite, less the features' not-null checks."""
-    view = validation_view(ingest(training, config), config)
-    suite = build_suite(
-        view.frame,
-        id_column=config.id_column,
-        feature_columns=view.feature_columns,
-        label_column=None,
-        bounds=view.bounds,
-        min_rows=view.min_rows,
-    )
-    suite = suite_from_dict(suite_for_imputation(suite_to_dict(suite)))
+    suite = suite_to_dict(_training_suite(training, config))
+    suite = suite_from_dict(suite_for_imputation(suite))
     view = validation_view(ingest(data, config), config, missing_values=True)
     validate_frame(
         view.frame, suite, source="test", id_column=config.id_column
