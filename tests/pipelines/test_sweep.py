@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -49,8 +50,14 @@ def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
         len({(r.data.params["model.kind"], r.data.params["model.latent_dim"]) for r in trials}) > 1
     )
     monkeypatch.chdir(project.root)  # where the run's relative artifact root points
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project.root / 'mlflow.db'}")
-    registered = load_registered_bundle("models:/aeops-demo/1").predictor.model.config
+    uri = f"sqlite:///{project.root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)  # and the registry: an earlier test may have set another
+    mlflow.set_registry_uri(uri)
+    try:
+        registered = load_registered_bundle("models:/aeops-demo/1").predictor.model.config
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     assert registered.kind == best.data.params["model.kind"]
     assert str(registered.latent_dim) == best.data.params["model.latent_dim"]
     assert client.get_registered_model("aeops-demo").aliases == {"champion": 1}
