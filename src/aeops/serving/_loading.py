@@ -69,9 +69,12 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
         )
         root = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
     except (MlflowException, OSError) as error:
+        tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        where = f"tracking URI {tracking}" + (
+            f", registry URI {registry}" if registry != tracking else ""
+        )
         raise ModelNotFoundError(
-            f"model URI {model_uri!r} does not exist or cannot be read "
-            f"(tracking URI {mlflow.get_tracking_uri()}): {error}"
+            f"model URI {model_uri!r} does not exist or cannot be read ({where}): {error}"
         ) from error
     bundle_dir = root / "artifacts" / "bundle"
     if not (bundle_dir / "bundle.json").exists():
