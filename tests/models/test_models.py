@@ -141,14 +141,20 @@ def test_invalid_kind_options_are_named(options: dict[str, object], message: str
         ModelConfig(**options)
 
 
-@pytest.mark.parametrize("size", [(1, 28, 28), (3, 13, 17), (2, 5, 6)])
-def test_conv_reconstructs_images_of_any_size(size: tuple[int, int, int]) -> None:
-    model = build_model(ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4, 8)), size)
+@pytest.mark.parametrize(
+    ("size", "layers"),
+    [((1, 28, 28), 2), ((3, 13, 17), 2), ((2, 5, 6), 2), ((1, 8, 1), 1), ((2, 5, 3), 3)],
+)
+def test_conv_reconstructs_images_of_any_size(size: tuple[int, int, int], layers: int) -> None:
+    # An H x 1 image halves its height only; it was refused with "use fewer layers"
+    # even with the one layer a conv network needs.
+    config = ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4, 8, 8)[:layers])
+    model = build_model(config, size)
     assert model.reconstruct(torch.rand(2, *size)).shape == (2, *size)
 
 
 def test_conv_refuses_images_too_small_for_its_layers() -> None:
-    with pytest.raises(ValueError, match="too small for 3 stride-2 layers"):
+    with pytest.raises(ValueError, match=r"too small for 3 stride-2 layers.* use at most 2 layers"):
         build_model(
             ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4, 8, 8)), (1, 3, 3)
         )

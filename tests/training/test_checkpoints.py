@@ -165,6 +165,20 @@ def test_resuming_a_finished_run_trains_nothing_and_returns_its_result(
     assert weights_equal(again, first)
 
 
+def test_resume_refuses_a_checkpoint_past_the_epochs_asked_for(
+    quick_config: TrainingConfig, plane: PlaneData, make_model: MakeModel
+) -> None:
+    # It returned the longer run as if it had trained for the new, shorter one.
+    config = changed(quick_config, {"checkpoint_every": 1})
+    fit(make_model(), plane(), plane(seed=1), config)
+    shorter = changed(config, {"resume": True, "epochs": config.epochs - 1})
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=rf"has trained {config.epochs} epochs, more than training.epochs={config.epochs - 1}",
+    ):
+        fit(make_model(), plane(), plane(seed=1), shorter)
+
+
 def test_resume_without_a_checkpoint_starts_from_the_first_epoch(
     quick_config: TrainingConfig,
     plane: PlaneData,

@@ -14,7 +14,7 @@ import torch
 from aeops.models import Autoencoder
 from aeops.training import EpochRecord, TrainingConfig, fit, resolve_device, resolve_precision
 from aeops.training._batches import DeviceResidentData, HostStreamedData, choose_placement
-from aeops.training._optim import build_optimizer
+from aeops.training._optim import build_optimizer, build_scheduler, step_scheduler
 
 PlaneData = Callable[..., np.ndarray]
 MakeModel = Callable[..., Autoencoder]
@@ -121,8 +121,39 @@ def test_plateau_schedule_lowers_lr_only_after_epochs_without_improvement(
     assert drops, "the validation loss never stalled; the test needs a stalling run"
     for i in drops:
         assert lrs[i] == pytest.approx(lrs[i - 1] * 0.5)
-        # epoch i (0-based: i - 1) did not beat the best before it (1e-4 relative threshold)
-        assert losses[i - 1] > min(losses[: i - 1]) * (1 - 1e-4)
+        # epoch i (0-based: i - 1) did not beat the best before it
+        assert losses[i - 1] >= min(losses[: i - 1])
+
+
+def _plateau_rates(losses: list[float], patience: int, min_lr: float = 0.0) -> list[float]:
+    """The rate each epoch trains at, for a plateau schedule fed ``losses``."""
+    config = TrainingConfig.model_validate(
+        {
+            "lr": 1.0,
+            "lr_schedule": {
+                "kind": "plateau",
+                "factor": 0.5,
+                "patience": patience,
+                "min_lr": min_lr,
+            },
+        }
+    )
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    scheduler = build_scheduler(optimizer, config)
+    rates = []
+    for loss in losses:
+        rates.append(optimizer.param_groups[0]["lr"])
+        step_scheduler(scheduler, loss)
+    return rates
+
+
+def test_plateau_counts_epochs_as_documented_and_any_lower_loss_as_better() -> None:
+    # More than `patience` (2) epochs in a row without a lower loss: the fifth epoch
+    # trains at half the rate, and so on; the rate never goes below min_lr.
+    assert _plateau_rates([1.0] * 8, patience=2) == [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    assert _plateau_rates([1.0] * 12, patience=0, min_lr=0.2) == [1, 1, 0.5, 0.25] + [0.2] * 8
+    # A loss lower by 0.001% each epoch is better each epoch, as for early stopping.
+    assert _plateau_rates([1.0 - 1e-5 * i for i in range(8)], patience=2) == [1.0] * 8
 
 
 def test_gradient_clipping_bounds_each_sgd_step(

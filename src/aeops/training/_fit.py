@@ -19,6 +19,7 @@ from aeops.models import Autoencoder, LossOutput
 from aeops.training._batches import BatchSource, choose_placement, make_batch_source
 from aeops.training._checkpoint import (
     CHECKPOINT_FORMAT,
+    CheckpointMismatchError,
     capture_rng,
     check_fingerprint,
     clone_state,
@@ -255,6 +256,14 @@ class _FitRun:
             return
         state = load_checkpoint(path)
         check_fingerprint(path, state["fingerprint"], self.fingerprint)
+        trained = int(state["epoch"])
+        if trained > self.config.epochs and not state["early_stopping"]["stopped"]:
+            raise CheckpointMismatchError(
+                f"{path} has trained {trained} epochs, more than training.epochs="
+                f"{self.config.epochs}: resuming would return a longer run than asked for. "
+                f"Set training.epochs to at least {trained}, or training.resume: false to "
+                "start over"
+            )
         self.model.load_state_dict(state["model"])
         implementation = [
             {key: group.get(key) for key in ("fused", "foreach")}

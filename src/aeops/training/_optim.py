@@ -52,12 +52,17 @@ def build_scheduler(optimizer: Optimizer, config: TrainingConfig) -> Scheduler |
     if schedule.kind == "cosine":
         return CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=schedule.min_lr)
     if schedule.kind == "plateau":
+        # Any lower validation loss counts as better, as for early stopping with
+        # min_delta 0 (PyTorch's default asks for 0.01% lower). The rate falls once
+        # more than `patience` epochs in a row bring none (PyTorch's rule).
         return ReduceLROnPlateau(
             optimizer,
             mode="min",
             factor=schedule.factor,
             patience=schedule.patience,
             min_lr=schedule.min_lr,
+            threshold=0.0,
+            threshold_mode="abs",
         )
     return None
 

@@ -85,10 +85,14 @@ def build_conv(
     sizes = [(height, width)]
     for _ in channels:
         sizes.append((_halved(sizes[-1][0]), _halved(sizes[-1][1])))
-    if min(sizes[-2]) < 2:
+    # A layer after the first needs more than one pixel to halve; a side of one pixel
+    # (an H x 1 image) stays one.
+    useful = 1 + sum(max(size) > 1 for size in sizes[1:-1])
+    if len(channels) > useful:
         raise ValueError(
             f"images of {height}x{width} are too small for {len(channels)} stride-2 layers "
-            f"(model.hidden_dims={channels}); use fewer layers"
+            f"(model.hidden_dims={channels}): they are down to 1x1 after {useful}; use at "
+            f"most {useful} layers"
         )
     layers: list[nn.Module] = []
     for width_in, width_out in zip([channels_in, *channels], channels, strict=False):
