@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeops.models import Autoencoder
+from aeops.models import Autoencoder, build_model
 from aeops.training import (
     CheckpointMismatchError,
     EpochRecord,
@@ -139,6 +139,65 @@ def test_resume_continues_an_early_stopped_run_to_the_same_end(
     assert result.best_epoch == expected.best_epoch
     assert numbers(result.history) == numbers(expected.history)
     assert weights_equal(resumed, whole)  # both hold the restored best weights
+
+
+def test_resume_after_the_best_epoch_keeps_its_weights_and_the_stale_count(
+    tmp_path: Path, plane: PlaneData, make_model: MakeModel, weights_equal: WeightsEqual
+) -> None:
+    def config(folder: str, resume: bool = False) -> TrainingConfig:
+        return TrainingConfig(
+            epochs=300,
+            batch_size=32,
+            lr=5e-2,
+            early_stopping={"patience": 3, "min_delta": 1e-3},
+            checkpoint_dir=str(tmp_path / folder),
+            checkpoint_every=1,
+            resume=resume,
+        )
+
+    whole = make_model()
+    expected = fit(whole, plane(), plane(seed=1), config("whole"))
+    stop, best = len(expected.history), expected.best_epoch
+    assert expected.stopped_early and stop == best + 3
+    with pytest.raises(InterruptedRunError):  # two epochs after the best one
+        fit(make_model(), plane(), plane(seed=1), config("split"), interrupt_after(best + 2))
+    ran: list[int] = []
+    resumed = make_model(seed=123)
+    result = fit(
+        resumed,
+        plane(),
+        plane(seed=1),
+        config("split", resume=True),
+        on_epoch_end=lambda record: ran.append(record.epoch),
+    )
+    assert result.resumed_from_epoch is not None and result.resumed_from_epoch > best
+    assert ran == list(range(result.resumed_from_epoch + 1, stop + 1))  # stale epochs counted
+    assert result.best_epoch == best
+    assert weights_equal(resumed, whole)  # the best epoch's weights, kept in the checkpoint
+    # The stopped run, resumed, stays stopped.
+    ran.clear()
+    fit(
+        make_model(seed=7),
+        plane(),
+        plane(seed=1),
+        config("whole", resume=True),
+        on_epoch_end=lambda record: ran.append(record.epoch),
+    )
+    assert ran == []
+
+
+def test_resume_refuses_another_model_with_parameters_of_the_same_shapes(
+    quick_config: TrainingConfig, plane: PlaneData, make_model: MakeModel
+) -> None:
+    config = changed(quick_config, {"checkpoint_every": 1})
+    fit(make_model(), plane(), plane(seed=1), config)
+    resume = changed(config, {"resume": True})
+    base = make_model().config  # the same network, with more dropout
+    other = build_model(base.model_copy(update={"dropout": 0.5}), (plane().shape[1],))
+    with pytest.raises(CheckpointMismatchError, match="model"):
+        fit(other, plane(), plane(seed=1), resume)
+    with pytest.raises(CheckpointMismatchError, match=r"training\.seed"):
+        fit(make_model(), plane(), plane(seed=1), changed(resume, {"seed": 6}))
 
 
 def test_resuming_a_finished_run_trains_nothing_and_returns_its_result(
