@@ -175,3 +175,29 @@ def test_recurrent_gru_and_stacked_layers() -> None:
     assert isinstance(model.encoder.rnn, torch.nn.GRU)
     assert model.encoder.rnn.num_layers == 2
     assert model.reconstruct(torch.rand(4, 9, 2)).shape == (4, 9, 2)
+
+
+def test_a_windows_code_reads_its_last_step() -> None:
+    # The code comes from the recurrent encoder's final state: it must see every step.
+    torch.manual_seed(0)
+    config = ModelConfig(architecture="recurrent", latent_dim=2, hidden_dims=(6,), dropout=0.0)
+    model = build_model(config, (9, 2)).eval()
+    x = torch.rand(3, 9, 2)
+    later = x.clone()
+    later[:, -1] += 1.0
+    assert not torch.allclose(model.encode(x), model.encode(later))
+
+
+@pytest.mark.parametrize(("architecture", "shape"), [("mlp", (6,)), ("recurrent", (9, 2))])
+def test_dropout_draws_masks_in_training_only(architecture: str, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    hidden = (8, 8)  # a recurrent stack drops out between its layers
+    x = torch.rand(4, *shape)
+    for dropout, varies in ((0.5, True), (0.0, False)):
+        config = ModelConfig(
+            architecture=architecture, latent_dim=2, hidden_dims=hidden, dropout=dropout
+        )
+        model = build_model(config, shape).train()
+        assert (not torch.equal(model.reconstruct(x), model.reconstruct(x))) is varies
+        model.eval()
+        assert torch.equal(model.reconstruct(x), model.reconstruct(x))

@@ -73,6 +73,14 @@ def test_denoising_corrupts_in_training_only() -> None:
     assert model.loss(x).total.item() == pytest.approx(clean)
 
 
+def test_gaussian_noise_has_the_configured_spread() -> None:
+    torch.manual_seed(0)
+    x = torch.full((2000, 10), 3.0)
+    noisy = corrupt(x, NoiseConfig(kind="gaussian", level=0.25))
+    assert (noisy - x).mean().item() == pytest.approx(0.0, abs=0.01)
+    assert (noisy - x).std().item() == pytest.approx(0.25, rel=0.03)
+
+
 def test_masking_drops_about_the_configured_share() -> None:
     torch.manual_seed(0)
     masked = corrupt(torch.ones(1000, 10), NoiseConfig(kind="masking", level=0.3))
