@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from aeops.models import Autoencoder, LossOutput
+from aeops.models import Autoencoder, LossOutput, ModelConfig, build_model
 from aeops.training import EpochRecord, TrainingConfig, fit
 
 PlaneData = Callable[..., np.ndarray]
@@ -286,3 +286,22 @@ def test_progress_bar_is_drawn_on_a_terminal(
     shown = b"".join(chunks).decode("utf-8", errors="replace")
     assert "3/3" in shown
     assert "samples/s" in shown
+
+
+def test_the_vae_warm_up_counts_the_fits_epochs_from_one(
+    quick_config: TrainingConfig, plane: Callable[..., np.ndarray]
+) -> None:
+    # Epoch 1 of a 4-epoch warm-up trains at a quarter of beta, epoch 4 at all of it.
+    config = ModelConfig(
+        kind="vae", architecture="mlp", latent_dim=2, hidden_dims=(16,), kl_warmup_epochs=4
+    )
+    model = build_model(config, (plane().shape[1],))
+    betas: list[float] = []
+    fit(
+        model,
+        plane(),
+        plane(seed=1),
+        quick_config,
+        on_epoch_end=lambda _: betas.append(model._beta_now),
+    )  # type: ignore[attr-defined]
+    assert betas == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
