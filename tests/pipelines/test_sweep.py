@@ -67,6 +67,34 @@ def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
     assert table["validation_auroc"].max() == pytest.approx(metrics["sweep_best_validation_auroc"])
 
 
+def test_a_trial_that_repeats_earlier_values_reuses_their_results(
+    project: KedroProject,
+) -> None:
+    # Two configurations, four trials: TPE samples some again, and each was trained again.
+    (project.root / "conf" / "local" / "parameters.yml").write_text(
+        "training:\n  epochs: 10\n"
+        "sweep:\n  n_trials: 4\n  space:\n    model.kind: [vanilla, denoising]\n"
+    )
+    result = project.run(pipeline="sweep")
+    assert result.returncode == 0, output_of(result)
+    trials = [run for run in project.runs() if "sweep_trial" in run.data.tags]
+    assert len(trials) == 4
+    trained = {
+        run.data.tags["sweep_trial"]: run
+        for run in trials
+        if "sweep_repeat_of" not in run.data.tags
+    }
+    assert sorted(run.data.params["model.kind"] for run in trained.values()) == [
+        "denoising",
+        "vanilla",
+    ]
+    for run in trials:
+        if "sweep_repeat_of" in run.data.tags:
+            earlier = trained[run.data.tags["sweep_repeat_of"]]
+            assert run.data.params["model.kind"] == earlier.data.params["model.kind"]
+            assert run.data.metrics == earlier.data.metrics
+
+
 def test_sweep_refuses_a_key_outside_model_and_training(project: KedroProject) -> None:
     (project.root / "conf" / "local" / "parameters.yml").write_text(
         "sweep:\n  n_trials: 2\n  space:\n    threshold.quantile: [0.9, 0.99]\n"

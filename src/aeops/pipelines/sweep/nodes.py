@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -116,19 +117,25 @@ class _Trials:
     validation_frame: pd.DataFrame
     labels: np.ndarray | None
     best: dict[str, Any] = field(default_factory=dict)
+    # Finished trials by their values: TPE may sample a configuration again (a small
+    # space of choices), and training it again would give the same model.
+    finished: dict[str, tuple[int, dict[str, float]]] = field(default_factory=dict)
 
     def __call__(self, number: int, params: dict[str, Any]) -> float:
         """The objective of trial ``number``, trained with ``params`` over the blocks."""
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key in self.finished:
+            return self._repeat(number, params, *self.finished[key])
         with nested_run(f"trial-{number}", params, {"sweep_trial": str(number)}) as log:
             autoencoder, history = self._fit(number, params)
             value = self._objective(number, params, autoencoder)
-            log(
-                {
-                    self.config.objective: value,
-                    "best_validation_loss": history["best_validation_loss"],
-                    "epochs_trained": history["epochs_trained"],
-                }
-            )
+            metrics = {
+                self.config.objective: value,
+                "best_validation_loss": history["best_validation_loss"],
+                "epochs_trained": history["epochs_trained"],
+            }
+            log(metrics)
+        self.finished[key] = (number, metrics)
         if math.isfinite(value) and (not self.best or self._beats(value, self.best["value"])):
             self.best.update(
                 value=value, model=autoencoder, history=history, number=number, params=params
@@ -142,6 +149,19 @@ class _Trials:
             "model": model.config.model_dump(mode="json"),
             "training": parse_params(TrainingConfig, training, "training").model_dump(mode="json"),
         }
+
+    def _repeat(
+        self, number: int, params: dict[str, Any], earlier: int, metrics: dict[str, float]
+    ) -> float:
+        """Trial ``number`` samples trial ``earlier``'s values: its results, not a fit."""
+        logger.info(
+            "Trial %d repeats trial %d's values %s: its results are reused", number, earlier, params
+        )
+        tags = {"sweep_trial": str(number), "sweep_repeat_of": str(earlier)}
+        with nested_run(f"trial-{number}", params, tags) as log:
+            log(metrics)
+        # An equal value never beats the earlier trial's (the first of equals wins).
+        return metrics[self.config.objective]
 
     def _fit(self, number: int, params: dict[str, Any]) -> tuple[Autoencoder, dict[str, Any]]:
         model_params = apply_overrides(self.model, "model", params)
