@@ -48,3 +48,20 @@ def test_blocks_that_need_labels_are_refused_before_the_run_when_there_are_none(
         CheckParametersFirst().before_pipeline_run({}, nodes, catalog)
     catalog["params:data"] = {"label_column": "label"}
     CheckParametersFirst().before_pipeline_run({}, nodes, catalog)  # with labels: fine
+
+
+def test_a_sweep_comparing_scores_in_different_units_is_refused_before_the_run() -> None:
+    nodes = sweep.create_pipeline()
+    catalog = DataCatalog()
+    for name in nodes.inputs():
+        if name.startswith("params:"):
+            catalog[name] = {}
+    catalog["params:model"] = {"anomaly_score": "elbo"}
+    catalog["params:sweep"] = {
+        "objective": "validation_error",
+        "space": {"model.kind": ["vanilla", "vae"]},
+    }
+    with pytest.raises(ParameterError, match=r"different units across .*'model\.kind'"):
+        CheckParametersFirst().before_pipeline_run({}, nodes, catalog)
+    catalog["params:model"] = {"anomaly_score": "reconstruction"}  # every trial: its error
+    CheckParametersFirst().before_pipeline_run({}, nodes, catalog)

@@ -35,22 +35,26 @@ def _import_kedro_mlflow_models_quietly() -> None:
     """Import kedro-mlflow's pyfunc class without MLflow's advice to add type hints to
     its ``predict``, which opened every run. MLflow forces that warning through its own
     filter, so a filter here cannot stop it; only its display is skipped."""
-    with warnings.catch_warnings():  # restores showwarning
-        show = warnings.showwarning
+    show = warnings.showwarning
 
-        def skip_the_advice(
-            message: Warning | str,
-            category: type[Warning],
-            filename: str,
-            lineno: int,
-            file: TextIO | None = None,
-            line: str | None = None,
-        ) -> None:
-            if "Add type hints to the `predict` method" not in str(message):
-                show(message, category, filename, lineno, file, line)
+    def skip_the_advice(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if "Add type hints to the `predict` method" not in str(message):
+            show(message, category, filename, lineno, file, line)
 
-        warnings.showwarning = skip_the_advice
+    # Only the display is swapped: warnings.catch_warnings would also drop the filters
+    # that the modules imported here install.
+    warnings.showwarning = skip_the_advice
+    try:
         import kedro_mlflow.mlflow  # noqa: F401
+    finally:
+        warnings.showwarning = show
 
 
 _import_kedro_mlflow_models_quietly()

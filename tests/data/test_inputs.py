@@ -157,3 +157,6 @@ def test_a_channels_last_image_is_refused_unless_its_shape_is_set() -> None:
     assert make_input_spec(chw, DataConfig(kind="image")).sample_shape == (3, 32, 32)
     stated = DataConfig(kind="image", image_shape=(32, 32, 3))  # really 32 channels
     assert make_input_spec(frame, stated).sample_shape == (32, 32, 3)
+    for shape in ((2, 8, 1), (2, 5, 3), (4, 16, 3)):  # as likely channels first: kept so
+        cells = pd.DataFrame({"id": [0], "image": [np.zeros(shape)]})
+        assert make_input_spec(cells, DataConfig(kind="image")).sample_shape == shape

@@ -466,13 +466,48 @@ def test_a_file_input_replaces_a_finished_folder_output_once_its_file_is_complet
     _job(store, "tabular", tmp_path / "one.parquet").run(out)
     assert out.is_file() and pd.read_parquet(out)["id"].tolist() == rows["id"].tolist()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    # A finished folder holding a Parquet file no aeops job wrote stays, refused.
+    # A finished folder holding anything no aeops job wrote stays, refused.
     _parts(tmp_path / "in2", 1, 20)
-    _job(store, "tabular", tmp_path / "in2").run(tmp_path / "out2")
-    (tmp_path / "out2" / "notes.parquet").write_bytes(b"not ours")
+    out2 = tmp_path / "out2"
+    _job(store, "tabular", tmp_path / "in2").run(out2)
+    (out2 / "notes.parquet").write_bytes(b"not ours")
     with pytest.raises(ValueError, match=r"holds notes.parquet, which no aeops job wrote"):
-        _job(store, "tabular", tmp_path / "one.parquet").run(tmp_path / "out2")
-    assert (tmp_path / "out2" / SUCCESS_MARKER).exists()
+        _job(store, "tabular", tmp_path / "one.parquet").run(out2)
+    (out2 / "notes.parquet").unlink()
+    (out2 / "sub").mkdir()
+    (out2 / "sub" / "data.csv").write_text("a\n1\n")
+    (out2 / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"also holds .*notes.txt.*, which no aeops job wrote"):
+        _job(store, "tabular", tmp_path / "one.parquet").run(out2)
+    assert (out2 / SUCCESS_MARKER).exists() and (out2 / "sub" / "data.csv").exists()
+
+
+def test_a_folder_output_is_put_back_when_the_file_cannot_take_its_place(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _parts(tmp_path / "in", 2, 20)
+    out = tmp_path / "out.parquet"
+    _job(store, "tabular", tmp_path / "in").run(out)
+    before = pd.read_parquet(out)
+    tabular_rows(30, seed=5).to_parquet(tmp_path / "one.parquet")
+    rename = Path.replace
+
+    def full_disk(self: Path, target: Any) -> Path:
+        if Path(target) == out:  # the finished file's move into place
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _job(store, "tabular", tmp_path / "one.parquet").run(out)
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(pd.read_parquet(out), before)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # A link to a finished folder: the link is replaced, the folder it names is not.
+    link = tmp_path / "link.parquet"
+    link.symlink_to(out)
+    _job(store, "tabular", tmp_path / "one.parquet").run(link)
+    assert link.is_file() and not link.is_symlink() and (out / SUCCESS_MARKER).exists()
 
 
 def test_a_folder_with_subfolders_is_refused_rather_than_half_read(
@@ -758,6 +793,11 @@ def test_temporary_files_a_killed_job_left_are_removed_by_the_next_run(
         return path
 
     left = temp(f"{_WRITER}-{dead.pid}")
+    # A folder output it was replacing when it was killed, set aside under its name.
+    replaced = tmp_path / f".out.parquet.tmp-{_WRITER}-{dead.pid}-replaced"
+    replaced.mkdir()
+    (replaced / "part-000.parquet").write_bytes(b"an earlier output")
+    os.utime(replaced, (hour_ago, hour_ago))
     kept = [
         temp(f"{_WRITER}-{os.getppid()}"),  # its writer still runs
         temp("backup-2024"),  # a user's file
@@ -766,6 +806,6 @@ def test_temporary_files_a_killed_job_left_are_removed_by_the_next_run(
     recent = tmp_path / f".out.parquet.tmp-{_WRITER}-{dead.pid + 1}"
     recent.write_bytes(b"written a moment ago")  # a paused writer, maybe
     _job(store, "tabular", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
-    assert not left.exists()
+    assert not left.exists() and not replaced.exists()
     assert all(path.exists() for path in [*kept, recent])
     assert len(pd.read_parquet(tmp_path / "out.parquet")) == 30

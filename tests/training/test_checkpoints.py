@@ -236,6 +236,13 @@ def test_resume_refuses_a_checkpoint_past_the_epochs_asked_for(
         match=rf"has trained {config.epochs} epochs, more than training.epochs={config.epochs - 1}",
     ):
         fit(make_model(), plane(), plane(seed=1), shorter)
+    # An early-stopped run too: it trained past the epochs now asked for.
+    stopping = changed(config, {"epochs": 300, "lr": 5e-2, "early_stopping": {"patience": 2}})
+    stopped = fit(make_model(), plane(), plane(seed=1), stopping)
+    assert stopped.stopped_early and len(stopped.history) > 2
+    fewer = changed(stopping, {"resume": True, "epochs": 2})
+    with pytest.raises(CheckpointMismatchError, match=r"more than training\.epochs=2"):
+        fit(make_model(), plane(), plane(seed=1), fewer)
 
 
 def test_resume_without_a_checkpoint_starts_from_the_first_epoch(

@@ -8,8 +8,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from aeops.models import ModelConfig
 from aeops.training import TrainingDivergedError
-from aeops.training.sweep import RangeSpec, SweepConfig, apply_overrides, run_sweep
+from aeops.training.sweep import (
+    RangeSpec,
+    SweepConfig,
+    apply_overrides,
+    check_comparable_scores,
+    run_sweep,
+)
 
 # The dev install has Optuna (the `sweep` extra); bench/gpu_check.sh runs tests/training
 # on a bare GPU image without it.
@@ -58,22 +65,29 @@ def test_space_keys_must_name_model_or_training_parameters() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "choices"),
+    ("space", "base", "refused"),
     [
-        ("model.kind", ["vanilla", "vae"]),
-        ("model.reconstruction_loss", ["mse", "l1"]),
-        ("model.anomaly_score", ["elbo", "reconstruction"]),
+        ({"model.kind": ["vanilla", "vae"]}, {"anomaly_score": "elbo"}, "model.kind"),
+        ({"model.reconstruction_loss": ["mse", "l1"]}, {}, "model.reconstruction_loss"),
+        ({"model.anomaly_score": ["elbo", "reconstruction"]}, {"kind": "vae"}, "model.anomaly"),
+        ({"model.kind": ["vanilla", "vae"]}, {"anomaly_score": "reconstruction"}, None),
+        ({"model.anomaly_score": ["elbo", "reconstruction"]}, {}, None),  # no VAE: unused
+        ({"model.kind": ["vanilla", "sparse", "denoising"]}, {}, None),
+        ({"model.reconstruction_loss": ["l1"]}, {}, None),
     ],
 )
-def test_mean_errors_are_compared_only_in_one_unit(key: str, choices: list[str]) -> None:
+def test_mean_errors_are_compared_only_in_one_unit(
+    space: dict[str, Any], base: dict[str, Any], refused: str | None
+) -> None:
     # A trial scoring by l1 (or a VAE by its ELBO) won on the unit, not on the fit.
-    with pytest.raises(
-        ValidationError, match=rf"different units across the choices of space\['{key}'\]"
-    ):
-        SweepConfig(objective="validation_error", space={key: choices})
-    SweepConfig(objective="validation_auroc", space={key: choices})
-    SweepConfig(objective="validation_error", space={key: choices[:1]})
-    SweepConfig(objective="validation_error", space={"model.kind": ["vanilla", "sparse"]})
+    model = ModelConfig(**base)
+    check_comparable_scores(SweepConfig(objective="validation_auroc", space=space), model)
+    check = SweepConfig(objective="validation_error", space=space)
+    if refused is None:
+        check_comparable_scores(check, model)
+        return
+    with pytest.raises(ValueError, match=rf"different units across .*'{refused}"):
+        check_comparable_scores(check, model)
 
 
 def _toy_objective(params: dict[str, Any]) -> float:
@@ -105,8 +119,7 @@ def test_a_sweep_samples_the_space_keeps_the_best_and_repeats_with_its_seed() ->
 
 
 def test_minimising_objectives_pick_the_lowest() -> None:
-    space = {key: spec for key, spec in SPACE.items() if key != "model.kind"}
-    config = SweepConfig(n_trials=6, objective="validation_error", space=space)
+    config = SweepConfig(n_trials=6, objective="validation_error", space=SPACE)
     outcome = run_sweep(config, lambda number, params: params["training.lr"])
     assert outcome.best.value == min(t.value for t in outcome.trials)
 

@@ -36,7 +36,8 @@ def infer_image_shape(frame: pd.DataFrame, config: DataConfig) -> tuple[int, int
     if first.ndim == 2:
         return (1, *first.shape)
     if first.ndim == 3:
-        if first.shape[-1] in _CHANNEL_COUNTS and first.shape[0] not in _CHANNEL_COUNTS:
+        # Ambiguous shapes ((2, 8, 1): two channels of 8 x 1) are read as (C, H, W).
+        if first.shape[-1] in _CHANNEL_COUNTS and first.shape[0] > max(_CHANNEL_COUNTS):
             raise DataIngestionError(
                 f"the first image in column {column!r} has shape {list(first.shape)}, "
                 "which looks channels-last (H, W, C); aeops reads (C, H, W): move the "

@@ -149,13 +149,19 @@ def _cpu_share_for_the_model(model: torch.nn.Module) -> Iterator[None]:
 
 
 class _AtomicParquetWriter:
-    """Writes batches from a queue in a thread to ``<target>.tmp-*``, renamed on close."""
+    """Writes batches from a queue in a thread to ``<target>.tmp-*``, renamed on close.
 
-    def __init__(self, target: Path, schema: pa.Schema) -> None:
+    With ``replaces_folder`` the target is a finished folder output, moved aside only
+    once the file is complete, for the moment of the rename, and put back if the rename
+    fails.
+    """
+
+    def __init__(self, target: Path, schema: pa.Schema, replaces_folder: bool = False) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_left_over_temps(target)
         self.target = target
         self.temp = target.with_name(f".{target.name}.tmp-{_WRITER}-{os.getpid()}")
+        self.replaces_folder = replaces_folder
         self.schema = schema
         self._writer = pq.ParquetWriter(self.temp, schema, **PARQUET_WRITE_OPTIONS)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -183,7 +189,22 @@ class _AtomicParquetWriter:
         if self._error is not None:
             self.abort()
             raise self._error
-        self.temp.replace(self.target)
+        if not self.replaces_folder:
+            self.temp.replace(self.target)
+            return
+        aside = self.temp.with_name(f"{self.temp.name}{_REPLACED}")
+        _remove_tree(aside)  # a killed run's of this pid: its folder was replaced
+        self.target.rename(aside)
+        try:
+            self.temp.replace(self.target)
+        except BaseException:
+            aside.rename(self.target)
+            raise
+        logger.warning("Replaced the folder output at %s with one file", self.target)
+        try:
+            _remove_tree(aside)
+        except OSError as error:
+            logger.warning("Could not remove the replaced folder output %s: %s", aside, error)
 
     def abort(self) -> None:
         if self._thread.is_alive():
@@ -203,18 +224,34 @@ _WRITER = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 _STALE_AFTER = 600.0
 
 
+# Added to a writer's temporary name, the folder output it is replacing, for the
+# moment of the rename.
+_REPLACED = "-replaced"
+
+
 def _remove_left_over_temps(target: Path) -> None:
     """Remove the temporary files of ``target`` that a job killed mid-write (SIGKILL,
-    SIGTERM) left behind: written on this machine, by a process no longer running,
-    and untouched for ten minutes. Any other file is left alone."""
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.tmp-{_WRITER}-(\d{{1,7}})")
+    SIGTERM) left behind, and a folder output it was replacing: written on this
+    machine, by a process no longer running, and untouched for ten minutes. Anything
+    else is left alone."""
+    pattern = re.compile(
+        rf"\.{re.escape(target.name)}\.tmp-{_WRITER}-(\d{{1,7}})({re.escape(_REPLACED)})?"
+    )
     for temp in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
         match = pattern.fullmatch(temp.name)
         if match is None or int(match[1]) == os.getpid() or _running(int(match[1])):
             continue
         with contextlib.suppress(OSError):  # gone already, or not ours to remove
-            if time.time() - temp.stat().st_mtime > _STALE_AFTER:
-                temp.unlink()
+            if time.time() - temp.lstat().st_mtime > _STALE_AFTER:
+                _remove_tree(temp)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a file, a link (not what it points to) or a folder, if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _running(pid: int) -> bool:
@@ -225,6 +262,11 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The entries of ``folder``; none when it is absent or not a folder."""
+    return list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -602,16 +644,11 @@ class EmbedJob:
         targets = self._targets(parts, destination)
         earlier = self._earlier_parts(destination, targets) if self.source.is_folder else []
         marker = destination / SUCCESS_MARKER
-        # A finished folder output that the file takes the place of: set aside only
-        # when the file is complete, put back if it cannot be moved in.
-        aside = destination.with_name(f".{destination.name}.replaced-{_WRITER}-{os.getpid()}")
 
         def unmark() -> None:
             """A folder output changes: it is not complete until the marker is back."""
             if self.source.is_folder:
                 marker.unlink(missing_ok=True)
-            elif replaces_a_folder:
-                destination.rename(aside)
 
         first_ids = self._first_ids(parts)
         rows = written = skipped = quarantined = 0
@@ -625,7 +662,15 @@ class EmbedJob:
                         logger.info("Skipping %s: %s is already complete", part.name, target)
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
-                run_part = functools.partial(self._run_part, part, target, suite, unmark, first_id)
+                run_part = functools.partial(
+                    self._run_part,
+                    part,
+                    target,
+                    suite,
+                    unmark,
+                    first_id,
+                    replaces_folder=replaces_a_folder,
+                )
                 with _cpu_share_for_the_model(self.bundle.predictor.model):
                     part_rows, part_quarantined = self._reading_wider_ids(part, run_part, progress)
                 rows += part_rows
@@ -638,12 +683,7 @@ class EmbedJob:
                 _remove_if_empty(destination / "_quarantine")
             if created:
                 _remove_if_empty(destination)
-            if aside.exists() and not destination.exists():
-                aside.rename(destination)
             raise
-        if aside.exists():
-            logger.warning("Replaced the folder output at %s with one file", destination)
-            shutil.rmtree(aside)
         if self.source.is_folder:
             if earlier:
                 unmark()
@@ -729,6 +769,23 @@ class EmbedJob:
                 "Parquet file there; remove it or choose another output path"
             )
         self._earlier_parts(destination, [])  # refuses a Parquet file no aeops job wrote
+        quarantine = destination / "_quarantine"
+        foreign = [
+            path
+            for path in (*destination.iterdir(), *_listing(quarantine))
+            if not (
+                path.name == SUCCESS_MARKER
+                or path == quarantine
+                or (path.suffix == ".parquet" and path.is_file() and not path.is_symlink())
+            )
+        ]
+        if foreign:
+            raise ValueError(
+                f"the finished output folder {destination} also holds "
+                f"{', '.join(str(p.relative_to(destination)) for p in foreign[:5])}, which no "
+                f"aeops job wrote; the file input {self.source.path} would replace the folder "
+                "and lose them. Move them, or write elsewhere"
+            )
         return True
 
     def _run_part(
@@ -740,6 +797,7 @@ class EmbedJob:
         first_id: int | None,
         csv_types: dict[str, pa.DataType],
         progress: Callable[[int], None],
+        replaces_folder: bool = False,
     ) -> tuple[int, int]:
         writer: _AtomicParquetWriter | None = None
         quarantine: _AtomicParquetWriter | None = None
@@ -756,7 +814,7 @@ class EmbedJob:
                     bad_rows += rejected.num_rows
                 if writer is None:
                     schema = self.output_schema(prepared.ids.type, part, first_id)
-                    writer = _AtomicParquetWriter(target, schema)
+                    writer = _AtomicParquetWriter(target, schema, replaces_folder)
                 if prepared.n_rows:
                     writer.write(self._answers(prepared, writer.schema))
                 if prepared.recycle is not None:
@@ -765,7 +823,7 @@ class EmbedJob:
                 progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
                 schema = self.output_schema(self._id_type(part), part, first_id)
-                writer = _AtomicParquetWriter(target, schema)
+                writer = _AtomicParquetWriter(target, schema, replaces_folder)
             before_commit()
             # The set-aside rows first: a part counts as done once its output exists.
             if quarantine is not None:

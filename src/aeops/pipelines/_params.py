@@ -65,11 +65,21 @@ def parameter_blocks() -> dict[str, type[BaseModel]]:
 
 def check_together(blocks: dict[str, BaseModel]) -> None:
     """Rules between parsed blocks that a pipeline would otherwise meet only after
-    training: a method or objective that needs labels, with ``data.label_column`` null.
+    training: a method or objective that needs labels, with ``data.label_column`` null,
+    and a sweep objective that would compare scores in different units.
 
     Raises:
         ParameterError: naming both keys.
     """
+    from aeops.models import ModelConfig
+    from aeops.training.sweep import SweepConfig, check_comparable_scores
+
+    sweep, model = blocks.get("sweep"), blocks.get("model")
+    if isinstance(sweep, SweepConfig) and isinstance(model, ModelConfig):
+        try:
+            check_comparable_scores(sweep, model)
+        except ValueError as error:
+            raise ParameterError(str(error)) from None
     data = blocks.get("data")
     if data is None or getattr(data, "label_column", None) is not None:
         return
@@ -83,5 +93,5 @@ def check_together(blocks: dict[str, BaseModel]) -> None:
         raise ParameterError(
             "sweep.objective=validation_auroc needs labels on the validation split, and "
             "data.label_column is null; set data.label_column, or use "
-            "sweep.objective=validation_error (with no vae among other model.kind choices)"
+            "sweep.objective=validation_error (its trials must score alike: see the README)"
         )

@@ -257,7 +257,7 @@ class _FitRun:
         state = load_checkpoint(path)
         check_fingerprint(path, state["fingerprint"], self.fingerprint)
         trained = int(state["epoch"])
-        if trained > self.config.epochs and not state["early_stopping"]["stopped"]:
+        if trained > self.config.epochs:
             raise CheckpointMismatchError(
                 f"{path} has trained {trained} epochs, more than training.epochs="
                 f"{self.config.epochs}: resuming would return a longer run than asked for. "

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aeops.models import ModelConfig
 from aeops.training._records import TrainingDivergedError
 
 logger = logging.getLogger(__name__)
@@ -95,31 +96,48 @@ class SweepConfig(BaseModel):
                 raise ValueError(f"{key!r} lists no choices")
         return space
 
-    @model_validator(mode="after")
-    def _errors_in_one_unit(self) -> SweepConfig:
-        """``validation_error`` compares mean scores, so every trial must score in one
-        unit: the reconstruction loss (mse, l1, bce) and a VAE's score (its negative
-        ELBO adds the KL term) change it."""
-        if self.objective != "validation_error":
-            return self
-        for key in ("model.reconstruction_loss", "model.anomaly_score", "model.kind"):
-            choices = self.space.get(key)
-            if not isinstance(choices, list) or len(set(map(str, choices))) < 2:
-                continue
-            if key == "model.kind" and "vae" not in choices:
-                continue  # the other kinds all score by reconstruction error
-            raise ValueError(
-                f"objective=validation_error compares the trials' mean scores, which "
-                f"are in different units across the choices of space[{key!r}] "
-                f"({', '.join(map(str, choices))}); fix {key}, or use "
-                "objective=validation_auroc (needs labels)"
-            )
-        return self
-
     @property
     def direction(self) -> Literal["maximize", "minimize"]:
         """Which way the objective improves."""
         return "maximize" if self.objective == "validation_auroc" else "minimize"
+
+
+def check_comparable_scores(sweep: SweepConfig, model: ModelConfig) -> None:
+    """``validation_error`` compares the trials' mean scores, so every trial must score
+    in one unit. The reconstruction loss (mse, l1, bce) changes it, and so does a VAE
+    scored by its negative ELBO (which adds the KL term) among trials that are not.
+
+    Args:
+        sweep: the ``sweep`` block.
+        model: the base ``model`` block, which the space's keys override.
+
+    Raises:
+        ValueError: naming the space's key and its choices.
+    """
+    if sweep.objective != "validation_error":
+        return
+
+    def choices(key: str, base: str) -> list[str]:
+        spec = sweep.space.get(f"model.{key}")
+        return list(dict.fromkeys(map(str, spec))) if isinstance(spec, list) else [base]
+
+    losses = choices("reconstruction_loss", model.reconstruction_loss)
+    kinds = choices("kind", model.kind)
+    scores = choices("anomaly_score", model.anomaly_score)
+    if len(losses) > 1:
+        key, why = "reconstruction_loss", losses
+    elif "vae" in kinds and "elbo" in scores and len(kinds) > 1:
+        key, why = "kind", kinds  # a VAE scored by its ELBO, beside other kinds
+    elif "vae" in kinds and len(scores) > 1:
+        key, why = "anomaly_score", scores
+    else:
+        return
+    raise ValueError(
+        "sweep.objective=validation_error compares the trials' mean scores, which are in "
+        f"different units across the choices of sweep.space['model.{key}'] "
+        f"({', '.join(why)}); fix model.{key}, or use sweep.objective=validation_auroc "
+        "(needs labels)"
+    )
 
 
 def apply_overrides(block: dict[str, Any], area: str, overrides: dict[str, Any]) -> dict[str, Any]:

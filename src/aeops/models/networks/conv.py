@@ -92,7 +92,7 @@ def build_conv(
         raise ValueError(
             f"images of {height}x{width} are too small for {len(channels)} stride-2 layers "
             f"(model.hidden_dims={channels}): they are down to 1x1 after {useful}; use at "
-            f"most {useful} layers"
+            f"most {useful} layer{'s' if useful > 1 else ''}"
         )
     layers: list[nn.Module] = []
     for width_in, width_out in zip([channels_in, *channels], channels, strict=False):

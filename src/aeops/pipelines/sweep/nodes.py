@@ -23,7 +23,13 @@ from aeops.scoring import Predictor
 from aeops.scoring.plots import training_curves
 from aeops.serving import log_resolved_settings, nested_run
 from aeops.training import TrainingConfig, TrainingDivergedError
-from aeops.training.sweep import RangeSpec, SweepConfig, apply_overrides, run_sweep
+from aeops.training.sweep import (
+    RangeSpec,
+    SweepConfig,
+    apply_overrides,
+    check_comparable_scores,
+    run_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +236,10 @@ def sweep_hyperparameters(
     """
     config = parse_params(SweepConfig, sweep, "sweep")
     _check_space(config)
+    try:
+        check_comparable_scores(config, parse_params(ModelConfig, model, "model"))
+    except ValueError as error:
+        raise ParameterError(str(error)) from None
     labels = _labels(validation_frame, config, parse_params(DataConfig, data, "data"))
     trials = _Trials(
         config,
