@@ -112,19 +112,24 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
     assert leftovers(tmp_path / "split") == []
 
 
+def stopping_early(folder: Path, every: int, resume: bool = False) -> TrainingConfig:
+    """A run that stops early (patience 3), checkpointed every ``every`` epochs."""
+    return TrainingConfig(
+        epochs=300,
+        batch_size=32,
+        lr=5e-2,
+        early_stopping={"patience": 3, "min_delta": 1e-3},
+        checkpoint_dir=str(folder),
+        checkpoint_every=every,
+        resume=resume,
+    )
+
+
 def test_resume_continues_an_early_stopped_run_to_the_same_end(
     tmp_path: Path, plane: PlaneData, make_model: MakeModel, weights_equal: WeightsEqual
 ) -> None:
     def config(folder: str, resume: bool = False) -> TrainingConfig:
-        return TrainingConfig(
-            epochs=300,
-            batch_size=32,
-            lr=5e-2,
-            early_stopping={"patience": 3, "min_delta": 1e-3},
-            checkpoint_dir=str(tmp_path / folder),
-            checkpoint_every=4,
-            resume=resume,
-        )
+        return stopping_early(tmp_path / folder, every=4, resume=resume)
 
     whole = make_model()
     expected = fit(whole, plane(), plane(seed=1), config("whole"))
@@ -145,15 +150,7 @@ def test_resume_after_the_best_epoch_keeps_its_weights_and_the_stale_count(
     tmp_path: Path, plane: PlaneData, make_model: MakeModel, weights_equal: WeightsEqual
 ) -> None:
     def config(folder: str, resume: bool = False) -> TrainingConfig:
-        return TrainingConfig(
-            epochs=300,
-            batch_size=32,
-            lr=5e-2,
-            early_stopping={"patience": 3, "min_delta": 1e-3},
-            checkpoint_dir=str(tmp_path / folder),
-            checkpoint_every=1,
-            resume=resume,
-        )
+        return stopping_early(tmp_path / folder, every=1, resume=resume)
 
     whole = make_model()
     expected = fit(whole, plane(), plane(seed=1), config("whole"))
