@@ -106,9 +106,12 @@ def test_a_folder_mixing_colour_and_gray_palettes_loads_one_channel_count(
     Image.fromarray(colour).save(tmp_path / "a.gif")
     gray = np.full((8, 8), 90, dtype=np.uint8)
     Image.fromarray(gray).save(tmp_path / "b.gif")
-    frame = ImageDataset(filepath=str(tmp_path)).load()
-    assert [image.shape for image in frame["image"]] == [(3, 8, 8), (3, 8, 8)]
-    np.testing.assert_array_equal(frame["image"].iloc[1], np.stack([gray] * 3))
+    # A plain gray PNG (mode "L") too; it stopped training as one channel among three.
+    Image.fromarray(gray).save(tmp_path / "0_gray.png")
+    frame = ImageDataset(filepath=str(tmp_path)).load().set_index("id")
+    assert [image.shape for image in frame["image"]] == [(3, 8, 8)] * 3
+    for name in ("b.gif", "0_gray.png"):
+        np.testing.assert_array_equal(frame.loc[name, "image"], np.stack([gray] * 3))
 
 
 def test_sixteen_bit_images_keep_their_values(tmp_path: Path) -> None:

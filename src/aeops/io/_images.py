@@ -143,22 +143,23 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         if not files:
             raise DatasetError(f"{path} is a folder with no image files")
         ids, images, labels = [], [], []
-        grays: list[int] = []  # gray images of colour formats (palettes, WebP)
         for file in files:
             try:
                 with Image.open(file) as image:
-                    array, gray = _pixels(image)
+                    array = _pixels(image)
             except (OSError, UnidentifiedImageError) as error:
                 raise DatasetError(f"{file} is not a readable image: {error}") from error
             ids.append(str(PurePosixPath(file.relative_to(path))))
             images.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))
-            if gray:
-                grays.append(len(images) - 1)
             parent = file.parent.name
             labels.append(int(parent) if file.parent != path and parent.isdigit() else None)
-        if any(image.shape[0] == 3 for image in images):  # among colour images: RGB too
+        grays = [index for index, image in enumerate(images) if image.shape[0] == 1]
+        if grays and any(image.shape[0] == 3 for image in images):
+            # Gray images among colour ones load as RGB, as PIL's convert("RGB") makes
+            # them: one channel count for the folder.
             for index in grays:
                 images[index] = np.repeat(images[index], 3, axis=0)
+            logger.info("%s: %d gray image(s) among colour ones loaded as RGB", path, len(grays))
         columns: dict[str, Any] = {id_column: ids, image_column: images}
         if any(label is not None for label in labels):
             columns[label_column] = labels
@@ -172,9 +173,8 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         return self._filepath.exists()
 
 
-def _pixels(image: Any) -> tuple[np.ndarray, bool]:
-    """An image's pixel values, (H, W) or (H, W, C), and whether they are grays of a
-    format that stores them as colours (made RGB again in a folder of colour images).
+def _pixels(image: Any) -> np.ndarray:
+    """An image's pixel values, (H, W) for gray or (H, W, C).
 
     A palette image (every GIF, 8-bit PNGs) holds indices into its palette: those are
     looked up, to gray values when every colour used is a gray, else to RGB. A WebP
@@ -182,7 +182,6 @@ def _pixels(image: Any) -> tuple[np.ndarray, bool]:
     image becomes 0 and 255; CMYK and other colour spaces become RGB. Any other mode
     (gray, RGB, RGBA, 16-bit and float) is read as it is.
     """
-    gray = False
     if image.mode in ("P", "PA"):
         palette = np.asarray(image.getpalette() or [], dtype=np.int64).reshape(-1, 3)
         used = np.unique(np.asarray(image.convert("P") if image.mode == "PA" else image))
@@ -196,8 +195,8 @@ def _pixels(image: Any) -> tuple[np.ndarray, bool]:
     elif image.format == "WEBP" and image.mode == "RGB":  # WebP has no gray mode
         pixels = np.asarray(image)
         if (pixels == pixels[..., :1]).all():
-            return pixels[..., 0], True  # a gray image, as its PNG would load
-    return np.asarray(image), gray
+            return pixels[..., 0]  # a gray image, as its PNG would load
+    return np.asarray(image)
 
 
 def _image_cell(cell: Any) -> Any:

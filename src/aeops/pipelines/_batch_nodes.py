@@ -21,7 +21,16 @@ def plan_batch_job(
 
     Raises:
         ModelNotFoundError: if ``model_uri`` names no loadable aeops bundle.
+        TypeError: if the input is not a :class:`TableSource` (its catalog entry is not
+            an ``aeops.io.TableSourceDataset``).
     """
+    if not isinstance(source, TableSource):
+        raise TypeError(
+            f"{area}_input must be streamed from files: give its catalog entry type "
+            f"aeops.io.TableSourceDataset (a CSV or Parquet file, or a folder of them), "
+            f"not one that loads a {type(source).__name__}. For a folder of image files, "
+            "write them to Parquet first (README: Batch embedding and scoring)"
+        )
     config = parse_params(BatchJobConfig, job, area)
     model_uri = config.model_uri or default_model_uri(
         parse_params(RegistryConfig, registry, "registry").model_name
