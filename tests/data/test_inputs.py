@@ -15,6 +15,7 @@ from aeops.data import (
     fit_scaler,
     input_spec_from_dict,
     make_input_spec,
+    nested_array,
     split_by_kind,
     window_starts,
 )
@@ -82,6 +83,12 @@ def test_images_are_reshaped_and_checked_for_size() -> None:
         odd = pd.DataFrame({"image": [np.arange(6.0), cell]})
         with pytest.raises(InputSchemaError, match=r"row position 1 is not an array of numbers"):
             spec.samples(odd, scaler)
+    # A null pixel (JSON null) is a missing value, which imputation fills and scoring
+    # names as non-finite; it was "not an array of numbers (iteration over a 0-d array)".
+    cell = [[[0.0, None, 2.0], [3.0, 4.0, 5.0]]]
+    np.testing.assert_array_equal(nested_array(cell), [[[0.0, np.nan, 2.0], [3.0, 4.0, 5.0]]])
+    with pytest.raises(InputSchemaError, match=r"non-finite value.* image at row position 0"):
+        spec.raw_values(pd.DataFrame({"image": [cell]}))
 
 
 def test_specs_round_trip_through_json_form() -> None:

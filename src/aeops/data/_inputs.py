@@ -85,11 +85,21 @@ class InputSpec(Protocol):
 
 def nested_array(cell: Any) -> np.ndarray:
     """One ndarray from a cell Parquet read as nested lists (object arrays of arrays),
-    as an image column comes back."""
+    as an image column comes back. A null inside it (JSON's null, Parquet's) is NaN, a
+    missing value.
+
+    Raises:
+        TypeError: for a cell that is no array (None, a number).
+    """
     array = np.asarray(cell)
     if array.dtype == object:
-        array = np.stack([nested_array(part) for part in array])
+        if array.ndim == 0:
+            raise TypeError(f"{cell!r} is not an array")
+        array = np.stack([_MISSING if part is None else nested_array(part) for part in array])
     return array
+
+
+_MISSING = np.asarray(np.nan)
 
 
 def float_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
