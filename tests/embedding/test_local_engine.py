@@ -642,7 +642,7 @@ def test_a_folders_quarantine_stays_out_of_its_output_and_goes_when_fixed(
     ("options", "message"),
     [
         ({"invalid_rows": "quarantine"}, r"invalid_rows='quarantine' cannot be used with a time"),
-        ({"engine": "spark"}, r"engine='spark' cannot score a time-series model"),
+        ({"engine": "spark"}, r"engine='spark' cannot run a time-series model"),
     ],
 )
 def test_a_series_is_never_cut_into_pieces(

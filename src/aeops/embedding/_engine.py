@@ -524,7 +524,7 @@ class EmbedJob:
             )
         if self.engine == "spark":
             raise ValueError(
-                "engine='spark' cannot score a time-series model: Spark hands the model "
+                "engine='spark' cannot run a time-series model: Spark hands the model "
                 "rows in independent batches, which would cut windows at every batch edge. "
                 "Use engine='local', which reads each part as one series."
             )
