@@ -188,10 +188,19 @@ def test_a_windows_code_reads_its_last_step() -> None:
     assert not torch.allclose(model.encode(x), model.encode(later))
 
 
-@pytest.mark.parametrize(("architecture", "shape"), [("mlp", (6,)), ("recurrent", (9, 2))])
-def test_dropout_draws_masks_in_training_only(architecture: str, shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    ("architecture", "shape", "hidden"),
+    [
+        ("mlp", (6,), (8, 8)),
+        ("recurrent", (9, 2), (8, 8)),  # between stacked layers, and after them
+        ("recurrent", (9, 2), (8,)),  # one layer: dropout was silently 0
+        ("conv", (1, 8, 8), (4, 4)),  # conv networks had none
+    ],
+)
+def test_dropout_draws_masks_in_training_only(
+    architecture: str, shape: tuple[int, ...], hidden: tuple[int, ...]
+) -> None:
     torch.manual_seed(0)
-    hidden = (8, 8)  # a recurrent stack drops out between its layers
     x = torch.rand(4, *shape)
     for dropout, varies in ((0.5, True), (0.0, False)):
         config = ModelConfig(
@@ -201,3 +210,11 @@ def test_dropout_draws_masks_in_training_only(architecture: str, shape: tuple[in
         assert (not torch.equal(model.reconstruct(x), model.reconstruct(x))) is varies
         model.eval()
         assert torch.equal(model.reconstruct(x), model.reconstruct(x))
+
+
+def test_dropout_leaves_a_conv_networks_parameter_names_as_they_were() -> None:
+    # Weights saved before conv networks had dropout still load into one that has it.
+    plain = ModelConfig(architecture="conv", latent_dim=2, hidden_dims=(4, 4), dropout=0.0)
+    dropped = plain.model_copy(update={"dropout": 0.3})
+    saved = build_model(plain, (1, 8, 8)).state_dict()
+    build_model(dropped, (1, 8, 8)).load_state_dict(saved)  # strict: same names and shapes

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from aeops.models._config import ModelConfig
 from aeops.models._registry import register_network
-from aeops.models.networks._common import ACTIVATIONS
+from aeops.models.networks._common import activation_and_dropout
 
 
 def _halved(size: int) -> int:
@@ -33,7 +33,7 @@ class _ConvDecoder(nn.Module):
         self._start = (channels[-1], *sizes[-1])  # (C_K, h_K, w_K)
         self.project = nn.Sequential(
             nn.Linear(latent_dim, channels[-1] * sizes[-1][0] * sizes[-1][1]),
-            ACTIVATIONS[config.activation](),
+            activation_and_dropout(config),
         )
         widths = [*reversed(channels), out_channels]  # C_K ... C_1, C_in
         maps = list(reversed(sizes))  # s_K ... s_0 = (H, W)
@@ -52,7 +52,7 @@ class _ConvDecoder(nn.Module):
                 )
             )
             if index < len(channels) - 1:
-                layers.append(ACTIVATIONS[config.activation]())
+                layers.append(activation_and_dropout(config))
         self.up = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -97,7 +97,7 @@ def build_conv(
     layers: list[nn.Module] = []
     for width_in, width_out in zip([channels_in, *channels], channels, strict=False):
         layers += [nn.Conv2d(width_in, width_out, 3, stride=2, padding=1)]
-        layers.append(ACTIVATIONS[config.activation]())
+        layers.append(activation_and_dropout(config))
     h, w = sizes[-1]
     encoder = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels[-1] * h * w, code_dim))
     decoder = _ConvDecoder(config.latent_dim, channels, sizes, channels_in, config)

@@ -1,7 +1,12 @@
-"""Sequence-to-sequence LSTM/GRU encoder and decoder for windows (B, T, F)."""
+"""Sequence-to-sequence LSTM/GRU encoder and decoder for windows (B, T, F).
+
+``model.dropout`` applies between stacked layers and to the RNN outputs the linear
+code and read-out take; ``model.activation`` does not apply (the cells have their own).
+"""
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aeops.models._config import ModelConfig
@@ -30,12 +35,13 @@ class _SequenceEncoder(nn.Module):
     def __init__(self, n_features: int, config: ModelConfig, code_dim: int) -> None:
         super().__init__()
         self.rnn = _rnn(config, n_features)
+        self.dropout = config.dropout
         self.head = nn.Linear(config.hidden_dims[0], code_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, F) -> (B, code_dim)."""
         outputs, _ = self.rnn(x)  # (B, T, H)
-        return self.head(outputs[:, -1])
+        return self.head(F.dropout(outputs[:, -1], self.dropout, self.training))
 
 
 class _SequenceDecoder(nn.Module):
@@ -45,13 +51,14 @@ class _SequenceDecoder(nn.Module):
         super().__init__()
         self.length = length
         self.rnn = _rnn(config, config.latent_dim)
+        self.dropout = config.dropout
         self.readout = nn.Linear(config.hidden_dims[0], n_features)
 
     def forward(self, z: Tensor) -> Tensor:
         """(B, latent_dim) -> (B, T, F)."""
         steps = z.unsqueeze(1).expand(-1, self.length, -1).contiguous()  # (B, T, L)
         outputs, _ = self.rnn(steps)  # (B, T, H)
-        return self.readout(outputs)
+        return self.readout(F.dropout(outputs, self.dropout, self.training))
 
 
 @register_network("recurrent")
