@@ -137,3 +137,11 @@ def test_a_trial_whose_values_break_a_rule_between_fields_names_them(
     ), text[-2000:]
     assert "min_lr=0.005 is above training.lr=0.001" in text
     assert project.client().search_registered_models() == []
+
+
+def test_a_space_key_the_sweep_sets_itself_is_refused(project: KedroProject) -> None:
+    text = _failed_sweep(
+        project, "sweep:\n  n_trials: 2\n  space:\n    training.resume: [true, false]\n"
+    )
+    assert "sweep.space['training.resume']: the sweep sets training.resume" in text, text[-2000:]
+    assert not any("sweep_trial" in run.data.tags for run in project.runs()), "no trial may start"

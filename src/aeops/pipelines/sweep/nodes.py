@@ -53,6 +53,10 @@ def _labels(validation_frame: pd.DataFrame, config: SweepConfig, data: DataConfi
     return labels
 
 
+# What `_Trials._fit` sets for every trial, whatever the training block says.
+_SET_BY_THE_SWEEP = ("training.resume", "training.progress", "training.checkpoint_dir")
+
+
 def _check_space(config: SweepConfig) -> None:
     """Each key of the space against its field in the model or training block, before
     any trial trains: the key must exist, and the values the space can give (a
@@ -66,6 +70,11 @@ def _check_space(config: SweepConfig) -> None:
     """
     schemas: dict[str, type[BaseModel]] = {"model": ModelConfig, "training": TrainingConfig}
     for key, spec in config.space.items():
+        if key in _SET_BY_THE_SWEEP:
+            raise ParameterError(
+                f"sweep.space[{key!r}]: the sweep sets {key} for every trial (each trains "
+                "from scratch in its own folder, without a progress bar)"
+            )
         area, _, path = key.partition(".")
         field = _field(schemas[area], path.split("."))
         if field is None:
@@ -236,6 +245,11 @@ def sweep_hyperparameters(
     """
     config = parse_params(SweepConfig, sweep, "sweep")
     _check_space(config)
+    if parse_params(TrainingConfig, training, "training").resume:
+        logger.warning(
+            "training.resume does not apply to a sweep: each trial trains from scratch in "
+            "<training.checkpoint_dir>/trial-N"
+        )
     try:
         check_comparable_scores(config, parse_params(ModelConfig, model, "model"))
     except ValueError as error:
