@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -480,6 +481,18 @@ def test_a_file_input_replaces_a_finished_folder_output_once_its_file_is_complet
     with pytest.raises(ValueError, match=r"also holds .*notes.txt.*, which no aeops job wrote"):
         _job(store, "tabular", tmp_path / "one.parquet").run(out2)
     assert (out2 / SUCCESS_MARKER).exists() and (out2 / "sub" / "data.csv").exists()
+    # A user's Parquet file among the set-aside rows is not one of them either.
+    (out2 / "notes.txt").unlink()
+    shutil.rmtree(out2 / "sub")
+    (out2 / "_quarantine").mkdir(exist_ok=True)
+    tabular_rows(3).to_parquet(out2 / "_quarantine" / "my_notes.parquet")
+    with pytest.raises(ValueError, match=r"also holds _quarantine/my_notes.parquet"):
+        _job(store, "tabular", tmp_path / "one.parquet").run(out2)
+    # A killed rerun's temporary part is aeops's own: the folder is replaced with it.
+    (out2 / "_quarantine" / "my_notes.parquet").unlink()
+    (out2 / f".part-000.parquet.tmp-{_WRITER}-99999").write_bytes(b"half a part")
+    _job(store, "tabular", tmp_path / "one.parquet").run(out2)
+    assert out2.is_file()
 
 
 def test_a_folder_output_is_put_back_when_the_file_cannot_take_its_place(

@@ -112,6 +112,11 @@ def test_a_folder_mixing_colour_and_gray_palettes_loads_one_channel_count(
     assert [image.shape for image in frame["image"]] == [(3, 8, 8)] * 3
     for name in ("b.gif", "0_gray.png"):
         np.testing.assert_array_equal(frame.loc[name, "image"], np.stack([gray] * 3))
+    # A 16-bit gray image stays gray, for validation to name, rather than mix scales.
+    deep = np.full((8, 8), 60000, dtype=">u2")
+    Image.frombytes("I;16B", (8, 8), deep.tobytes()).save(tmp_path / "deep.tif")
+    frame = ImageDataset(filepath=str(tmp_path)).load().set_index("id")
+    assert frame.loc["deep.tif", "image"].shape == (1, 8, 8)
 
 
 def test_sixteen_bit_images_keep_their_values(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
 def test_a_trial_that_repeats_earlier_values_reuses_their_results(
     project: KedroProject,
 ) -> None:
-    # One configuration, three trials: each was trained again, to the same model.
+    # One configuration, three trials: the repeats used to train the same model again.
     (project.root / "conf" / "local" / "parameters.yml").write_text(
         "training:\n  epochs: 10\nsweep:\n  n_trials: 3\n  space:\n    model.kind: [denoising]\n"
     )

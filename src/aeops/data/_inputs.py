@@ -89,7 +89,8 @@ def nested_array(cell: Any) -> np.ndarray:
     missing value.
 
     Raises:
-        TypeError: for a cell that is no array (None, a number).
+        TypeError: for a cell that is None.
+        ValueError: for a ragged cell, or a null in place of an inner list.
     """
     array = np.asarray(cell)
     if array.dtype == object:

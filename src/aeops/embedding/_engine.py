@@ -224,6 +224,9 @@ _WRITER = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
 _STALE_AFTER = 600.0
 
 
+# The column of a set-aside row that says why it failed the model's suite.
+FAILED_COLUMN = "aeops_failed"
+
 # Added to a writer's temporary name, the folder output it is replacing, for the
 # moment of the rename.
 _REPLACED = "-replaced"
@@ -262,6 +265,24 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def _written_by_aeops(path: Path, set_aside: bool) -> bool:
+    """Whether a file in a finished folder output is an aeops job's: a part (checked
+    for its metadata before), a set-aside rows file (with ``aeops_failed``), or the
+    temporary file of a part a killed rerun was writing."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    if re.fullmatch(r"\..+\.parquet\.tmp-[A-Za-z0-9_]+-\d{1,7}", path.name):
+        return True
+    if path.suffix != ".parquet":
+        return False
+    if not set_aside:
+        return True
+    try:
+        return FAILED_COLUMN in pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError):
+        return False
 
 
 def _listing(folder: Path) -> list[Path]:
@@ -497,7 +518,7 @@ class EmbedJob:
             bad, reasons = checked
             kept_batch = batch.filter(pa.array(~bad))
             rejected = batch.filter(pa.array(bad)).append_column(
-                "aeops_failed", pa.array(reasons, pa.string())
+                FAILED_COLUMN, pa.array(reasons, pa.string())
             )
             if not has_ids:  # the ids these rows would have had, to find them by
                 generated = np.flatnonzero(bad).astype(np.int64) + first_id + offset
@@ -776,7 +797,7 @@ class EmbedJob:
             if not (
                 path.name == SUCCESS_MARKER
                 or path == quarantine
-                or (path.suffix == ".parquet" and path.is_file() and not path.is_symlink())
+                or _written_by_aeops(path, set_aside=path.parent == quarantine)
             )
         ]
         if foreign:

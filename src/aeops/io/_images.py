@@ -153,13 +153,19 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             images.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))
             parent = file.parent.name
             labels.append(int(parent) if file.parent != path and parent.isdigit() else None)
-        grays = [index for index, image in enumerate(images) if image.shape[0] == 1]
-        if grays and any(image.shape[0] == 3 for image in images):
-            # Gray images among colour ones load as RGB, as PIL's convert("RGB") makes
-            # them: one channel count for the folder.
-            for index in grays:
-                images[index] = np.repeat(images[index], 3, axis=0)
-            logger.info("%s: %d gray image(s) among colour ones loaded as RGB", path, len(grays))
+        # Gray images among RGB ones of the same depth load as RGB (three equal
+        # channels): one channel count for the folder. A 16-bit gray among 8-bit
+        # colour images stays gray, for validation to name, rather than mix scales.
+        colour_depths = {image.dtype for image in images if image.shape[0] == 3}
+        grays = [
+            index
+            for index, image in enumerate(images)
+            if image.shape[0] == 1 and image.dtype in colour_depths
+        ]
+        for index in grays:
+            images[index] = np.repeat(images[index], 3, axis=0)
+        if grays:
+            logger.info("%s: %d gray image(s) among RGB ones loaded as RGB", path, len(grays))
         columns: dict[str, Any] = {id_column: ids, image_column: images}
         if any(label is not None for label in labels):
             columns[label_column] = labels

@@ -135,8 +135,9 @@ def check_comparable_scores(sweep: SweepConfig, model: ModelConfig) -> None:
     raise ValueError(
         "sweep.objective=validation_error compares the trials' mean scores, which are in "
         f"different units across the choices of sweep.space['model.{key}'] "
-        f"({', '.join(why)}); fix model.{key}, or use sweep.objective=validation_auroc "
-        "(needs labels)"
+        f"({', '.join(why)}); fix model.{key}"
+        + (", or score a VAE by model.anomaly_score: reconstruction" if key == "kind" else "")
+        + ", or use sweep.objective=validation_auroc (needs labels)"
     )
 
 
