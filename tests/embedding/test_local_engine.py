@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -761,6 +762,22 @@ def test_series_timestamps_and_nested_images_are_read_as_train_reads_them(
     assert pq.read_table(tmp_path / "nested.parquet").equals(
         pq.read_table(tmp_path / "flat.parquet")
     )
+
+
+def test_a_flat_image_of_the_wrong_size_is_named_by_its_value_count(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    # The batch job named null channels and height and a "width" of 65.
+    images = image_rows().drop(columns=["label"])
+    cells = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    cells[7] = np.zeros(65)
+    images.assign(image=cells).to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(BatchValidationError) as caught:
+        _job(store, "image", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
+    message = str(caught.value)
+    assert re.search(r"(?s)image_values.*\[64, 64\].*sample values \[65", message), message
+    assert not re.search(r"image_(channels|height|width)", message), message
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_a_folder_whose_parts_disagree_on_the_id_column_is_refused_before_any_work(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,19 @@ def test_an_image_of_the_wrong_shape_is_named() -> None:
         DataValidationError, match=r"image_width.*sample ids \[2\]; sample values \[5"
     ):
         _validate(frame, IMAGES)
+
+
+def test_a_flat_image_of_the_wrong_size_is_named_by_its_value_count() -> None:
+    # It was reported as null channels and height and a "width" of 17.
+    frame = _images()
+    frame["image"] = [cell.ravel() for cell in frame["image"]]
+    frame.at[2, "image"] = np.zeros(17)
+    with pytest.raises(DataValidationError) as caught:
+        _validate(frame, IMAGES)
+    message = str(caught.value)
+    assert re.search(r"image_values.*expected values in \[16, 16\].*sample ids \[3\]", message)
+    assert "sample values [17" in message
+    assert not re.search(r"image_(channels|height|width)", message)
 
 
 def test_pixels_out_of_range_and_non_finite_are_named() -> None:

@@ -2,7 +2,8 @@
 
 Great Expectations checks columns of scalars, so images and time series are
 validated through derived numeric columns computed the same way at training and at
-scoring time: each image's channels, height, width and pixel range; each time step's
+scoring time: each image's channels, height, width, value count and pixel range; each
+time step's
 distance to the previous one (monotonic timestamps, no gap beyond a tolerance).
 """
 
@@ -18,10 +19,17 @@ from aeops.data import DataConfig, image_values, infer_image_shape, resolve_feat
 #: Derived columns; their names are what a failure message shows.
 STEP_COLUMN = "timestamp_step_seconds"
 MIN_STEP_SECONDS = 1e-6
-IMAGE_COLUMNS = ("image_channels", "image_height", "image_width", "image_min", "image_max")
+IMAGE_COLUMNS = (
+    "image_channels",
+    "image_height",
+    "image_width",
+    "image_values",
+    "image_min",
+    "image_max",
+)
 # Derived columns that are null only for bad data, even where feature values may be
 # missing: a missing or out-of-order timestamp, an image that is not an array.
-NEVER_MISSING_FACTS = (STEP_COLUMN, *IMAGE_COLUMNS[:3])
+NEVER_MISSING_FACTS = (STEP_COLUMN, *IMAGE_COLUMNS[:4])
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,11 @@ def _max_gap_seconds(steps: pd.Series, configured: str | None) -> float | None:
 def _image_facts(
     cells: pd.Series, shape: tuple[int, int, int], missing_pixels: bool = False
 ) -> pd.DataFrame:
-    """Channels, height, width, min and max of each image; shapes of flat arrays are
-    read against the expected shape. With ``missing_pixels`` the min and max are those
-    of the present pixels (null only when every pixel is missing); otherwise a missing
+    """Channels, height, width, value count, min and max of each image.
+
+    A flat array has no shape of its own: it is read as the expected shape, and only
+    its value count can be wrong. With ``missing_pixels`` the min and max are those of
+    the present pixels (null only when every pixel is missing); otherwise a missing
     pixel makes them null, which the suite's not-null checks report."""
     low_of, high_of = (np.nanmin, np.nanmax) if missing_pixels else (np.min, np.max)
     facts = []
@@ -70,14 +80,14 @@ def _image_facts(
             dims = (1, *array.shape)
         elif array.ndim == 3:
             dims = array.shape
-        elif array.ndim == 1 and array.size == int(np.prod(shape)):
+        elif array.ndim == 1:
             dims = shape
-        else:
-            dims = (np.nan, np.nan, float(array.size))
+        else:  # 0-d or 4-d and more: no image shape can be read
+            dims = (np.nan, np.nan, np.nan)
         present = array.size and not (missing_pixels and np.isnan(array).all())
         low = float(low_of(array)) if present else np.nan
         high = float(high_of(array)) if present else np.nan
-        facts.append((*dims, low, high))
+        facts.append((*dims, array.size, low, high))
     return pd.DataFrame(facts, columns=list(IMAGE_COLUMNS), index=cells.index, dtype="float64")
 
 
@@ -101,7 +111,7 @@ def validation_view(
         shape = infer_image_shape(frame, config)
         derived = frame.drop(columns=[config.image_column])
         derived = derived.join(_image_facts(frame[config.image_column], shape, missing_values))
-        for name, size in zip(IMAGE_COLUMNS[:3], shape, strict=True):
+        for name, size in zip(IMAGE_COLUMNS[:4], (*shape, int(np.prod(shape))), strict=True):
             bounds[name] = (size, size)
         if config.pixel_range is not None:
             low, high = config.pixel_range
