@@ -42,7 +42,8 @@ import torch
 from aeops.bundle import LoadedBundle, read_bundle
 from aeops.embedding import EmbedJob, TableSource
 from aeops.embedding._arrow_tabular import ArrowTabularPath
-from aeops.embedding._engine import PARQUET_WRITE_OPTIONS, _Prepared
+from aeops.embedding._engine import _Prepared
+from aeops.embedding._output import PARQUET_WRITE_OPTIONS
 from aeops.embedding._source import parquet_batches
 
 sys.path.insert(0, str(Path(__file__).parent))

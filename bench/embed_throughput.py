@@ -51,7 +51,7 @@ import torch
 from aeops.bundle import BundleSpec, LoadedBundle, read_bundle, write_bundle
 from aeops.data import TabularInputs, fit_scaler
 from aeops.embedding import EmbedJob, TableSource
-from aeops.embedding._engine import PARQUET_WRITE_OPTIONS
+from aeops.embedding._output import PARQUET_WRITE_OPTIONS
 from aeops.embedding._source import open_parquet, parquet_batches
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import Predictor, Threshold

@@ -1,4 +1,5 @@
-"""Kedro hooks of the project (glue only; the work is in ``aeops.serving``)."""
+"""Kedro hooks of the project (glue only; the work is in ``aeops.serving`` and the
+pipelines' own modules)."""
 
 from __future__ import annotations
 

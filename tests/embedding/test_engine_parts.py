@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from aeops.data import TabularInputs, fit_scaler
-from aeops.embedding import _engine
 from aeops.embedding import _source as source_module
+from aeops.embedding import _threads
 from aeops.embedding._arrow_tabular import ArrowTabularPath, _Buffers, _unique
 from aeops.embedding._checks import CompiledSuite
-from aeops.embedding._engine import _cpu_share_for_the_model
 from aeops.embedding._source import WHOLE_ROW_GROUP_BYTES, parquet_batches
+from aeops.embedding._threads import cpu_share_for_the_model
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import Predictor
 from aeops.validation import build_suite, suite_to_dict
@@ -119,19 +119,19 @@ def test_the_model_gets_half_the_cpus_during_a_job_and_the_setting_comes_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model = _predictor().model
-    monkeypatch.setattr(_engine, "_usable_cpus", lambda: 8)
+    monkeypatch.setattr(_threads, "usable_cpus", lambda: 8)
     original = torch.get_num_threads()
     torch.set_num_threads(8)
     try:
-        with pytest.raises(RuntimeError, match="boom"), _cpu_share_for_the_model(model):
+        with pytest.raises(RuntimeError, match="boom"), cpu_share_for_the_model(model):
             assert torch.get_num_threads() == 4
-            with _cpu_share_for_the_model(model):  # a second job in the same process
+            with cpu_share_for_the_model(model):  # a second job in the same process
                 assert torch.get_num_threads() == 4
             assert torch.get_num_threads() == 4  # the first job still runs
             raise RuntimeError("boom")
         assert torch.get_num_threads() == 8
         torch.set_num_threads(2)  # never more than the setting it had
-        with _cpu_share_for_the_model(model):
+        with cpu_share_for_the_model(model):
             assert torch.get_num_threads() == 2
         assert torch.get_num_threads() == 2
     finally:

@@ -28,11 +28,10 @@ from aeops.embedding import (
     EmbedJob,
     SourceError,
     TableSource,
-    _engine,
 )
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import CompiledSuite
-from aeops.embedding._engine import _WRITER
+from aeops.embedding._output import WRITER, AtomicParquetWriter
 from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
@@ -491,7 +490,7 @@ def test_a_file_input_replaces_a_finished_folder_output_once_its_file_is_complet
         _job(store, "tabular", tmp_path / "one.parquet").run(out2)
     # A killed rerun's temporary part is aeops's own: the folder is replaced with it.
     (out2 / "_quarantine" / "my_notes.parquet").unlink()
-    (out2 / f".part-000.parquet.tmp-{_WRITER}-99999").write_bytes(b"half a part")
+    (out2 / f".part-000.parquet.tmp-{WRITER}-99999").write_bytes(b"half a part")
     _job(store, "tabular", tmp_path / "one.parquet").run(out2)
     assert out2.is_file()
 
@@ -584,7 +583,7 @@ def test_a_failed_cleanup_of_one_output_still_cleans_up_the_other(
             raise RuntimeError("the model failed")
         return answers(self, *args)
 
-    abort = _engine._AtomicParquetWriter.abort
+    abort = AtomicParquetWriter.abort
 
     def abort_fails_for_the_output(self: Any) -> None:
         abort(self)
@@ -592,7 +591,7 @@ def test_a_failed_cleanup_of_one_output_still_cleans_up_the_other(
             raise OSError("no space left on device")
 
     monkeypatch.setattr(EmbedJob, "_answers", model_fails_on_the_second_batch)
-    monkeypatch.setattr(_engine._AtomicParquetWriter, "abort", abort_fails_for_the_output)
+    monkeypatch.setattr(AtomicParquetWriter, "abort", abort_fails_for_the_output)
     with pytest.raises(RuntimeError, match="the model failed"):  # the cause, not the cleanup's
         job.run(tmp_path / "out.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
@@ -822,18 +821,18 @@ def test_temporary_files_a_killed_job_left_are_removed_by_the_next_run(
         os.utime(path, (age, age))
         return path
 
-    left = temp(f"{_WRITER}-{dead.pid}")
+    left = temp(f"{WRITER}-{dead.pid}")
     # A folder output it was replacing when it was killed, set aside under its name.
-    replaced = tmp_path / f".out.parquet.tmp-{_WRITER}-{dead.pid}-replaced"
+    replaced = tmp_path / f".out.parquet.tmp-{WRITER}-{dead.pid}-replaced"
     replaced.mkdir()
     (replaced / "part-000.parquet").write_bytes(b"an earlier output")
     os.utime(replaced, (hour_ago, hour_ago))
     kept = [
-        temp(f"{_WRITER}-{os.getppid()}"),  # its writer still runs
+        temp(f"{WRITER}-{os.getppid()}"),  # its writer still runs
         temp("backup-2024"),  # a user's file
         temp(f"elsewhere-{dead.pid}"),  # another machine's: its pids mean nothing here
     ]
-    recent = tmp_path / f".out.parquet.tmp-{_WRITER}-{dead.pid + 1}"
+    recent = tmp_path / f".out.parquet.tmp-{WRITER}-{dead.pid + 1}"
     recent.write_bytes(b"written a moment ago")  # a paused writer, maybe
     _job(store, "tabular", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
     assert not left.exists() and not replaced.exists()

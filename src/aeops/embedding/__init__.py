@@ -3,7 +3,8 @@
 from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._config import BatchJobConfig
-from aeops.embedding._engine import SUCCESS_MARKER, EmbedJob, JobReport
+from aeops.embedding._engine import EmbedJob, JobReport
+from aeops.embedding._output import SUCCESS_MARKER
 from aeops.embedding._source import SourceError, TableSource
 
 __all__ = [

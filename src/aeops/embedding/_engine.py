@@ -11,288 +11,60 @@ written, so a crash never duplicates or loses rows.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import glob
 import itertools
 import logging
-import os
-import queue
-import re
-import shutil
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.data import DataConfig, TabularInputs, WindowInputs, parse_timestamps
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
+from aeops.embedding._output import (
+    FAILED_COLUMN,
+    SUCCESS_MARKER,
+    AtomicParquetWriter,
+    listing,
+    remove_if_empty,
+    written_by_aeops,
+)
 from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource, open_parquet
+from aeops.embedding._threads import background, cpu_share_for_the_model
 from aeops.validation import validation_view
 
 logger = logging.getLogger(__name__)
 
 Output = Literal["embeddings", "scores"]
-_DONE = object()
-SUCCESS_MARKER = "_SUCCESS"
-
-#: how answers are written. Embeddings, errors and ids are (nearly) all distinct
-#: values, so dictionary encoding only costs: without it the writer is about twice as
-#: fast and the file about 15% smaller (snappy compression stays on).
-PARQUET_WRITE_OPTIONS: dict[str, Any] = {"use_dictionary": False}
 
 
 @dataclass(frozen=True)
 class JobReport:
-    """What a job did."""
+    """What a job did.
+
+    Attributes:
+        rows: rows written (set-aside rows not included).
+        parts_written: input parts processed in this run.
+        parts_skipped: parts a rerun found already complete.
+        quarantined_rows: rows set aside for failing the model's suite.
+        seconds: the job's wall-clock time.
+    """
 
     rows: int
     parts_written: int
     parts_skipped: int
     quarantined_rows: int
     seconds: float
-
-
-def _background(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``items`` in a thread, ``depth`` ahead; exceptions surface to the caller.
-
-    When the caller stops early (an error in the model or the writer), the thread is
-    told to stop and the queue drained, so it never blocks on a full queue holding the
-    input file open.
-    """
-    channel: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    break
-                channel.put(item)
-        except BaseException as error:  # handed to the consumer, re-raised there
-            channel.put(error)
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-        channel.put(_DONE)
-
-    thread = threading.Thread(target=produce, daemon=True, name="aeops-reader")
-    thread.start()
-    try:
-        while True:
-            item = channel.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                channel.get(timeout=0.05)
-
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"jobs": 0, "previous": 0}
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on (affinity and cpusets), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - platforms without affinity
-        return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def _cpu_share_for_the_model(model: torch.nn.Module) -> Iterator[None]:
-    """On the CPU, leave the reader and writer threads their share of the cores.
-
-    Torch's intra-op pool otherwise takes every core and spins for work while the
-    reader decodes and the writer encodes Parquet: on two cores that halved the job's
-    rows/s. While jobs run, the model gets half the usable CPUs (at least one, never
-    more than the setting it had), and the setting comes back when the last job in
-    the process ends, also on error. A model on a GPU is left alone.
-    """
-    if next(model.parameters()).device.type != "cpu":
-        yield
-        return
-    with _THREADS_LOCK:
-        if _THREADS_STATE["jobs"] == 0:
-            _THREADS_STATE["previous"] = torch.get_num_threads()
-            share = max(1, _usable_cpus() // 2)
-            torch.set_num_threads(min(_THREADS_STATE["previous"], share))
-        _THREADS_STATE["jobs"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["jobs"] -= 1
-            if _THREADS_STATE["jobs"] == 0:
-                torch.set_num_threads(_THREADS_STATE["previous"])
-
-
-class _AtomicParquetWriter:
-    """Writes batches from a queue in a thread to ``<target>.tmp-*``, renamed on close.
-
-    With ``replaces_folder`` the target is a finished folder output, moved aside only
-    once the file is complete, for the moment of the rename, and put back if the rename
-    fails.
-    """
-
-    def __init__(self, target: Path, schema: pa.Schema, replaces_folder: bool = False) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_left_over_temps(target)
-        self.target = target
-        self.temp = target.with_name(f".{target.name}.tmp-{_WRITER}-{os.getpid()}")
-        self.replaces_folder = replaces_folder
-        self.schema = schema
-        self._writer = pq.ParquetWriter(self.temp, schema, **PARQUET_WRITE_OPTIONS)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, daemon=True, name="aeops-writer")
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while (batch := self._queue.get()) is not _DONE:
-            if self._error is None:
-                try:
-                    self._writer.write_batch(batch)
-                except BaseException as error:
-                    self._error = error
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(batch)
-
-    def commit(self) -> None:
-        self._queue.put(_DONE)
-        self._thread.join()
-        self._writer.close()
-        if self._error is not None:
-            self.abort()
-            raise self._error
-        if not self.replaces_folder:
-            self.temp.replace(self.target)
-            return
-        aside = self.temp.with_name(f"{self.temp.name}{_REPLACED}")
-        _remove_tree(aside)  # a killed run's of this pid: its folder was replaced
-        self.target.rename(aside)
-        try:
-            self.temp.replace(self.target)
-        except BaseException:
-            aside.rename(self.target)
-            raise
-        logger.warning("Replaced the folder output at %s with one file", self.target)
-        try:
-            _remove_tree(aside)
-        except OSError as error:
-            logger.warning("Could not remove the replaced folder output %s: %s", aside, error)
-
-    def abort(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_DONE)
-            self._thread.join()
-        try:
-            self._writer.close()
-        finally:
-            self.temp.unlink(missing_ok=True)
-
-
-# This machine, in a temporary file's name: a pid says whether a writer still runs
-# only on the machine (and in the container) that wrote it.
-_WRITER = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
-# A temporary file left alone this long (seconds) has no live writer: one writes a
-# batch every few seconds.
-_STALE_AFTER = 600.0
-
-
-# The column of a set-aside row that says why it failed the model's suite.
-FAILED_COLUMN = "aeops_failed"
-
-# Added to a writer's temporary name, the folder output it is replacing, for the
-# moment of the rename.
-_REPLACED = "-replaced"
-
-
-def _remove_left_over_temps(target: Path) -> None:
-    """Remove the temporary files of ``target`` that a job killed mid-write (SIGKILL,
-    SIGTERM) left behind, and a folder output it was replacing: written on this
-    machine, by a process no longer running, and untouched for ten minutes. Anything
-    else is left alone."""
-    pattern = re.compile(
-        rf"\.{re.escape(target.name)}\.tmp-{_WRITER}-(\d{{1,7}})({re.escape(_REPLACED)})?"
-    )
-    for temp in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
-        match = pattern.fullmatch(temp.name)
-        if match is None or int(match[1]) == os.getpid() or _running(int(match[1])):
-            continue
-        with contextlib.suppress(OSError):  # gone already, or not ours to remove
-            if time.time() - temp.lstat().st_mtime > _STALE_AFTER:
-                _remove_tree(temp)
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a file, a link (not what it points to) or a folder, if there."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _written_by_aeops(path: Path, set_aside: bool) -> bool:
-    """Whether a file in a finished folder output is an aeops job's: a part (checked
-    for its metadata before), a set-aside rows file (with ``aeops_failed``), or the
-    temporary file of a part a killed rerun was writing."""
-    if not path.is_file() or path.is_symlink():
-        return False
-    if re.fullmatch(r"\..+\.parquet\.tmp-[A-Za-z0-9_]+-\d{1,7}", path.name):
-        return True
-    if path.suffix != ".parquet":
-        return False
-    if not set_aside:
-        return True
-    try:
-        return FAILED_COLUMN in pq.read_schema(path).names
-    except (pa.ArrowInvalid, OSError):
-        return False
-
-
-def _listing(folder: Path) -> list[Path]:
-    """The entries of ``folder``; none when it is absent or not a folder."""
-    return list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
-
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # absent, or not empty
-        folder.rmdir()
 
 
 # pandas' nullable integer dtypes, which keep int ids with a null exact.
@@ -638,22 +410,26 @@ class EmbedJob:
     def run(self, destination: Path, progress: Callable[[int], None] | None = None) -> JobReport:
         """Execute the plan into ``destination`` (a file, or a folder for a folder input).
 
+        Args:
+            destination: the output Parquet file, or folder of parts for a folder input.
+            progress: called with the number of rows read after each batch (negative
+                when a part is read again).
+
+        Returns:
+            What the job did: rows written and set aside, parts written and skipped.
+
         Raises:
             BatchValidationError: for a batch that fails and ``invalid_rows`` is ``fail``;
                 nothing is left at ``destination`` for that part.
             SourceError: for an unreadable input.
+            ValueError: for a destination of the other shape (a file for a folder input,
+                a folder that is not a finished aeops output for a file input), a folder
+                input with no parts, or quarantine asked of the Spark engine.
         """
         started = time.perf_counter()
         self._refuse_what_would_cut_series()
         if self.engine == "spark":
-            if self.invalid_rows == "quarantine":
-                raise ValueError(
-                    "invalid_rows='quarantine' needs engine='local'; the Spark engine stops "
-                    "at the first batch that fails the model's suite (invalid_rows='fail')"
-                )
-            from aeops.embedding._spark import run_spark
-
-            report = run_spark(self, self._pinned_model_uri(), destination)
+            report = self._run_on_spark(destination)
             return dataclasses.replace(report, seconds=time.perf_counter() - started)
         suite_dict = self.bundle.spec.validation_suite
         suite = CompiledSuite(suite_dict, {self._id_column}) if suite_dict else None
@@ -683,17 +459,10 @@ class EmbedJob:
                         logger.info("Skipping %s: %s is already complete", part.name, target)
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
-                run_part = functools.partial(
-                    self._run_part,
-                    part,
-                    target,
-                    suite,
-                    unmark,
-                    first_id,
-                    replaces_folder=replaces_a_folder,
-                )
-                with _cpu_share_for_the_model(self.bundle.predictor.model):
-                    part_rows, part_quarantined = self._reading_wider_ids(part, run_part, progress)
+                with cpu_share_for_the_model(self.bundle.predictor.model):
+                    part_rows, part_quarantined = self._run_part_widening_csv_ids(
+                        part, target, suite, unmark, first_id, replaces_a_folder, progress
+                    )
                 rows += part_rows
                 quarantined += part_quarantined
                 written += 1
@@ -701,9 +470,9 @@ class EmbedJob:
             # The finished parts stay for a rerun; folders this run made and left
             # empty go, so a failed first part leaves nothing at the destination.
             if self.source.is_folder:
-                _remove_if_empty(destination / "_quarantine")
+                remove_if_empty(destination / "_quarantine")
             if created:
-                _remove_if_empty(destination)
+                remove_if_empty(destination)
             raise
         if self.source.is_folder:
             if earlier:
@@ -711,6 +480,16 @@ class EmbedJob:
                 self._remove_earlier_parts(earlier)
             marker.write_text("")
         return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
+
+    def _run_on_spark(self, destination: Path) -> JobReport:
+        if self.invalid_rows == "quarantine":
+            raise ValueError(
+                "invalid_rows='quarantine' needs engine='local'; the Spark engine stops "
+                "at the first batch that fails the model's suite (invalid_rows='fail')"
+            )
+        from aeops.embedding._spark import run_spark
+
+        return run_spark(self, self._pinned_model_uri(), destination)
 
     def _first_ids(self, parts: list[Path]) -> list[int | None]:
         """For each part, the id its first row gets when the input has no id column; None
@@ -734,15 +513,19 @@ class EmbedJob:
             )
         return list(itertools.accumulate(map(self.source.count_rows, parts[:-1]), initial=0))
 
-    def _reading_wider_ids(
+    def _run_part_widening_csv_ids(
         self,
         part: Path,
-        run_part: Callable[[dict[str, pa.DataType], Callable[[int], None]], tuple[int, int]],
+        target: Path,
+        suite: CompiledSuite | None,
+        before_commit: Callable[[], None],
+        first_id: int | None,
+        replaces_folder: bool,
         progress: Callable[[int], None] | None,
     ) -> tuple[int, int]:
-        """``run_part(csv_types, progress)``; a CSV whose ids change type after the first
-        block (pyarrow fixes a column's type there) is read again with the wider type
-        its values need, text or float64, as pandas and Spark read the whole column."""
+        """``_run_part``; a CSV whose ids change type after the first block (pyarrow
+        fixes a column's type there) is run again with the wider type its values need,
+        text or float64, as pandas and Spark read the whole column."""
         csv_types = self._csv_types
         while True:
             counted = 0
@@ -754,7 +537,16 @@ class EmbedJob:
                     progress(rows)
 
             try:
-                return run_part(csv_types, counting)
+                return self._run_part(
+                    part,
+                    target,
+                    suite,
+                    before_commit,
+                    first_id,
+                    csv_types,
+                    counting,
+                    replaces_folder,
+                )
             except SourceError as error:
                 wider = error.wider
                 if (
@@ -793,11 +585,11 @@ class EmbedJob:
         quarantine = destination / "_quarantine"
         foreign = [
             path
-            for path in (*destination.iterdir(), *_listing(quarantine))
+            for path in (*destination.iterdir(), *listing(quarantine))
             if not (
                 path.name == SUCCESS_MARKER
                 or path == quarantine
-                or _written_by_aeops(path, set_aside=path.parent == quarantine)
+                or written_by_aeops(path, set_aside=path.parent == quarantine)
             )
         ]
         if foreign:
@@ -820,22 +612,25 @@ class EmbedJob:
         progress: Callable[[int], None],
         replaces_folder: bool = False,
     ) -> tuple[int, int]:
-        writer: _AtomicParquetWriter | None = None
-        quarantine: _AtomicParquetWriter | None = None
+        """Read, check, answer and write one input part into ``target``; the rows
+        written and the rows set aside. ``before_commit`` runs once every batch is
+        written, before anything is renamed into place."""
+        writer: AtomicParquetWriter | None = None
+        quarantine: AtomicParquetWriter | None = None
         quarantine_target = self._quarantine_target(target)
         rows = bad_rows = 0
         try:
             batches = self._frames(part, csv_types)
-            for prepared in _background(self._prepare(batches, part, suite, first_id or 0)):
+            for prepared in background(self._prepare(batches, part, suite, first_id or 0)):
                 rejected = prepared.rejected
                 if rejected is not None and rejected.num_rows:
                     if quarantine is None:
-                        quarantine = _AtomicParquetWriter(quarantine_target, rejected.schema)
+                        quarantine = AtomicParquetWriter(quarantine_target, rejected.schema)
                     quarantine.write(rejected)
                     bad_rows += rejected.num_rows
                 if writer is None:
                     schema = self.output_schema(prepared.ids.type, part, first_id)
-                    writer = _AtomicParquetWriter(target, schema, replaces_folder)
+                    writer = AtomicParquetWriter(target, schema, replaces_folder)
                 if prepared.n_rows:
                     writer.write(self._answers(prepared, writer.schema))
                 if prepared.recycle is not None:
@@ -844,7 +639,7 @@ class EmbedJob:
                 progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
                 schema = self.output_schema(self._id_type(part), part, first_id)
-                writer = _AtomicParquetWriter(target, schema, replaces_folder)
+                writer = AtomicParquetWriter(target, schema, replaces_folder)
             before_commit()
             # The set-aside rows first: a part counts as done once its output exists.
             if quarantine is not None:

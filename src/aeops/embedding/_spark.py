@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 
 from aeops.data import DataConfig
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
-from aeops.embedding._engine import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER, EmbedJob, JobReport
+from aeops.embedding._engine import EmbedJob, JobReport
+from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
 from aeops.embedding._source import PARQUET_SUFFIXES
 from aeops.validation import validation_view
 

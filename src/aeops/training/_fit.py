@@ -489,6 +489,7 @@ def fit(
         ValueError: if either set is empty, their sample shapes differ, the
             precision does not suit the device, or a ``bce`` model's training samples
             leave [0, 1].
+        RuntimeError: if ``training.device`` is ``cuda`` and no CUDA device is visible.
         CheckpointMismatchError: if ``resume`` finds a checkpoint of another run.
         TrainingDivergedError: if a loss becomes NaN or infinite (after saving the
             diverged state under ``checkpoint_dir``).

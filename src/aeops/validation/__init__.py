@@ -1,4 +1,5 @@
-"""Great Expectations (1.x) validation of raw tabular frames.
+"""Great Expectations (1.x) validation of raw frames: tables, and images and time
+series through derived columns (:func:`validation_view`).
 
 Build a suite from config with :func:`build_suite`, run it with :func:`validate_frame` and
 ship it inside a model bundle with :func:`suite_to_dict` / :func:`suite_from_dict`.

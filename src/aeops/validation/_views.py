@@ -3,8 +3,8 @@
 Great Expectations checks columns of scalars, so images and time series are
 validated through derived numeric columns computed the same way at training and at
 scoring time: each image's channels, height, width, value count and pixel range; each
-time step's
-distance to the previous one (monotonic timestamps, no gap beyond a tolerance).
+time step's distance to the previous one (monotonic timestamps, no gap beyond a
+tolerance).
 """
 
 from __future__ import annotations

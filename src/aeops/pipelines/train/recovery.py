@@ -72,7 +72,7 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     for key, setting in REQUESTS_NOT_RETRIED.items():
         os.environ.setdefault(key, setting)
     inputs, scaler = value("input_spec"), value("scaler")
-    data, threshold_params = value("params:data"), value("params:threshold")
+    data, threshold_params = value("params:data") or {}, value("params:threshold")
     threshold = value("anomaly_threshold")
     if threshold is None:
         threshold = choose_anomaly_threshold(
@@ -81,12 +81,11 @@ def keep_unlogged_model(catalog: Any, project_path: Path) -> Path | None:
     test_frame = value("test_frame")
     metrics = value("evaluation_metrics")
     if metrics is None:
-        label = (data or {}).get("label_column")
         metrics = evaluate_frame(
             Predictor(model=model, inputs=inputs, scaler=scaler, threshold=threshold),
             test_frame,
             id_column=data.get("id_column", "id"),
-            label_column=label,
+            label_column=data.get("label_column"),
         ).metrics
     request = registration_request(
         model,
