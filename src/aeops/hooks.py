@@ -7,7 +7,9 @@ import atexit
 import difflib
 import logging
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -106,6 +108,77 @@ class CheckParametersFirst:
             if schema is not None:
                 parsed[area] = parse_params(schema, catalog.load(name), area)
         check_together(parsed)
+
+
+class DescribeRun:
+    """After kedro-mlflow has started the run (``trylast``): name it after the model it
+    trains, and tag the code and command it ran.
+
+    kedro-mlflow names every run after its pipeline, so the runs table listed a column
+    of ``train``. A pipeline that takes the ``model`` block gets ``<pipeline>-<kind>``
+    (``train-vae``), unless ``tracking.run.name`` is set or a sweep's trials choose
+    the kind. MLflow records the git commit
+    only for a script inside the repository, which ``kedro`` is not: the project's
+    commit is tagged ``mlflow.source.git.commit`` (the UI's "Git commit"), with
+    ``git_dirty`` when tracked files have changed. ``kedro_command`` (kedro-mlflow's,
+    without ``--env`` or ``--params``) becomes the command line as typed.
+    """
+
+    def __init__(self) -> None:
+        self._project_path = Path.cwd()
+        self._named_in_config = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Remember the project folder and whether ``mlflow.yml`` names the run."""
+        self._project_path = Path(context.project_path)
+        try:
+            run = context.config_loader["mlflow"].get("tracking", {}).get("run", {})
+        except (KeyError, MissingConfigException):
+            run = {}
+        self._named_in_config = bool((run or {}).get("name"))
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Name and tag kedro-mlflow's run, if there is one."""
+        mlflow = sys.modules.get("mlflow")
+        run = None if mlflow is None else mlflow.active_run()
+        if mlflow is None or run is None:
+            return
+        tags = _git_tags(self._project_path)
+        if Path(sys.argv[0]).name == "kedro":
+            tags["kedro_command"] = shlex.join(["kedro", *sys.argv[1:]])
+        mlflow.set_tags(tags)
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
+        kedro_mlflow_name = "+".join(name or "__default__" for name in names)
+        if self._named_in_config or run.info.run_name != kedro_mlflow_name:
+            return  # named in mlflow.yml, or an existing run continued
+        if "params:model" not in pipeline.inputs():
+            return
+        if "params:sweep" in pipeline.inputs():
+            space = (catalog.load("params:sweep") or {}).get("space") or {}
+            if "model.kind" in space:
+                return  # the trials choose the kind
+        kind = (catalog.load("params:model") or {}).get("kind", "vanilla")
+        mlflow.MlflowClient().update_run(run.info.run_id, name=f"{kedro_mlflow_name}-{kind}")
+
+
+def _git_tags(folder: Path) -> dict[str, str]:
+    """The commit checked out in ``folder`` and whether tracked files changed; none
+    outside a git working tree or without git."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(changed)).lower()}
 
 
 class KeepUnloggedModel:

@@ -8,6 +8,7 @@ from omegaconf.resolvers import oc
 from aeops.hooks import (
     CheckParametersFirst,
     CloseInterruptedRun,
+    DescribeRun,
     KeepUnloggedModel,
     RefuseUnknownParameters,
     TrackingStoreCheck,
@@ -61,12 +62,14 @@ _import_kedro_mlflow_models_quietly()
 
 # Before a run: refuse a misspelled --params block, check every parameter block the
 # pipeline takes, and check the tracking server answers (or create the SQLite store).
+# Once kedro-mlflow has opened the run: name it after the model kind, tag the commit.
 # During one: keep a trained model on disk when the server goes away; close a run
 # that Ctrl-C or SIGTERM stopped as KILLED.
 HOOKS = (
     RefuseUnknownParameters(),
     CheckParametersFirst(),
     TrackingStoreCheck(),
+    DescribeRun(),
     KeepUnloggedModel(),
     CloseInterruptedRun(),
 )

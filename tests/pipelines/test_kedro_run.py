@@ -39,9 +39,31 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> KedroProject:
     project = KedroProject(tmp_path_factory.mktemp("project"))
-    result = project.run()
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the project"]):
+        git = ["git", "-c", "user.name=aeops", "-c", "user.email=aeops@example.com", *command]
+        subprocess.run(git, cwd=project.root, check=True, capture_output=True)
+    result = project.run("--params=training.seed=0")
     assert result.returncode == 0, output_of(result)
     return project
+
+
+def test_run_is_named_after_its_kind_and_tagged_with_commit_and_command(
+    trained: KedroProject,
+) -> None:
+    client = trained.client()
+    experiment = client.get_experiment_by_name("aeops")
+    assert experiment is not None
+    (run,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.kedro_command LIKE '%pipeline=train%'"
+    )
+    assert run.info.run_name == "train-vanilla"  # not "train" like every other run
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=trained.root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tags = run.data.tags
+    assert tags["mlflow.source.git.commit"] == commit
+    assert tags["git_dirty"] == "false"
+    assert tags["kedro_command"] == "kedro run --pipeline=train --params=training.seed=0"
 
 
 def test_run_is_finished_with_flat_params_history_metrics_and_plots(

@@ -105,6 +105,8 @@ def test_champion_only_moves_to_a_better_version() -> None:
     assert (better["version"], better["alias"]) == ("4", CHAMPION)
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "4"
+    # The displaced champion is the runner-up now, not version 3 that lost to it.
+    assert str(client.get_model_version_by_alias("unit-model", CHALLENGER).version) == "1"
     tags = client.get_model_version("unit-model", "4").tags
     assert tags["metric.test_auroc"] == "0.9"
     assert tags["t"] == "1"
@@ -356,6 +358,31 @@ def test_a_loaded_alias_is_the_version_its_provenance_names(
     np.testing.assert_array_equal(answers.reconstruction_error, expected.reconstruction_error)
 
 
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_run_or_logged_model_uri_names_the_version_its_run_registered() -> None:
+    # An evaluate run of runs:/<id>/model carried no evaluated version or run.
+    _register({"test_auroc": 0.80}, seed=0)
+    second = _register({"test_auroc": 0.90}, seed=1)
+    version = MlflowClient().get_model_version("unit-model", "2")
+    for uri in (f"runs:/{second['run_id']}/model", version.source):
+        provenance = load_registered_bundle(uri).provenance
+        assert provenance["model_uri"] == uri
+        assert provenance["run_id"] == second["run_id"]
+        assert (provenance["model_name"], provenance["model_version"]) == ("unit-model", "2")
+    with mlflow.start_run() as unregistered:
+        mlflow.pyfunc.log_model(name="model", python_model=_Echo())
+    provenance = _loading._provenance(f"runs:/{unregistered.info.run_id}/model")
+    assert provenance == {
+        "model_uri": f"runs:/{unregistered.info.run_id}/model",
+        "run_id": unregistered.info.run_id,
+    }
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context: Any, model_input: Any) -> Any:
+        return model_input
+
+
 class _StoreFailureError(RuntimeError):
     """Stands for the registry failing in the middle of the alias decision."""
 
@@ -404,6 +431,28 @@ def test_a_failure_after_the_alias_moved_gives_the_alias_back(
         _register({"test_auroc": metric}, seed=2)
     versions = client.search_model_versions("name = 'unit-model'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]
+    assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias("unit-model", CHALLENGER).version) == "2"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_failure_after_a_promotion_gives_both_aliases_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = MlflowClient()
+    _register({"test_auroc": 0.80}, seed=0)  # version 1, champion
+    _register({"test_auroc": 0.60}, seed=1)  # version 2, challenger
+    set_tag = MlflowClient.set_model_version_tag
+
+    def last_tag_fails(self: MlflowClient, name: str, version: str, key: str, value: str) -> None:
+        if key == registry.REGISTRATION_COMPLETE:  # after both aliases moved
+            assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == "1"
+            raise _StoreFailureError
+        set_tag(self, name, version, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", last_tag_fails)
+    with pytest.raises(_StoreFailureError):
+        _register({"test_auroc": 0.90}, seed=2)
     assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
     assert str(client.get_model_version_by_alias("unit-model", CHALLENGER).version) == "2"
 

@@ -28,12 +28,30 @@ def default_model_uri(model_name: str) -> str:
     return f"models:/{model_name}@champion"
 
 
+_RUN = re.compile(r"^runs:/(?P<run_id>[^/]+)/")
+_LOGGED = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
+
+
 def _provenance(model_uri: str) -> dict[str, str]:
-    """Where ``model_uri`` points now; an alias is resolved to its version number."""
+    """Where ``model_uri`` points now; an alias is resolved to its version number. A
+    run's or a logged model's URI gets its run, and its registered version when the
+    run registered exactly one."""
     match = _REGISTERED.match(model_uri)
-    if match is None:
-        return {"model_uri": model_uri}
     client = MlflowClient()
+    if match is None:
+        provenance = {"model_uri": model_uri}
+        if run := _RUN.match(model_uri):
+            provenance["run_id"] = run["run_id"]
+        elif logged := _LOGGED.match(model_uri):
+            source = mlflow.get_logged_model(logged["model_id"]).source_run_id
+            if source:
+                provenance["run_id"] = source
+        if "run_id" in provenance:
+            versions = client.search_model_versions(f"run_id='{provenance['run_id']}'")
+            if len(versions) == 1:
+                provenance["model_name"] = versions[0].name
+                provenance["model_version"] = str(versions[0].version)
+        return provenance
     name = match["name"]
     if match["alias"]:
         version = client.get_model_version_by_alias(name, match["alias"])
@@ -51,8 +69,8 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
     """Download (or find locally) the bundle behind ``model_uri`` and rebuild it.
 
     Args:
-        model_uri: ``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model`` or a
-            local path to a logged model.
+        model_uri: ``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``,
+            a logged model's ``models:/m-<id>``, or a local path to a logged model.
 
     Raises:
         ModelNotFoundError: if the URI names nothing loadable, with MLflow's reason.
@@ -64,7 +82,7 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
         # answers.
         pinned = (
             f"models:/{provenance['model_name']}/{provenance['model_version']}"
-            if "model_version" in provenance
+            if _REGISTERED.match(model_uri)
             else model_uri
         )
         root = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))

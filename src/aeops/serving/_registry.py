@@ -383,18 +383,19 @@ def _unregister(
     name: str,
     version: str,
     whole_model: bool,
-    aliases_before: dict[str, str | None],
+    aliases_before: dict[str, tuple[str, str | None]],
 ) -> None:
     """Take back a version, and the model when this version created it and no other
     run has registered a version of it since.
 
-    Each alias the version took (``aliases_before``: alias -> the version that held it
-    before, or None) goes back to that version first, unless another run has moved it
-    since. Deleting the version alone would leave no ``champion`` at all.
+    Each alias the registration moved (``aliases_before``: alias -> the version it was
+    given, and the version that held it before, or None) goes back first, unless
+    another run has moved it since. Deleting the version alone would leave no
+    ``champion`` at all.
     """
-    for alias, before in aliases_before.items():
+    for alias, (given_to, before) in aliases_before.items():
         try:
-            if _version_of(_holder(client, name, alias)) != version:
+            if _version_of(_holder(client, name, alias)) != given_to:
                 continue
             if before is None:
                 client.delete_registered_model_alias(name, alias)
@@ -483,12 +484,14 @@ def _decide_alias(
     config: RegistryConfig,
     evaluation_digest: str | None,
     compare: Compare | None,
-    aliases_before: dict[str, str | None],
+    aliases_before: dict[str, tuple[str, str | None]],
 ) -> tuple[str, Any | None, _Outcome]:
-    """Compare ``version`` with the champion, tag it, and give it its alias.
+    """Compare ``version`` with the champion, tag it, and give it its alias. A champion
+    it displaces becomes the ``challenger``: the runner-up, as a version that lost to
+    the champion is, rather than an older loser left holding the alias.
 
-    Each alias it sets is recorded in ``aliases_before`` with the version that held it
-    just before, so that a failure can give it back.
+    Each alias it sets is recorded in ``aliases_before`` with the version it was given
+    and the version that held it just before, so that a failure can give it back.
 
     Returns:
         The alias given, the champion it was compared with, and how they compared.
@@ -526,16 +529,32 @@ def _decide_alias(
                     version_tags[f"champion_{config.compare_metric}"] = f"{old_value:.6g}"
             for key, value in version_tags.items():
                 client.set_model_version_tag(config.model_name, version.version, key, value)
-            holder = _version_of(_holder(client, config.model_name, alias))
-            if holder != str(version.version):  # the latest other holder is the one to restore
-                aliases_before[alias] = holder
-            _set_alias(client, config.model_name, alias, str(version.version))
+            _move_alias(client, config.model_name, alias, str(version.version), aliases_before)
             if not promote or _version_of(_champion(client, config.model_name)) == str(
                 version.version
             ):
                 break
             logger.info("Another run took %s of %s; comparing again", CHAMPION, config.model_name)
+        if promote and champion is not None:
+            _move_alias(
+                client, config.model_name, CHALLENGER, str(champion.version), aliases_before
+            )
     return alias, champion, outcome
+
+
+def _move_alias(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    aliases_before: dict[str, tuple[str, str | None]],
+) -> None:
+    """Point ``alias`` at ``version``, recording the version that held it before."""
+    holder = _version_of(_holder(client, name, alias))
+    if holder == version:
+        return
+    aliases_before[alias] = (version, holder)  # the latest other holder is the one to restore
+    _set_alias(client, name, alias, version)
 
 
 def register_bundle(
@@ -581,7 +600,7 @@ def register_bundle(
     base_tags["compare_metric"] = config.compare_metric
     if evaluation_digest is not None:
         base_tags[EVALUATION_DIGEST] = evaluation_digest
-    aliases_before: dict[str, str | None] = {}
+    aliases_before: dict[str, tuple[str, str | None]] = {}
     # From the version's creation to its last tag, SIGTERM unwinds through Python, so
     # the clean-up below runs rather than the process ending half-way.
     with _sigterm_unwinds():
@@ -615,6 +634,14 @@ def register_bundle(
                 client, config.model_name, str(version.version), first_of_its_name, aliases_before
             )
             raise
+    if champion is None and not first_of_its_name:
+        logger.warning(
+            "No version of %s held %s (was the alias removed by hand?): version %s took it "
+            "without a comparison with the earlier versions",
+            config.model_name,
+            CHAMPION,
+            version.version,
+        )
     before = "no champion before" if champion is None else f"champion: version {champion.version}"
     if outcome.champion_value is not None:
         before += f", {outcome.champion_value}"
