@@ -120,6 +120,28 @@ def test_an_architecture_not_yet_registered_is_named() -> None:
         build_model(config, (1, 8, 8))
 
 
+def test_an_unset_architecture_names_the_choices_and_how_to_resolve_it() -> None:
+    with pytest.raises(ValueError, match=r"not set; choose one of: conv, mlp, recurrent.*resolve"):
+        build_model(ModelConfig(), (N_FEATURES,))
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_REGISTRY))
+def test_a_seed_fixes_the_initial_weights_and_leaves_the_global_state_alone(kind: str) -> None:
+    config = ModelConfig(kind=kind, architecture="mlp", latent_dim=2)
+    torch.manual_seed(1)
+    first = build_model(config, (N_FEATURES,), seed=7)
+    state = torch.get_rng_state()
+    second = build_model(config, (N_FEATURES,), seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's draws are unchanged
+    other = build_model(config, (N_FEATURES,), seed=8)
+    pairs = list(zip(first.state_dict().values(), second.state_dict().values(), strict=True))
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), other.state_dict().values(), strict=True)
+    )
+
+
 def test_registries_hold_the_built_ins() -> None:
     assert set(MODEL_REGISTRY) == {"vanilla", "sparse", "denoising", "vae"}
     assert set(NETWORK_REGISTRY) == {"mlp", "conv", "recurrent"}

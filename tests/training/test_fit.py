@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -163,6 +164,13 @@ def test_empty_or_mismatched_sets_are_rejected(plane: PlaneData, make_model: Mak
         fit(make_model(), np.empty((0, 10), np.float32), plane(), TrainingConfig())
     with pytest.raises(ValueError, match=r"differ in shape: \(10,\) and \(9,\)"):
         fit(make_model(), plane(), plane()[:, :9], TrainingConfig())
+
+
+def test_a_data_frame_is_refused_naming_what_fit_takes(
+    plane: PlaneData, make_model: MakeModel
+) -> None:
+    with pytest.raises(TypeError, match=r"train samples as a numpy array .* not DataFrame"):
+        fit(make_model(), pd.DataFrame(plane()), plane(seed=1), TrainingConfig(progress=False))
 
 
 def test_bce_refuses_training_samples_outside_0_1(plane: PlaneData) -> None:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
@@ -56,13 +57,19 @@ def register_network(architecture: str) -> Callable[[_N], _N]:
     return decorator
 
 
-def build_model(config: ModelConfig, input_shape: tuple[int, ...]) -> Autoencoder:
+def build_model(
+    config: ModelConfig, input_shape: tuple[int, ...], seed: int | None = None
+) -> Autoencoder:
     """Instantiate the autoencoder that ``config`` describes for inputs of ``input_shape``.
 
     Args:
         config: a validated model config whose ``architecture`` is set
             (see :func:`aeops.models.resolve_architecture`).
         input_shape: shape of one sample, without the batch axis, e.g. ``(F,)``.
+        seed: draws the initial weights from torch's generator seeded with it, and
+            leaves the global random state as it was; None draws them from the global
+            state. ``training.seed`` does not reach the weights otherwise: ``fit``
+            seeds the batch order and noise, after the model exists.
 
     Returns:
         An untrained :class:`Autoencoder` on the CPU.
@@ -71,7 +78,12 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...]) -> Autoencode
         ValueError: if the architecture is unset or the sizes do not fit the input.
     """
     if config.architecture is None:
-        raise ValueError("model.architecture must be resolved before building a model")
+        choices = ", ".join(sorted(NETWORK_REGISTRY))
+        raise ValueError(
+            f"model.architecture is not set; choose one of: {choices}, or take the data "
+            "kind's with config.model_copy(update={'architecture': "
+            "resolve_architecture(config, data_kind)})"
+        )
     for key, value, registry in (
         ("kind", config.kind, MODEL_REGISTRY),
         ("architecture", config.architecture, NETWORK_REGISTRY),
@@ -88,5 +100,9 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...]) -> Autoencode
         )
     model_cls = MODEL_REGISTRY[config.kind]
     factory = NETWORK_REGISTRY[config.architecture]
-    encoder, decoder = factory(input_shape, config, config.latent_dim * model_cls.code_multiplier)
-    return model_cls(encoder, decoder, config)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        code_width = config.latent_dim * model_cls.code_multiplier
+        encoder, decoder = factory(input_shape, config, code_width)
+        return model_cls(encoder, decoder, config)

@@ -254,7 +254,11 @@ class Predictor:
             ValueError: if the predictor has no threshold yet.
         """
         if self.threshold is None:
-            raise ValueError("this predictor has no anomaly threshold; choose one first")
+            raise ValueError(
+                "this predictor has no anomaly threshold; choose one on validation rows: "
+                "predictor.threshold = choose_threshold(predictor.reconstruction_errors("
+                "validation_frame), ThresholdConfig())"
+            )
         embedding, errors = self.embed_and_score(frame)
         return Scores(
             embedding=embedding.astype(np.float32, copy=False),

@@ -73,7 +73,11 @@ def _value_names(predictor: Predictor) -> list[str]:
 
 def _threshold_of(predictor: Predictor) -> Threshold:
     if predictor.threshold is None:
-        raise ValueError("this predictor has no anomaly threshold; choose one first")
+        raise ValueError(
+            "this predictor has no anomaly threshold; choose one on validation rows: "
+            "predictor.threshold = choose_threshold(predictor.reconstruction_errors("
+            "validation_frame), ThresholdConfig())"
+        )
     return predictor.threshold
 
 

@@ -494,6 +494,13 @@ def fit(
         TrainingDivergedError: if a loss becomes NaN or infinite (after saving the
             diverged state under ``checkpoint_dir``).
     """
+    for name, samples in (("train", train), ("validation", validation)):
+        if not isinstance(samples, np.ndarray | Tensor):
+            raise TypeError(
+                f"fit takes {name} samples as a numpy array or a torch tensor, "
+                f"(N, *input_shape), not {type(samples).__name__}; turn rows into samples "
+                "with input_spec.samples(frame, scaler)"
+            )
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(
             f"fit needs non-empty train and validation sets, got {len(train)} and "

@@ -35,7 +35,7 @@ from aeops.serving import (
     log_resolved_settings,
 )
 from aeops.serving.pending import PendingRegistration
-from aeops.training import TrainingConfig, fit, seed_everything
+from aeops.training import TrainingConfig, fit
 from aeops.validation import (
     ValidationReport,
     build_suite,
@@ -190,8 +190,9 @@ def fit_autoencoder(
             "training": training_config.model_dump(mode="json"),
         }
     )
-    seed_everything(training_config.seed)  # weight initialisation follows the seed too
-    autoencoder = build_model(model_config, input_shape=input_spec.sample_shape)
+    autoencoder = build_model(
+        model_config, input_shape=input_spec.sample_shape, seed=training_config.seed
+    )
     result = fit(autoencoder, train_x, validation_x, training_config)
     history: dict[str, Any] = result.metric_history()
     history.update(
