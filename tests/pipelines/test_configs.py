@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from aeops.pipelines._params import ParameterError
+from aeops.data import DataConfig
+from aeops.pipelines._params import ParameterError, parse_params
 from aeops.pipelines.generate.nodes import GenerateConfig
 from aeops.pipelines.impute.nodes import ImputeConfig
 from aeops.pipelines.sweep.nodes import _check_space
@@ -48,6 +49,10 @@ def test_a_sweep_space_is_checked_field_by_field(space: dict[str, Any]) -> None:
         ({"model.latent_dim": {"low": 0, "high": 4}}, r"can give 0, which model.latent_dim"),
         ({"model.latent_dim": {"low": 2.0, "high": 16.0}}, r"fractional part"),
         ({"model.latnt_dim": [2]}, r"the model block has no key 'latnt_dim'"),
+        # The registry check is the field's validator, not its type: it was left to
+        # the trial that drew the value, after the others had trained.
+        ({"model.kind": ["vanilla", "vea"]}, r"can give 'vea', which model.kind .*registered"),
+        ({"model.architecture": ["mlp", "transformer"]}, r"'transformer', which model.arch"),
     ],
 )
 def test_a_sweep_space_value_no_trial_could_take_is_refused(
@@ -55,3 +60,34 @@ def test_a_sweep_space_value_no_trial_could_take_is_refused(
 ) -> None:
     with pytest.raises(ParameterError, match=message):
         _check_space(SweepConfig(space=space))
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        # These were caught only by the suite's builder, after the MLflow run had opened.
+        ({"bounds": {"mean_radius": [30, 1]}}, r"data\.bounds: .*'mean_radius'.* inverted"),
+        ({"feature_columns": ["a", "b", "a"]}, r"data\.feature_columns: .*\['a'\] more than once"),
+        # An empty list meant every numeric column, silently.
+        ({"feature_columns": []}, r"data\.feature_columns: .*names no column.*null"),
+    ],
+)
+def test_a_data_block_that_no_suite_could_check_is_refused_when_parsed(
+    block: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        parse_params(DataConfig, block, "data")
+
+
+@pytest.mark.parametrize(
+    ("config", "block", "suggestion"),
+    [
+        (TrainingConfig, {"epoch": 3}, "training.epoch: .* did you mean 'epochs'"),
+        (TrainingConfig, {"lr_schedule": {"kindd": "cosine"}}, "kindd: .* did you mean 'kind'"),
+    ],
+)
+def test_a_misspelled_key_gets_the_closest_name(
+    config: type[BaseModel], block: dict[str, Any], suggestion: str
+) -> None:
+    with pytest.raises(ParameterError, match=suggestion):
+        parse_params(config, block, "training")

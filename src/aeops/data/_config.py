@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import pandas as pd
@@ -100,6 +101,32 @@ class DataConfig(BaseModel):
             raise ValueError(
                 f"{value!r} is not a positive duration with a unit, such as '5min', '30s' or '1h'"
             )
+        return value
+
+    @field_validator("feature_columns")
+    @classmethod
+    def _distinct_columns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(
+                "[] names no column; list the feature columns, or set null for every numeric column"
+            )
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"lists {repeated} more than once")
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered_finite_bounds(
+        cls, value: dict[str, tuple[float | None, float | None]]
+    ) -> dict[str, tuple[float | None, float | None]]:
+        for column, (low, high) in value.items():
+            if any(end is not None and not math.isfinite(end) for end in (low, high)):
+                raise ValueError(f"{column!r}: [{low}, {high}] must be finite numbers or null")
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{column!r}: [{low}, {high}] is inverted (min above max)")
         return value
 
     @field_validator("pixel_range")

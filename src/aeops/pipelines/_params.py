@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import difflib
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,11 +27,34 @@ def parse_params(config_cls: type[_C], params: dict[str, Any] | None, area: str)
         for issue in error.errors():
             key = ".".join(str(part) for part in (area, *issue["loc"]))
             given = issue.get("input")
-            problems.append(f"  {key}: {issue['msg']} (given: {given!r})")
+            hint = ""
+            if issue["type"] == "extra_forbidden":
+                names = _keys_at(config_cls, issue["loc"][:-1])
+                close = difflib.get_close_matches(str(issue["loc"][-1]), names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"  {key}: {issue['msg']} (given: {given!r}){hint}")
         raise ParameterError(
             f"invalid parameters in '{area}' (parameters_{area}.yml of conf/base or the "
             "run's --env, or --params):\n" + "\n".join(problems)
         ) from None
+
+
+def _keys_at(config_cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the block at ``loc`` in ``config_cls`` (nested blocks followed)."""
+    schema = config_cls
+    for part in loc:
+        field = schema.model_fields.get(str(part))
+        if field is None:
+            return []
+        nested = [
+            kind
+            for kind in (field.annotation, *get_args(field.annotation))
+            if isinstance(kind, type) and issubclass(kind, BaseModel)
+        ]
+        if not nested:
+            return []
+        schema = nested[0]
+    return list(schema.model_fields)
 
 
 def parameter_blocks() -> dict[str, type[BaseModel]]:

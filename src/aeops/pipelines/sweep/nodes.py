@@ -81,13 +81,32 @@ def _check_space(config: SweepConfig) -> None:
             raise ParameterError(f"sweep.space[{key!r}]: the {area} block has no key {path!r}")
         adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
         for value in spec if isinstance(spec, list) else _probes(spec):
-            try:
-                adapter.validate_python(value)
-            except ValidationError as error:
-                reason = error.errors()[0]["msg"]
+            reason = _refusal(adapter, schemas[area], path.split("."), value)
+            if reason is not None:
                 raise ParameterError(
                     f"sweep.space[{key!r}] can give {value!r}, which {key} refuses: {reason}"
-                ) from None
+                )
+
+
+def _refusal(
+    adapter: TypeAdapter[Any], schema: type[BaseModel], path: list[str], value: Any
+) -> str | None:
+    """Why the field at ``path`` refuses ``value``, or None. A top-level field's own
+    validators (``model.kind`` against the registry) run too; errors of the block as
+    a whole (fields compared with each other) are left to the trials."""
+    try:
+        adapter.validate_python(value)
+    except ValidationError as error:
+        return str(error.errors()[0]["msg"])
+    if len(path) > 1:
+        return None
+    try:
+        schema.model_validate({path[0]: value})
+    except ValidationError as error:
+        own = [e for e in error.errors() if tuple(e["loc"][:1]) == (path[0],)]
+        if own:
+            return str(own[0]["msg"])
+    return None
 
 
 def _field(schema: type[BaseModel], path: list[str]) -> FieldInfo | None:
