@@ -545,6 +545,24 @@ def test_an_empty_series_part_gets_an_empty_output(store: dict[str, Any], tmp_pa
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 0
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_input_with_no_rows_and_none_of_the_models_columns_is_refused(
+    store: dict[str, Any], tmp_path: Path, suffix: str
+) -> None:
+    # It passed as an empty answer (no batch was checked) and replaced a good output.
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        path.write_text("foo,bar\n")
+    else:
+        pq.write_table(pa.table({}), path)
+    tabular_rows(10).to_parquet(tmp_path / "good.parquet")
+    _job(store, "tabular", tmp_path / "good.parquet").run(tmp_path / "out.parquet")
+    before = (tmp_path / "out.parquet").read_bytes()
+    with pytest.raises(SourceError, match=r"has no rows, and no column 'f0' \(nor \['f1'"):
+        _job(store, "tabular", path).run(tmp_path / "out.parquet")
+    assert (tmp_path / "out.parquet").read_bytes() == before
+
+
 def test_an_empty_part_keeps_the_inputs_id_type(store: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     rows = tabular_rows(20).assign(id=lambda f: "u" + f["id"].astype(str))

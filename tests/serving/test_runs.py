@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from aeops.serving._runs import log_dataset_input
+from aeops.serving._runs import log_dataset_input, nested_run
 
 WRITERS = 6
 
@@ -86,3 +86,27 @@ def test_runs_logging_the_same_dataset_at_once_all_succeed(
     assert len(runs) == WRITERS
     digests = {run.inputs.dataset_inputs[0].dataset.digest for run in runs}
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(None, "FINISHED"), (RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")],
+)
+def test_a_nested_run_ends_as_its_block_did(
+    tracking_uri: str, error: BaseException | None, status: str
+) -> None:
+    # Ctrl-C during a sweep trial left the trial FAILED beside a KILLED sweep.
+    with mlflow.start_run() as parent:
+        try:
+            with nested_run("trial-0", {"model.kind": "vae"}) as log:
+                log({"validation_auroc": 0.9})
+                child = mlflow.active_run()
+                if error is not None:
+                    raise error
+        except (RuntimeError, KeyboardInterrupt):
+            pass
+        assert mlflow.active_run().info.run_id == parent.info.run_id  # type: ignore[union-attr]
+    assert child is not None
+    finished = MlflowClient().get_run(child.info.run_id)
+    assert finished.info.status == status
+    assert finished.data.params == {"model.kind": "vae"}

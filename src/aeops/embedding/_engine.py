@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aeops.bundle import LoadedBundle, provenance_metadata
-from aeops.data import DataConfig, TabularInputs, WindowInputs, parse_timestamps
+from aeops.data import DataConfig, ImageInputs, TabularInputs, WindowInputs, parse_timestamps
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._output import (
@@ -513,6 +513,20 @@ class EmbedJob:
             )
         return list(itertools.accumulate(map(self.source.count_rows, parts[:-1]), initial=0))
 
+    def _refuse_missing_inputs(self, part: Path) -> None:
+        """A part with no rows is checked for the model's input columns, which the
+        suite checks batch by batch: without any batch, a file with none of them would
+        pass as an empty answer."""
+        inputs = self.bundle.predictor.inputs
+        names = (inputs.column,) if isinstance(inputs, ImageInputs) else inputs.columns  # type: ignore[attr-defined]
+        missing = [name for name in names if not self.source.has_column(part, name)]
+        if missing:
+            raise SourceError(
+                f"{part} has no rows, and no column {missing[0]!r}"
+                + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
+                + f", which the model takes as input; it expects {list(names)}"
+            )
+
     def _run_part_widening_csv_ids(
         self,
         part: Path,
@@ -638,6 +652,8 @@ class EmbedJob:
                 rows += prepared.n_rows
                 progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
+                self._refuse_missing_inputs(part)  # no batch was checked for them
+                logger.warning("%s has no rows: its %s are empty", part, self.output)
                 schema = self.output_schema(self._id_type(part), part, first_id)
                 writer = AtomicParquetWriter(target, schema, replaces_folder)
             before_commit()

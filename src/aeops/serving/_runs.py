@@ -196,11 +196,14 @@ def nested_run(
     """A child run of the active run (a sweep trial), with ``params`` logged.
 
     Yields a function that logs metrics to the child. The child ends FAILED when the
-    block raises, and the parent is active again afterwards.
+    block raises, KILLED when Ctrl-C stops it (MLflow's own context manager says
+    FAILED), and the parent is active again afterwards.
     """
     if mlflow.active_run() is None:
         raise RuntimeError("nested_run needs an active MLflow run to nest under")
-    with mlflow.start_run(run_name=name, nested=True):
+    mlflow.start_run(run_name=name, nested=True)
+    status = "FAILED"
+    try:
         mlflow.log_params({key: str(value) for key, value in params.items()})
         mlflow.set_tags(tags or {})
 
@@ -208,6 +211,12 @@ def nested_run(
             mlflow.log_metrics(metrics)
 
         yield log
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        mlflow.end_run(status=status)
 
 
 def log_resolved_settings(blocks: dict[str, dict[str, Any]], prefix: str = "") -> None:

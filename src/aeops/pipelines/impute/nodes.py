@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from aeops.data import DataConfig, ingest
+from aeops.data import DataConfig, TabularInputs, ingest
 from aeops.pipelines._params import parse_params
 from aeops.pipelines._registered import load_model_for
 from aeops.scoring import Predictor
@@ -55,6 +55,35 @@ def load_imputer(impute: dict[str, Any], registry: dict[str, Any]) -> LoadedBund
             bundle.predictor.model.config.kind,
         )
     return bundle
+
+
+def _warn_of_what_nothing_was_observed_for(
+    missing: np.ndarray, frame: pd.DataFrame, predictor: Predictor, id_column: str
+) -> None:
+    """Warn of rows (and table columns) with no observed value: each such row is
+    filled with the same values, the model's answer to an empty row, which is rarely
+    what a user meant to impute."""
+    if missing.size == 0:
+        return
+    empty_rows = missing.all(axis=1)
+    if empty_rows.any():
+        ids = frame[id_column].to_numpy()[empty_rows][:5].tolist()
+        logger.warning(
+            "%d row(s) have no observed feature value (ids %s%s): each is filled with "
+            "the same values",
+            int(empty_rows.sum()),
+            ids,
+            ", ..." if empty_rows.sum() > 5 else "",
+        )
+    if isinstance(predictor.inputs, TabularInputs):
+        columns = predictor.inputs.columns
+        never_seen = np.asarray(missing.all(axis=0)).tolist()
+        empty = [name for name, gone in zip(columns, never_seen, strict=True) if gone]
+        if empty:
+            logger.warning(
+                "Column(s) %s have no observed value: they are filled from the other columns alone",
+                empty,
+            )
 
 
 def holdout_rmse(
@@ -123,8 +152,11 @@ def impute_missing_values(
         "impute_iterations": float(imputation.iterations),
         "impute_last_change": imputation.last_change,
     }
+    _warn_of_what_nothing_was_observed_for(imputation.missing, frame, predictor, data.id_column)
     if config.holdout_fraction > 0:
         metrics.update(holdout_rmse(predictor, frame, config))
+        if "impute_holdout_rmse" not in metrics:
+            logger.warning("Held-out check skipped: no observed value to hold out")
     logger.info(
         "Filled %d missing value(s) in %d row(s) of %s in %d pass(es)",
         int(metrics["impute_missing_values"]),
