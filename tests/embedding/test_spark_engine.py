@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aeops.embedding import SUCCESS_MARKER, EmbedJob, TableSource
+from aeops.embedding import SUCCESS_MARKER, EmbedJob, SourceError, TableSource
 from aeops.serving import load_registered_bundle
 
 from .conftest import image_rows, tabular_rows
@@ -112,6 +112,19 @@ def test_spark_writes_an_empty_part_for_an_empty_input(
         table.schema.metadata[b"aeops.model_version"]
         == str(bundle.provenance["model_version"]).encode()
     )
+
+
+@pytest.mark.parametrize("rows", [0, 5])
+def test_spark_refuses_an_input_without_the_models_columns_before_any_task(
+    store: dict[str, Any], spark: Any, tmp_path: Path, rows: int
+) -> None:
+    # With no rows, no batch reached the suite, and an empty answer was written.
+    tabular_rows(rows).drop(columns=["f1", "f3"]).to_parquet(tmp_path / "in.parquet")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    job = EmbedJob(TableSource(tmp_path / "in.parquet"), bundle, engine="spark")
+    with pytest.raises(SourceError, match=r"in.parquet has no column 'f1' \(nor \['f3'\]\)"):
+        job.run(tmp_path / "spark")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
 
 
 def test_spark_embeds_images_like_the_local_engine(

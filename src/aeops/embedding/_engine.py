@@ -513,16 +513,21 @@ class EmbedJob:
             )
         return list(itertools.accumulate(map(self.source.count_rows, parts[:-1]), initial=0))
 
-    def _refuse_missing_inputs(self, part: Path) -> None:
-        """A part with no rows is checked for the model's input columns, which the
-        suite checks batch by batch: without any batch, a file with none of them would
-        pass as an empty answer."""
+    def refuse_missing_inputs(self, where: str, columns: list[str]) -> None:
+        """Refuse an input whose ``columns`` lack one the model takes.
+
+        The suite checks the columns batch by batch; an input with no rows has no
+        batch, and one with none of the model's columns would pass as an empty answer.
+
+        Raises:
+            SourceError: naming ``where``, the missing columns and the expected ones.
+        """
         inputs = self.bundle.predictor.inputs
         names = (inputs.column,) if isinstance(inputs, ImageInputs) else inputs.columns  # type: ignore[attr-defined]
-        missing = [name for name in names if not self.source.has_column(part, name)]
+        missing = [name for name in names if name not in columns]
         if missing:
             raise SourceError(
-                f"{part} has no rows, and no column {missing[0]!r}"
+                f"{where} has no column {missing[0]!r}"
                 + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
                 + f", which the model takes as input; it expects {list(names)}"
             )
@@ -652,7 +657,7 @@ class EmbedJob:
                 rows += prepared.n_rows
                 progress(prepared.n_read)
             if writer is None:  # an input with no rows still gets a (valid, empty) output
-                self._refuse_missing_inputs(part)  # no batch was checked for them
+                self.refuse_missing_inputs(f"{part} (no rows)", self.source.columns(part))
                 logger.warning("%s has no rows: its %s are empty", part, self.output)
                 schema = self.output_schema(self._id_type(part), part, first_id)
                 writer = AtomicParquetWriter(target, schema, replaces_folder)

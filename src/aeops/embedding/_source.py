@@ -182,9 +182,13 @@ class TableSource:
 
     def has_column(self, part: Path, name: str) -> bool:
         """Whether ``part`` has the column ``name`` (a Parquet schema, a CSV header)."""
+        return name in self.columns(part)
+
+    def columns(self, part: Path) -> list[str]:
+        """The column names of ``part`` (a Parquet schema, a CSV header)."""
         if part.suffix.lower() in PARQUET_SUFFIXES:
-            return name in open_parquet(part).schema_arrow.names
-        return name in _csv_header(part)
+            return list(open_parquet(part).schema_arrow.names)
+        return list(_csv_header(part))
 
     def count_rows(self, part: Path) -> int:
         """Rows in ``part``: a Parquet footer's count, or a CSV read one column at a time

@@ -98,6 +98,7 @@ def run_spark(
             f"the Spark engine needs the id column {id_column!r} in the input "
             f"(columns: {frame.columns}); row positions are not stable across partitions"
         )
+    job.refuse_missing_inputs(str(job.source.path), frame.columns)  # before any task runs
     inputs = frame.columns
     # Ranked by the unescaped paths, as the local engine sorts names ("a b" before "a!b").
     files = sorted(_file_key(uri) for uri in frame.inputFiles())
