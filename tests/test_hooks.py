@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import mlflow
 import pytest
 from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
-from aeops.hooks import CheckParametersFirst, CloseInterruptedRun
+from aeops.hooks import CheckParametersFirst, CloseInterruptedRun, DescribeRun, _git_tags
 from aeops.pipelines import sweep, train
 from aeops.pipelines._params import ParameterError
 
@@ -65,3 +70,35 @@ def test_a_sweep_comparing_scores_in_different_units_is_refused_before_the_run()
         CheckParametersFirst().before_pipeline_run({}, nodes, catalog)
     catalog["params:model"] = {"anomaly_score": "reconstruction"}  # every trial: its error
     CheckParametersFirst().before_pipeline_run({}, nodes, catalog)
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_run_started_by_python_m_kedro_is_tagged_with_its_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["/venv/lib/kedro/__main__.py", "run", "--params=a=1"])
+    hook = DescribeRun()
+    hook._project_path = tmp_path  # not in git: no commit tags
+    with mlflow.start_run(run_name="evaluate") as run:
+        hook.before_pipeline_run({"pipeline_names": ["evaluate"]}, Pipeline([]), DataCatalog())
+    tags = MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags["kedro_command"] == "kedro run --params=a=1"
+    assert "mlflow.source.git.commit" not in tags
+
+
+def test_a_project_untracked_in_an_outer_repository_gets_no_commit(tmp_path: Path) -> None:
+    # It was tagged with the outer repository's commit, and "clean".
+    git = ["git", "-c", "user.name=a", "-c", "user.email=a@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "README").write_text("outer")
+    subprocess.run([*git, "add", "README"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "outer"], cwd=tmp_path, check=True)
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    assert _git_tags(project) == {}
+    subprocess.run([*git, "add", "project/pyproject.toml"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], cwd=tmp_path, check=True)
+    assert _git_tags(project)["git_dirty"] == "false"
+    (project / "src" / "new.py").write_text("")  # new code, not yet added
+    assert _git_tags(project)["git_dirty"] == "true"

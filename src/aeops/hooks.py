@@ -146,7 +146,8 @@ class DescribeRun:
         if mlflow is None or run is None:
             return
         tags = _git_tags(self._project_path)
-        if Path(sys.argv[0]).name == "kedro":
+        launcher = Path(sys.argv[0])
+        if launcher.name == "kedro" or launcher.parts[-2:] == ("kedro", "__main__.py"):
             tags["kedro_command"] = shlex.join(["kedro", *sys.argv[1:]])
         mlflow.set_tags(tags)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
@@ -164,18 +165,27 @@ class DescribeRun:
 
 
 def _git_tags(folder: Path) -> dict[str, str]:
-    """The commit checked out in ``folder`` and whether tracked files changed; none
-    outside a git working tree or without git."""
+    """The commit checked out in ``folder`` and whether the code differs from it
+    (tracked files changed, new files under ``src`` or ``conf``); none when git is
+    missing or the project is not tracked (a folder inside another repository)."""
 
     def git(*args: str) -> str:
         done = subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+            ["git", "--no-optional-locks", *args],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return done.stdout.strip()
 
     try:
+        git("ls-files", "--error-unmatch", "pyproject.toml")  # the project is in this tree
         commit = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no")
+        changed = git("status", "--porcelain", "--untracked-files=no") or git(
+            "status", "--porcelain", "--", "src", "conf"
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(changed)).lower()}

@@ -126,9 +126,16 @@ def test_an_unset_architecture_names_the_choices_and_how_to_resolve_it() -> None
 
 
 @pytest.mark.parametrize("kind", sorted(MODEL_REGISTRY))
-def test_a_seed_fixes_the_initial_weights_and_leaves_the_global_state_alone(kind: str) -> None:
+def test_a_seed_fixes_the_initial_weights_and_leaves_the_global_state_alone(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = ModelConfig(kind=kind, architecture="mlp", latent_dim=2)
     torch.manual_seed(1)
+
+    def reseeds_the_gpus(seed: int) -> None:
+        raise AssertionError("build_model reseeded the GPUs' generators")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeds_the_gpus)
     first = build_model(config, (N_FEATURES,), seed=7)
     state = torch.get_rng_state()
     second = build_model(config, (N_FEATURES,), seed=7)

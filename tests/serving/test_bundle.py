@@ -302,6 +302,9 @@ def test_a_champion_that_cannot_score_the_new_data_is_displaced() -> None:
     newer = _register_on({"test_auroc": 0.70}, "new-schema", cannot)
     assert newer["alias"] == CHAMPION
     assert _tags(newer["version"])["compared_with_champion"] == "incomparable"
+    # It was not beaten, and may not even load: it is nobody's runner-up.
+    aliases = MlflowClient().get_registered_model("unit-model").aliases
+    assert CHALLENGER not in aliases
 
 
 @pytest.mark.usefixtures("tracking_uri")
@@ -369,6 +372,14 @@ def test_a_run_or_logged_model_uri_names_the_version_its_run_registered() -> Non
         assert provenance["model_uri"] == uri
         assert provenance["run_id"] == second["run_id"]
         assert (provenance["model_name"], provenance["model_version"]) == ("unit-model", "2")
+
+    def search_fails(*args: object, **kwargs: object) -> None:
+        raise MlflowException("the registry is read-only for this user")
+
+    with pytest.MonkeyPatch.context() as patch:  # the version only names the model
+        patch.setattr(MlflowClient, "search_model_versions", search_fails)
+        provenance = load_registered_bundle(f"runs:/{second['run_id']}/model").provenance
+    assert provenance["run_id"] == second["run_id"] and "model_version" not in provenance
     with mlflow.start_run() as unregistered:
         mlflow.pyfunc.log_model(name="model", python_model=_Echo())
     provenance = _loading._provenance(f"runs:/{unregistered.info.run_id}/model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from aeops.data import DataConfig, DataIngestionError, ingest
+from aeops.embedding import CompiledSuite
 from aeops.io import ImageDataset
 from aeops.validation import (
     DataValidationError,
@@ -20,6 +22,7 @@ from aeops.validation import (
     suite_to_dict,
     validate_frame,
     validation_view,
+    with_image_value_count,
 )
 
 
@@ -161,6 +164,37 @@ def test_a_flat_image_of_the_wrong_size_is_named_by_its_value_count() -> None:
     assert re.search(r"image_values.*expected values in \[16, 16\].*sample ids \[3\]", message)
     assert "sample values [17" in message
     assert not re.search(r"image_(channels|height|width)", message)
+
+
+def _without_image_values(payload: dict[str, Any]) -> dict[str, Any]:
+    """A suite as bundles trained before ``image_values`` hold it."""
+    old = json.loads(json.dumps(payload))
+    old["expectations"] = [
+        e for e in old["expectations"] if e["kwargs"].get("column") != "image_values"
+    ]
+    roles = old["meta"]["aeops"]
+    roles["feature_columns"] = [c for c in roles["feature_columns"] if c != "image_values"]
+    return old
+
+
+def test_an_older_bundles_image_suite_gets_the_value_count_checks() -> None:
+    frame = _images().assign(image=lambda f: [cell.ravel() for cell in f["image"]])
+    view = validation_view(frame, IMAGES)
+    current = suite_to_dict(_training_suite(frame, IMAGES))
+    old = _without_image_values(current)
+    upgraded = with_image_value_count(old)
+    assert sorted(map(json.dumps, upgraded["expectations"])) == sorted(
+        map(json.dumps, current["expectations"])
+    )
+    assert set(upgraded["meta"]["aeops"]["feature_columns"]) == set(view.feature_columns)
+    assert with_image_value_count(current) == current  # nothing to add
+    frame.at[2, "image"] = np.zeros(17)
+    bad = validation_view(frame, IMAGES).frame
+    with pytest.raises(DataValidationError, match=r"image_values.*sample ids \[3\]"):
+        validate_frame(bad, suite_from_dict(old), source="old.parquet").raise_for_failures()
+    failures = CompiledSuite(old, {"id"}).evaluate(bad)  # the batch jobs' checks
+    assert not failures.success
+    assert "image_values" in " ".join(failures.reasons_of_bad_rows())
 
 
 def test_pixels_out_of_range_and_non_finite_are_named() -> None:

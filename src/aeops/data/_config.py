@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+logger = logging.getLogger(__name__)
 
 
 class ScalingConfig(BaseModel):
@@ -103,15 +106,23 @@ class DataConfig(BaseModel):
             )
         return value
 
+    @field_validator("feature_columns", mode="before")
+    @classmethod
+    def _empty_is_null(cls, value: Any) -> Any:
+        # Bundles trained before this check stored [] and must still load.
+        if isinstance(value, list | tuple) and not value:
+            logger.warning(
+                "data.feature_columns: [] is read as null (every numeric column); set "
+                "null to say so, or list the columns"
+            )
+            return None
+        return value
+
     @field_validator("feature_columns")
     @classmethod
     def _distinct_columns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is None:
             return None
-        if not value:
-            raise ValueError(
-                "[] names no column; list the feature columns, or set null for every numeric column"
-            )
         repeated = sorted({name for name in value if value.count(name) > 1})
         if repeated:
             raise ValueError(f"lists {repeated} more than once")

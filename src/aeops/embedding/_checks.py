@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from aeops.data._inputs import float_matrix
-from aeops.validation import expectation_text
+from aeops.validation import expectation_text, with_image_value_count
 
 _ROW_CHECKS = {
     "expect_column_values_to_not_be_null",
@@ -134,6 +134,7 @@ class CompiledSuite:
         Raises:
             ValueError: for an expectation type the engine does not know.
         """
+        suite = with_image_value_count(suite)  # a bundle's from before image_values
         roles = suite.get("meta", {}).get("aeops", {})
         skip = {roles.get("label_column")} - {None}
         self._optional = set(optional_columns)

@@ -101,8 +101,8 @@ def build_model(
     model_cls = MODEL_REGISTRY[config.kind]
     factory = NETWORK_REGISTRY[config.architecture]
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
+        if seed is not None:  # the CPU generator only: torch.manual_seed seeds GPUs too
+            torch.random.default_generator.manual_seed(seed)
         code_width = config.latent_dim * model_cls.code_multiplier
         encoder, decoder = factory(input_shape, config, code_width)
         return model_cls(encoder, decoder, config)

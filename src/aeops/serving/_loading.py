@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from aeops.bundle import LoadedBundle, read_bundle
+
+logger = logging.getLogger(__name__)
 
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -47,7 +51,11 @@ def _provenance(model_uri: str) -> dict[str, str]:
             if source:
                 provenance["run_id"] = source
         if "run_id" in provenance:
-            versions = client.search_model_versions(f"run_id='{provenance['run_id']}'")
+            versions: list[Any] = []
+            try:
+                versions = list(client.search_model_versions(f"run_id='{provenance['run_id']}'"))
+            except MlflowException as error:  # the version only names it; the model loads
+                logger.warning("Could not look up the version of %s: %s", model_uri, error)
             if len(versions) == 1:
                 provenance["model_name"] = versions[0].name
                 provenance["model_version"] = str(versions[0].version)

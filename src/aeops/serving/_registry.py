@@ -487,8 +487,9 @@ def _decide_alias(
     aliases_before: dict[str, tuple[str, str | None]],
 ) -> tuple[str, Any | None, _Outcome]:
     """Compare ``version`` with the champion, tag it, and give it its alias. A champion
-    it displaces becomes the ``challenger``: the runner-up, as a version that lost to
-    the champion is, rather than an older loser left holding the alias.
+    it beats becomes the ``challenger``: the runner-up, as a version that lost to the
+    champion is, rather than an older loser left holding the alias. One displaced
+    without a comparison (it cannot be read, or cannot score the new data) does not.
 
     Each alias it sets is recorded in ``aliases_before`` with the version it was given
     and the version that held it just before, so that a failure can give it back.
@@ -535,7 +536,7 @@ def _decide_alias(
             ):
                 break
             logger.info("Another run took %s of %s; comparing again", CHAMPION, config.model_name)
-        if promote and champion is not None:
+        if promote and champion is not None and outcome.how != "incomparable":
             _move_alias(
                 client, config.model_name, CHALLENGER, str(champion.version), aliases_before
             )

@@ -486,6 +486,7 @@ def fit(
         The history and where the best epoch was.
 
     Raises:
+        TypeError: if a set is neither a numpy array nor a torch tensor.
         ValueError: if either set is empty, their sample shapes differ, the
             precision does not suit the device, or a ``bce`` model's training samples
             leave [0, 1].

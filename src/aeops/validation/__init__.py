@@ -23,6 +23,7 @@ from aeops.validation._suite import (
     suite_json_roles,
     suite_roles,
     suite_to_dict,
+    with_image_value_count,
 )
 from aeops.validation._validate import expectation_text, validate_frame
 from aeops.validation._views import ValidationView, validation_view
@@ -47,4 +48,5 @@ __all__ = [
     "to_jsonable",
     "validate_frame",
     "validation_view",
+    "with_image_value_count",
 ]

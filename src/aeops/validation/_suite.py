@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from aeops.validation._views import NEVER_MISSING_FACTS
+from aeops.validation._views import IMAGE_COLUMNS, NEVER_MISSING_FACTS
+
+IMAGE_DIMS = IMAGE_COLUMNS[:3]  # channels, height, width
+IMAGE_VALUES = IMAGE_COLUMNS[3]
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -224,6 +227,50 @@ def suite_to_dict(suite: gx.ExpectationSuite) -> dict[str, Any]:
     return result
 
 
+def with_image_value_count(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An image suite from before ``image_values`` (a bundle trained earlier), with the
+    checks of each image's value count added; any other suite as it is.
+
+    Those suites checked a flat image's value count through ``image_width``, which now
+    reads a flat image as the expected shape. The count is channels x height x width,
+    from the suite's own size checks, and ``image_values`` gets ``image_width``'s checks.
+    """
+    expectations = list(payload.get("expectations") or [])
+    columns = {(e.get("kwargs") or {}).get("column") for e in expectations}
+    if IMAGE_VALUES in columns or not set(IMAGE_DIMS) <= columns:
+        return dict(payload)
+    sizes: dict[str, float] = {}
+    for expectation in expectations:
+        kwargs = expectation.get("kwargs") or {}
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        if (
+            expectation.get("type") == "expect_column_values_to_be_between"
+            and kwargs.get("column") in IMAGE_DIMS
+            and low is not None
+            and low == high
+        ):
+            sizes[kwargs["column"]] = float(low)
+    if len(sizes) < len(IMAGE_DIMS):
+        return dict(payload)
+    count = math.prod(sizes.values())
+    added = []
+    for expectation in expectations:
+        kwargs = expectation.get("kwargs") or {}
+        if kwargs.get("column") != IMAGE_DIMS[-1]:
+            continue
+        copy = json.loads(json.dumps(expectation))
+        copy["kwargs"]["column"] = IMAGE_VALUES
+        if kwargs.get("min_value") == kwargs.get("max_value") == sizes[IMAGE_DIMS[-1]]:
+            copy["kwargs"].update(min_value=count, max_value=count)
+        added.append(copy)
+    upgraded = json.loads(json.dumps(dict(payload)))
+    upgraded["expectations"] = [*upgraded["expectations"], *added]
+    roles = upgraded.get("meta", {}).get(META_KEY)
+    if roles and IMAGE_VALUES not in roles.get("feature_columns", []):
+        roles["feature_columns"] = [*roles.get("feature_columns", []), IMAGE_VALUES]
+    return upgraded
+
+
 def suite_from_dict(payload: Mapping[str, Any]) -> gx.ExpectationSuite:
     """Rebuild a suite from :func:`suite_to_dict` output.
 
@@ -245,6 +292,7 @@ def suite_from_dict(payload: Mapping[str, Any]) -> gx.ExpectationSuite:
         ExpectationConfiguration,
     )
 
+    payload = with_image_value_count(payload)
     name = payload.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError("suite payload needs a non-empty 'name'")

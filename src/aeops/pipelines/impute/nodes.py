@@ -156,7 +156,14 @@ def impute_missing_values(
     if config.holdout_fraction > 0:
         metrics.update(holdout_rmse(predictor, frame, config))
         if "impute_holdout_rmse" not in metrics:
-            logger.warning("Held-out check skipped: no observed value to hold out")
+            observed = int((~imputation.missing).sum())
+            logger.warning(
+                "Held-out check skipped: %s",
+                f"holdout_fraction={config.holdout_fraction} drew none of the {observed} "
+                "observed values; raise it"
+                if observed
+                else "no observed value to hold out",
+            )
     logger.info(
         "Filled %d missing value(s) in %d row(s) of %s in %d pass(es)",
         int(metrics["impute_missing_values"]),
