@@ -161,7 +161,9 @@ class DescribeRun:
             if "model.kind" in space:
                 return  # the trials choose the kind
         kind = (catalog.load("params:model") or {}).get("kind", "vanilla")
-        mlflow.MlflowClient().update_run(run.info.run_id, name=f"{kedro_mlflow_name}-{kind}")
+        name = f"{kedro_mlflow_name}-{kind}"
+        mlflow.MlflowClient().update_run(run.info.run_id, name=name)
+        logging.getLogger(__name__).info("MLflow run %s is named %r", run.info.run_id, name)
 
 
 def _git_tags(folder: Path) -> dict[str, str]:
