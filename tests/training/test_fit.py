@@ -6,6 +6,7 @@ import os
 import pty
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,6 +203,8 @@ def test_metric_history_has_one_value_per_epoch(plane: PlaneData, make_model: Ma
     assert "train_reconstruction_loss" in history
     assert all(len(values) == 4 for values in history.values())
     assert history["learning_rate"] == [3e-3] * 4
+    ended = history["epoch_end_time"]  # when each epoch ended, for the points' times
+    assert ended == sorted(ended) and abs(ended[-1] - time.time()) < 600
     assert all(value > 0 for value in history["samples_per_second"])
 
 

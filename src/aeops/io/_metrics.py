@@ -23,6 +23,11 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
     1, so a step is the epoch's number), and the MLflow UI draws it as a curve. Unlike
     kedro-mlflow's metric datasets, the whole dict goes in batched ``log_batch``
     calls rather than one request per point.
+
+    With ``timestamps`` set, the list under that key (seconds since the epoch, one per
+    step: when each epoch ended) is not a metric but the time of each step's points,
+    so the UI's wall-time axis shows when the run got there; without it, or where an
+    entry is NaN, a point gets the time of the save.
     """
 
     def __init__(
@@ -30,15 +35,21 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
         *,
         prefix: str | None = None,
         first_step: int = 0,
+        timestamps: str | None = None,
         metadata: dict[str, Any] | None = None,
     ):
         """Create the dataset; ``prefix`` is prepended as ``prefix.name``."""
         self._prefix = prefix
         self._first_step = first_step
+        self._timestamps = timestamps
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"prefix": self._prefix, "first_step": self._first_step}
+        return {
+            "prefix": self._prefix,
+            "first_step": self._first_step,
+            "timestamps": self._timestamps,
+        }
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}.{name}" if self._prefix else name
@@ -49,10 +60,14 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
         if run is None:
             raise DatasetError("no active MLflow run to log metrics to")
         now = int(time.time() * 1000)
+        data = dict(data)
+        stamps = data.pop(self._timestamps, None) if self._timestamps else None
+        times = [now if not math.isfinite(t) else int(t * 1000) for t in stamps or []]
         metrics: list[Metric] = []
         for name, value in data.items():
             values = value if isinstance(value, list | tuple) else [value]
-            for step, item in enumerate(values, start=self._first_step):
+            at = times if len(times) == len(values) else [now] * len(values)
+            for step, (item, when) in enumerate(zip(values, at, strict=True), self._first_step):
                 try:
                     number = float(item)
                 except (TypeError, ValueError) as error:
@@ -61,7 +76,7 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
                     ) from error
                 if not math.isfinite(number):
                     raise DatasetError(f"metric {name!r} is {number} at step {step}")
-                metrics.append(Metric(self._key(name), number, now, step))
+                metrics.append(Metric(self._key(name), number, when, step))
         client = MlflowClient()
         for start in range(0, len(metrics), _BATCH):
             client.log_batch(run.info.run_id, metrics=metrics[start : start + _BATCH])

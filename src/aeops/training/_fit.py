@@ -325,6 +325,7 @@ class _FitRun:
             samples_per_second=n_train / elapsed if elapsed > 0 else math.inf,
             terms={name: total / n_train for name, total in zip(term_sums, sums[2:], strict=True)},
             learning_rate=learning_rate,
+            finished_at=time.time(),
         )
 
     def validation_loss(self) -> Tensor:

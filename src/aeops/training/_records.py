@@ -11,6 +11,10 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and the likely cause."""
 
 
+#: The key of :meth:`FitResult.metric_history` that holds when each epoch ended.
+EPOCH_END_TIME = "epoch_end_time"
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """Losses and speed of one epoch, read from the device once.
@@ -22,6 +26,8 @@ class EpochRecord:
         samples_per_second: training rows per second of wall time, validation included.
         terms: mean of each named loss term over the epoch.
         learning_rate: the learning rate the epoch's steps used.
+        finished_at: when the epoch ended, in seconds since the epoch (``time.time()``);
+            NaN in records from checkpoints written before it was kept.
     """
 
     epoch: int
@@ -30,6 +36,7 @@ class EpochRecord:
     samples_per_second: float
     terms: dict[str, float] = field(default_factory=dict)
     learning_rate: float = math.nan
+    finished_at: float = math.nan
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EpochRecord:
@@ -41,6 +48,7 @@ class EpochRecord:
             samples_per_second=float(values["samples_per_second"]),
             terms={str(k): float(v) for k, v in values.get("terms", {}).items()},
             learning_rate=float(values.get("learning_rate", math.nan)),
+            finished_at=float(values.get("finished_at", math.nan)),
         )
 
 
@@ -67,7 +75,8 @@ class FitResult:
     checkpoint_path: str | None = None
 
     def metric_history(self) -> dict[str, list[float]]:
-        """Per-epoch series keyed by metric name, ready for MLflow metric history."""
+        """Per-epoch series keyed by metric name, ready for MLflow metric history, and
+        under ``EPOCH_END_TIME`` when each epoch ended (for the points' timestamps)."""
         series: dict[str, list[float]] = {
             "train_loss": [r.train_loss for r in self.history],
             "validation_loss": [r.validation_loss for r in self.history],
@@ -76,4 +85,5 @@ class FitResult:
         }
         for name in self.history[0].terms if self.history else ():
             series[f"train_{name}_loss"] = [r.terms[name] for r in self.history]
+        series[EPOCH_END_TIME] = [r.finished_at for r in self.history]
         return series
