@@ -73,16 +73,23 @@ def test_a_sweep_comparing_scores_in_different_units_is_refused_before_the_run()
 
 
 @pytest.mark.usefixtures("tracking_uri")
-def test_a_run_started_by_python_m_kedro_is_tagged_with_its_command(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("launcher", "command"),
+    [
+        ("/venv/lib/kedro/__main__.py", "kedro run --params=a=1"),
+        ("/project/src/aeops/__main__.py", "python -m aeops run --params=a=1"),
+    ],
+)
+def test_a_run_started_by_python_m_is_tagged_with_its_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, launcher: str, command: str
 ) -> None:
-    monkeypatch.setattr(sys, "argv", ["/venv/lib/kedro/__main__.py", "run", "--params=a=1"])
+    monkeypatch.setattr(sys, "argv", [launcher, "run", "--params=a=1"])
     hook = DescribeRun()
     hook._project_path = tmp_path  # not in git: no commit tags
     with mlflow.start_run(run_name="evaluate") as run:
         hook.before_pipeline_run({"pipeline_names": ["evaluate"]}, Pipeline([]), DataCatalog())
     tags = MlflowClient().get_run(run.info.run_id).data.tags
-    assert tags["kedro_command"] == "kedro run --params=a=1"
+    assert tags["kedro_command"] == command
     assert "mlflow.source.git.commit" not in tags
 
 

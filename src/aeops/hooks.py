@@ -120,8 +120,9 @@ class DescribeRun:
     the kind. MLflow records the git commit
     only for a script inside the repository, which ``kedro`` is not: the project's
     commit is tagged ``mlflow.source.git.commit`` (the UI's "Git commit"), with
-    ``git_dirty`` when tracked files have changed. ``kedro_command`` (kedro-mlflow's,
-    without ``--env`` or ``--params``) becomes the command line as typed.
+    ``git_dirty`` when tracked files have changed or ``src``/``conf`` hold new ones.
+    ``kedro_command`` (kedro-mlflow's, without ``--env`` or ``--params``) becomes the
+    command line as typed (``kedro``, ``python -m kedro`` or ``python -m aeops``).
     """
 
     def __init__(self) -> None:
@@ -149,6 +150,8 @@ class DescribeRun:
         launcher = Path(sys.argv[0])
         if launcher.name == "kedro" or launcher.parts[-2:] == ("kedro", "__main__.py"):
             tags["kedro_command"] = shlex.join(["kedro", *sys.argv[1:]])
+        elif launcher.parts[-2:] == ("aeops", "__main__.py"):
+            tags["kedro_command"] = shlex.join(["python", "-m", "aeops", *sys.argv[1:]])
         mlflow.set_tags(tags)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
         kedro_mlflow_name = "+".join(name or "__default__" for name in names)

@@ -32,15 +32,27 @@ def test_a_value_that_is_no_finite_number_is_named_and_nothing_is_logged(
 def test_each_step_is_logged_at_its_own_time_and_the_times_are_no_metric() -> None:
     # Every point of a training curve carried the time of the save.
     dataset = MlflowMetricHistoryBatchDataset(first_step=1, timestamps="epoch_end_time")
-    ended = [1_790_000_000.0, 1_790_000_002.5, float("nan")]  # NaN: an old checkpoint's
+    ended = [1_790_000_000.0, 1_790_000_002.5, 1_790_000_005.0]
     with mlflow.start_run() as run:
         dataset.save({"loss": [0.3, 0.2, 0.1], "epoch_end_time": ended, "best_epoch": 3})
     client = mlflow.MlflowClient()
     points = client.get_metric_history(run.info.run_id, "loss")
-    assert [(p.step, p.timestamp) for p in points[:2]] == [
-        (1, 1_790_000_000_000),
-        (2, 1_790_000_002_500),
-    ]
-    assert points[2].timestamp > 1_790_000_002_500  # the save's time
+    stamped = [(p.step, p.timestamp) for p in points]
+    assert stamped == [(1, 1_790_000_000_000), (2, 1_790_000_002_500), (3, 1_790_000_005_000)]
     assert "epoch_end_time" not in mlflow.get_run(run.info.run_id).data.metrics
     assert [p.step for p in client.get_metric_history(run.info.run_id, "best_epoch")] == [1]
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_epochs_without_a_time_put_the_whole_curve_at_the_save() -> None:
+    # Resumed from an older checkpoint, epochs 1-2 had no time: they were logged after
+    # epochs 3-4, and the curve's times ran backwards. The key is never a metric.
+    ended = [float("nan"), float("nan"), 1_790_000_000.0, 1_790_000_001.0]
+    with mlflow.start_run() as run:
+        MlflowMetricHistoryBatchDataset().save(
+            {"loss": [4.0, 3.0, 2.0, 1.0], "epoch_end_time": ended}
+        )
+    points = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert [p.step for p in points] == [0, 1, 2, 3]
+    assert len({p.timestamp for p in points}) == 1
+    assert set(mlflow.get_run(run.info.run_id).data.metrics) == {"loss"}

@@ -306,3 +306,16 @@ def test_error_is_a_value_error_that_pickles(suite: ExpectationSuite) -> None:
 def test_build_suite_rejects_inconsistent_config(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build_suite(_clean_frame(), id_column="id", feature_columns=FEATURES, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("expectations", "message"),
+    [("abc", r"needs an 'expectations' list"), ([None], r"expectation #0 has no 'type'")],
+)
+def test_a_malformed_suite_payload_is_named_not_crashed_on(
+    expectations: object, message: str
+) -> None:
+    # The image-suite upgrade read the payload first and raised AttributeError.
+    payload = {"name": "bad", "expectations": expectations}
+    with pytest.raises(ValueError, match=message):
+        suite_from_dict(payload)

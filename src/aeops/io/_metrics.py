@@ -24,10 +24,13 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
     kedro-mlflow's metric datasets, the whole dict goes in batched ``log_batch``
     calls rather than one request per point.
 
-    With ``timestamps`` set, the list under that key (seconds since the epoch, one per
-    step: when each epoch ended) is not a metric but the time of each step's points,
-    so the UI's wall-time axis shows when the run got there; without it, or where an
-    entry is NaN, a point gets the time of the save.
+    The list under ``timestamps`` (default ``epoch_end_time``, what
+    :meth:`aeops.training.FitResult.metric_history` gives) is not a metric but the time
+    of each step's points, in seconds since the epoch, so the UI's wall-time axis shows
+    when the run got there. Without it, or when any of its entries is NaN (epochs
+    resumed from an older checkpoint), every point gets the time of the save, so a
+    curve's times never run backwards. Epochs resumed from a checkpoint keep the time
+    they first ended.
     """
 
     def __init__(
@@ -35,7 +38,7 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
         *,
         prefix: str | None = None,
         first_step: int = 0,
-        timestamps: str | None = None,
+        timestamps: str = "epoch_end_time",
         metadata: dict[str, Any] | None = None,
     ):
         """Create the dataset; ``prefix`` is prepended as ``prefix.name``."""
@@ -61,8 +64,8 @@ class MlflowMetricHistoryBatchDataset(AbstractDataset[dict[str, Any], dict[str, 
             raise DatasetError("no active MLflow run to log metrics to")
         now = int(time.time() * 1000)
         data = dict(data)
-        stamps = data.pop(self._timestamps, None) if self._timestamps else None
-        times = [now if not math.isfinite(t) else int(t * 1000) for t in stamps or []]
+        stamps = [float(t) for t in data.pop(self._timestamps, None) or []]
+        times = [int(t * 1000) for t in stamps] if all(map(math.isfinite, stamps)) else []
         metrics: list[Metric] = []
         for name, value in data.items():
             values = value if isinstance(value, list | tuple) else [value]

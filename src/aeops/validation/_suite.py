@@ -235,7 +235,11 @@ def with_image_value_count(payload: Mapping[str, Any]) -> dict[str, Any]:
     reads a flat image as the expected shape. The count is channels x height x width,
     from the suite's own size checks, and ``image_values`` gets ``image_width``'s checks.
     """
-    expectations = list(payload.get("expectations") or [])
+    expectations = payload.get("expectations")
+    if not isinstance(expectations, list) or not all(
+        isinstance(e, Mapping) and isinstance(e.get("kwargs", {}), Mapping) for e in expectations
+    ):
+        return dict(payload)  # malformed: suite_from_dict says how
     columns = {(e.get("kwargs") or {}).get("column") for e in expectations}
     if IMAGE_VALUES in columns or not set(IMAGE_DIMS) <= columns:
         return dict(payload)
