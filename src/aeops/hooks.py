@@ -117,10 +117,10 @@ class DescribeRun:
     kedro-mlflow names every run after its pipeline, so the runs table listed a column
     of ``train``. A pipeline that takes the ``model`` block gets ``<pipeline>-<kind>``
     (``train-vae``), unless ``tracking.run.name`` is set or a sweep's trials choose
-    the kind. MLflow records the git commit
-    only for a script inside the repository, which ``kedro`` is not: the project's
-    commit is tagged ``mlflow.source.git.commit`` (the UI's "Git commit"), with
-    ``git_dirty`` when tracked files have changed or ``src``/``conf`` hold new ones.
+    the kind. MLflow records the git commit only for a script inside the repository,
+    which ``kedro`` is not: the project's commit is tagged ``mlflow.source.git.commit``
+    (the UI's "Git commit"), with ``git_dirty`` when tracked files have changed or
+    ``src``/``conf`` hold new ones.
     ``kedro_command`` (kedro-mlflow's, without ``--env`` or ``--params``) becomes the
     command line as typed (``kedro``, ``python -m kedro`` or ``python -m aeops``).
     """
