@@ -196,7 +196,9 @@ def test_cosine_schedule_refuses_a_floor_above_the_rate() -> None:
 
 def test_metric_history_has_one_value_per_epoch(plane: PlaneData, make_model: MakeModel) -> None:
     config = TrainingConfig(epochs=4, lr=3e-3)
+    started = time.time()
     history = fit(make_model(), plane(), plane(seed=1), config).metric_history()
+    finished = time.time()
     assert {"train_loss", "validation_loss", "samples_per_second", "learning_rate"} <= (
         history.keys()
     )
@@ -204,7 +206,7 @@ def test_metric_history_has_one_value_per_epoch(plane: PlaneData, make_model: Ma
     assert all(len(values) == 4 for values in history.values())
     assert history["learning_rate"] == [3e-3] * 4
     ended = history["epoch_end_time"]  # when each epoch ended, for the points' times
-    assert ended == sorted(ended) and abs(ended[-1] - time.time()) < 600
+    assert started <= ended[0] and ended == sorted(ended) and ended[-1] <= finished
     assert all(value > 0 for value in history["samples_per_second"])
 
 

@@ -39,6 +39,11 @@ class InputSpec(Protocol):
         """Shape of one model sample, without the batch axis."""
         ...
 
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns of a frame that the model reads."""
+        ...
+
     def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """Checked values in original units, as the scaler sees them (2-D, float64).
 
@@ -228,6 +233,11 @@ class TabularInputs:
         """(F,)."""
         return (len(self.columns),)
 
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The feature columns."""
+        return self.columns
+
     def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """The feature matrix (N, F) in the spec's column order."""
         return _checked_numeric(frame, list(self.columns), allow_missing)
@@ -278,6 +288,11 @@ class ImageInputs:
     def sample_shape(self) -> tuple[int, ...]:
         """(C, H, W)."""
         return self.shape
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The image column."""
+        return (self.column,)
 
     def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """Pixels (N, C*H*W) float64, each image checked for size and finiteness."""
@@ -382,6 +397,11 @@ class WindowInputs:
     def sample_shape(self) -> tuple[int, ...]:
         """(T, F)."""
         return (self.length, len(self.columns))
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The feature columns (the timestamp only orders the rows)."""
+        return self.columns
 
     def raw_values(self, frame: pd.DataFrame, allow_missing: bool = False) -> np.ndarray:
         """The readings (N, F) in the spec's column order."""

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aeops.bundle import LoadedBundle, provenance_metadata
-from aeops.data import DataConfig, ImageInputs, TabularInputs, WindowInputs, parse_timestamps
+from aeops.data import DataConfig, TabularInputs, WindowInputs, parse_timestamps
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._output import (
@@ -522,8 +522,7 @@ class EmbedJob:
         Raises:
             SourceError: naming ``where``, the missing columns and the expected ones.
         """
-        inputs = self.bundle.predictor.inputs
-        names = (inputs.column,) if isinstance(inputs, ImageInputs) else inputs.columns  # type: ignore[attr-defined]
+        names = self.bundle.predictor.inputs.input_columns
         missing = [name for name in names if name not in columns]
         if missing:
             raise SourceError(
