@@ -166,3 +166,49 @@ def test_every_method_the_config_accepts_has_a_rule() -> None:
     }
     assert set(values) == set(accepted) and len(accepted) == 7
     assert len(set(values.values())) == len(values)  # each method its own rule
+
+
+def test_pot_warns_when_the_tail_rests_on_few_peaks(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(0)
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):
+        choose_threshold(rng.exponential(size=5_000), ThresholdConfig(method="pot"))
+    assert not caplog.records  # 100 peaks
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):
+        choose_threshold(rng.exponential(size=1_000), ThresholdConfig(method="pot"))
+    assert "rests on 20 validation errors above the 0.98 quantile" in caplog.text
+
+
+def test_pot_warns_when_repeated_rows_make_the_tail_look_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors = np.random.default_rng(0).exponential(size=2_000)
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):
+        choose_threshold(errors, ThresholdConfig(method="pot"))
+    assert not caplog.records
+    top_three = np.sort(errors)[-3:]
+    tied = np.r_[errors, np.repeat(top_three, 8)]
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):
+        choose_threshold(tied, ThresholdConfig(method="pot"))
+    assert "the fitted tail is bounded" in caplog.text
+
+
+@pytest.mark.parametrize("risk", [1e-100, 1e-200])
+def test_pot_refuses_a_threshold_beyond_any_float32_error(risk: float) -> None:
+    # A shape-2 tail read at a tiny risk: ~1e207, or a Python float overflow.
+    errors = np.random.default_rng(0).pareto(0.5, size=5_000)
+    with pytest.raises(ThresholdError, match=rf"pot_risk={risk} reads the fitted tail"):
+        choose_threshold(errors, ThresholdConfig(method="pot", pot_risk=risk))
+    assert tail_quantile(1.0, 2.0, 1.0, 1e-200) == float("inf")
+
+
+def test_quantile_warns_when_no_validation_error_would_lie_above_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors = np.random.default_rng(0).random(200)
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):
+        choose_threshold(errors[:20], ThresholdConfig(quantile=0.95))
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):
+        choose_threshold(errors[:10], ThresholdConfig(quantile=0.95))
+    assert "with 10 validation errors" in caplog.text
+    assert "use at least 20 validation rows" in caplog.text

@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 logger = logging.getLogger(__name__)
 
+# POT: below this many peaks the fitted tail is a long extrapolation (warned).
+_FEW_PEAKS = 30
+# No float32 error exceeds this: a threshold above it flags nothing.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class ThresholdConfig(BaseModel):
     """The ``threshold`` block: how validation errors become the anomaly threshold.
@@ -100,8 +105,14 @@ def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: floa
     the threshold is ``t + sigma / xi * ((risk * n / n_peaks) ** -xi - 1)``, or
     ``t - sigma * log(risk * n / n_peaks)`` as ``xi`` goes to 0 (Siffer et al., 2017).
 
+    The fit is an extrapolation: it warns when it rests on fewer than
+    ``_FEW_PEAKS`` peaks (the realised risk then runs well above ``risk``) and when the
+    fitted tail looks bounded or tied (``xi`` below -0.5, duplicate rows at the top,
+    where maximum likelihood is unreliable).
+
     Raises:
-        ThresholdError: with fewer than 10 peaks to fit.
+        ThresholdError: with fewer than 10 peaks to fit, or when the tail read at
+            ``risk`` lies beyond the largest float32 (no error could exceed it).
     """
     from scipy.stats import genpareto
 
@@ -113,7 +124,25 @@ def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: floa
             f"{initial_quantile} quantile, got {peaks.size}; lower "
             "threshold.pot_initial_quantile or use more validation rows"
         )
+    if peaks.size < _FEW_PEAKS:
+        logger.warning(
+            "threshold.method='pot': the tail fit rests on %d validation errors above the "
+            "%g quantile; with fewer than %d, new errors often exceed the threshold well "
+            "more often than pot_risk=%g. Use more validation rows, or a larger pot_risk",
+            peaks.size,
+            initial_quantile,
+            _FEW_PEAKS,
+            risk,
+        )
     shape, _, scale = genpareto.fit(peaks, floc=0.0)
+    if shape < -0.5:
+        logger.warning(
+            "threshold.method='pot': the fitted tail is bounded (shape %.3g, below -0.5, "
+            "where the fit is unreliable), so the threshold sits near the largest "
+            "validation error. Repeated rows at the top of the validation errors? "
+            "Consider threshold.method='quantile' or 'fpr'",
+            shape,
+        )
     ratio = risk * errors.size / peaks.size
     if ratio >= 1.0:  # ties at the initial threshold left fewer peaks than its share
         raise ThresholdError(
@@ -121,7 +150,14 @@ def peaks_over_threshold(errors: np.ndarray, risk: float, initial_quantile: floa
             f"above the initial threshold ({peaks.size / errors.size:.6g}); lower "
             "threshold.pot_risk or threshold.pot_initial_quantile"
         )
-    return tail_quantile(initial, float(shape), float(scale), ratio)
+    value = tail_quantile(initial, float(shape), float(scale), ratio)
+    if not value <= _FLOAT32_MAX:
+        raise ThresholdError(
+            f"threshold.pot_risk={risk} reads the fitted tail (shape {shape:.3g}) beyond "
+            f"the largest float32 ({value:.3g}), so no error could ever exceed it; "
+            "raise threshold.pot_risk"
+        )
+    return value
 
 
 def tail_quantile(initial: float, shape: float, scale: float, ratio: float) -> float:
@@ -130,7 +166,10 @@ def tail_quantile(initial: float, shape: float, scale: float, ratio: float) -> f
     0, where the general form loses its digits."""
     if abs(shape) < 1e-6:
         return initial - scale * float(np.log(ratio))
-    return initial + scale / shape * (ratio ** (-shape) - 1.0)
+    try:
+        return initial + scale / shape * (ratio ** (-shape) - 1.0)
+    except OverflowError:  # a heavy tail read at a tiny risk
+        return float("inf")
 
 
 def choose_threshold(
@@ -177,6 +216,16 @@ def choose_threshold(
 
 
 def _quantile(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
+    if errors.size * (1.0 - config.quantile) < 1.0:
+        logger.warning(
+            "threshold.method='quantile' at %g: with %d validation errors the threshold "
+            "lies between the largest ones, and new data will be flagged well above %g "
+            "of the time; use at least %d validation rows, or a lower quantile",
+            config.quantile,
+            errors.size,
+            1.0 - config.quantile,
+            int(np.ceil(1.0 / (1.0 - config.quantile) - 1e-9)),
+        )
     return float(np.quantile(errors, config.quantile))
 
 
