@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from aeops.data import (
     fit_scaler,
     input_spec_from_dict,
     make_input_spec,
+    nearest_window,
     nested_array,
     split_by_kind,
     window_starts,
@@ -54,6 +57,29 @@ def test_window_samples_and_per_step_scores() -> None:
     row_embeddings, scores = spec.row_scores(8, embeddings, elementwise)
     assert scores.tolist() == [0, 0, 0.5, 0.5, 1.5, 1.5, 2, 2]
     assert row_embeddings[:, 0].tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # nearest window centre
+
+
+@pytest.mark.parametrize(("length", "stride"), [(1, 1), (4, 1), (5, 2), (8, 3), (32, 4), (7, 7)])
+def test_each_step_takes_the_window_with_the_nearest_centre(length: int, stride: int) -> None:
+    for n_rows in range(length, length + 40):
+        centres = window_starts(n_rows, length, stride) + (length - 1) / 2
+        brute_force = np.abs(np.arange(n_rows)[:, None] - centres[None, :]).argmin(axis=1)
+        np.testing.assert_array_equal(nearest_window(n_rows, length, stride), brute_force)
+
+
+def test_a_long_series_gets_its_row_embeddings_in_linear_memory() -> None:
+    # A rows x windows distance matrix would take about 800 MB here.
+    spec = WindowInputs(columns=("a",), length=32, stride=4)
+    n_rows = 20_000
+    embeddings = np.zeros((len(window_starts(n_rows, 32, 4)), 8), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        rows = spec.row_embeddings(n_rows, embeddings)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows.shape == (n_rows, 8)
+    assert peak < 10 * 2**20
 
 
 def test_window_reconstructions_average_overlaps_in_original_units() -> None:

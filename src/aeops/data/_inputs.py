@@ -381,9 +381,11 @@ def window_starts(n_rows: int, length: int, stride: int) -> np.ndarray:
 class WindowInputs:
     """Time steps in rows (in time order); samples are windows of ``length`` steps.
 
+    A step's score is the mean over the windows covering it, which reach up to
+    ``length - 1`` steps later: a score can change as later readings arrive.
     ``smoothing`` > 1 replaces each step's score by the mean over it and the
-    ``smoothing - 1`` steps before it (a trailing moving average, so a score never
-    depends on later readings), which steadies alerts on noisy series.
+    ``smoothing - 1`` steps before it (a trailing moving average), which steadies
+    alerts on noisy series.
     """
 
     kind: ClassVar[str] = "timeseries"
@@ -441,9 +443,7 @@ class WindowInputs:
 
     def row_embeddings(self, n_rows: int, embeddings: np.ndarray) -> np.ndarray:
         """A time step's embedding is that of the covering window whose centre is nearest."""
-        centres = window_starts(n_rows, self.length, self.stride) + (self.length - 1) / 2
-        nearest = np.abs(np.arange(n_rows)[:, None] - centres[None, :]).argmin(axis=1)
-        return embeddings[nearest]
+        return embeddings[nearest_window(n_rows, self.length, self.stride)]
 
     def row_reconstructions(
         self, n_rows: int, reconstructions: np.ndarray, scaler: FittedScaler
@@ -464,6 +464,20 @@ class WindowInputs:
             "stride": self.stride,
             "smoothing": self.smoothing,
         }
+
+
+def nearest_window(n_rows: int, length: int, stride: int) -> np.ndarray:
+    """For each row, the index of the window whose centre is nearest (the earlier one
+    on a tie), in linear memory: the centres are sorted, so a row's nearest is one of
+    the two around it."""
+    centres = window_starts(n_rows, length, stride) + (length - 1) / 2
+    if len(centres) == 1:
+        return np.zeros(n_rows, dtype=np.intp)
+    rows = np.arange(n_rows, dtype=np.float64)
+    after = np.searchsorted(centres, rows).clip(1, len(centres) - 1)
+    before = after - 1
+    earlier = np.abs(rows - centres[before]) <= np.abs(centres[after] - rows)
+    return np.where(earlier, before, after)
 
 
 def trailing_mean(values: np.ndarray, steps: int) -> np.ndarray:
