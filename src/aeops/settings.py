@@ -5,6 +5,7 @@ from typing import TextIO
 
 from omegaconf.resolvers import oc
 
+from aeops._config_loader import ParamsAfterEnvLoader
 from aeops.hooks import (
     CheckParametersFirst,
     CloseInterruptedRun,
@@ -13,6 +14,10 @@ from aeops.hooks import (
     RefuseUnknownParameters,
     TrackingStoreCheck,
 )
+
+# `--params` apply to the merged parameters, not to base's and the environment's apart
+# (where a runtime value gave the environment a block that replaced base's whole block).
+CONFIG_LOADER_CLASS = ParamsAfterEnvLoader
 
 # `${oc.env:MLFLOW_TRACKING_URI,sqlite:///mlflow.db}` in mlflow.yml lets an environment
 # variable point runs at an `mlflow server`; Kedro only enables oc.env for credentials.

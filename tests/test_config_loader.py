@@ -1,0 +1,51 @@
+"""``--params`` with a conf environment: applied to the merged parameters, on the
+project's own conf and Kedro's loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from aeops import settings
+from aeops._config_loader import ParamsAfterEnvLoader
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _parameters(loader: type[OmegaConfigLoader], env: str, runtime: dict[str, Any]) -> Any:
+    return loader(
+        conf_source=str(CONF), env=env, runtime_params=runtime, **settings.CONFIG_LOADER_ARGS
+    )["parameters"]
+
+
+def test_the_project_loads_its_config_with_this_loader() -> None:
+    assert settings.CONFIG_LOADER_CLASS is ParamsAfterEnvLoader
+
+
+def test_a_runtime_value_for_a_block_the_environment_lacks_keeps_base_s_block() -> None:
+    base = _parameters(ParamsAfterEnvLoader, "local", {})
+    runtime = {"sweep": {"n_trials": 2}, "model": {"latent_dim": 4}}
+    params = _parameters(ParamsAfterEnvLoader, "timeseries", runtime)
+    # Kedro's own loader gave the environment a sweep block of {n_trials: 2}.
+    assert _parameters(OmegaConfigLoader, "timeseries", runtime)["sweep"] == {"n_trials": 2}
+    assert params["sweep"] == {**base["sweep"], "n_trials": 2}
+    assert params["sweep"]["space"]  # the search space survives
+    # The environment's own blocks still replace base's whole block.
+    assert params["model"]["cell"] == "lstm"
+    assert params["model"]["latent_dim"] == 4
+    assert params["data"]["kind"] == "timeseries"
+    assert params["model"]["hidden_dims"] == [32]  # the environment's, not base's
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [{}, {"training": {"epochs": 3}, "threshold": {"method": "pot"}}, {"out_dir": "/tmp/x"}],
+)
+def test_without_an_environment_s_parameters_it_matches_kedro_s_loader(
+    runtime: dict[str, Any],
+) -> None:
+    ours = _parameters(ParamsAfterEnvLoader, "local", runtime)
+    assert ours == _parameters(OmegaConfigLoader, "local", runtime)
