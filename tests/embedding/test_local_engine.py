@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aeops.bundle import LoadedBundle
+from aeops.data import InputSchemaError
 from aeops.demo_data import make_timeseries_demo
 from aeops.embedding import (
     SUCCESS_MARKER,
@@ -543,6 +544,17 @@ def test_an_empty_series_part_gets_an_empty_output(store: dict[str, Any], tmp_pa
     )
     assert report.rows == 0
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 0
+
+
+def test_a_series_part_shorter_than_a_window_is_named(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    series = make_timeseries_demo(n_steps=200).drop(columns=["label"])
+    series.to_parquet(tmp_path / "in" / "a.parquet")
+    series.head(10).to_parquet(tmp_path / "in" / "c.parquet")  # windows of 16
+    with pytest.raises(InputSchemaError, match=r"c\.parquet: a series of 10 rows is shorter"):
+        _job(store, "timeseries", tmp_path / "in", output="scores").run(tmp_path / "out")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -28,7 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aeops.bundle import LoadedBundle, provenance_metadata
-from aeops.data import DataConfig, TabularInputs, WindowInputs, parse_timestamps
+from aeops.data import (
+    DataConfig,
+    InputSchemaError,
+    TabularInputs,
+    WindowInputs,
+    parse_timestamps,
+)
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._output import (
@@ -301,7 +307,10 @@ class EmbedJob:
             ids = kept_batch.column(self._id_column)
         else:
             ids = pa.array(positions.astype(np.int64) + first_id + offset)
-        samples = self.bundle.predictor.samples(frame)
+        try:
+            samples = self.bundle.predictor.samples(frame)
+        except InputSchemaError as error:  # say a series too short for a window
+            raise InputSchemaError(f"{part}: {error}") from error
         return _Prepared(len(frame), batch.num_rows, ids, samples, rejected)
 
     def _refuse_what_would_cut_series(self) -> None:
