@@ -557,6 +557,16 @@ def test_a_series_part_shorter_than_a_window_is_named(
         _job(store, "timeseries", tmp_path / "in", output="scores").run(tmp_path / "out")
 
 
+def test_a_series_without_its_timestamps_is_told_so(store: dict[str, Any], tmp_path: Path) -> None:
+    # It was told only that a column 'timestamp_step_seconds' was missing.
+    series = make_timeseries_demo(n_steps=200).drop(columns=["label", "timestamp"])
+    series.to_parquet(tmp_path / "in.parquet")
+    message = r"timestamp_step_seconds.*the series' timestamps, and the input has no data\.times"
+    with pytest.raises(BatchValidationError, match=message):
+        _job(store, "timeseries", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_an_input_with_no_rows_and_none_of_the_models_columns_is_refused(
     store: dict[str, Any], tmp_path: Path, suffix: str

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from aeops.data._inputs import float_matrix
-from aeops.validation import expectation_text, with_image_value_count
+from aeops.validation import expectation_text, missing_column_text, with_image_value_count
 
 _ROW_CHECKS = {
     "expect_column_values_to_not_be_null",
@@ -211,7 +211,7 @@ class CompiledSuite:
                         BatchFailure(
                             check.expectation,
                             check.column,
-                            f"column missing; present columns: {list(frame.columns)}",
+                            missing_column_text(check.column, str(list(frame.columns))),
                         )
                     )
             elif check.expectation == "expect_column_values_to_be_in_type_list":

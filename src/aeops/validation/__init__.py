@@ -26,7 +26,7 @@ from aeops.validation._suite import (
     with_image_value_count,
 )
 from aeops.validation._validate import expectation_text, validate_frame
-from aeops.validation._views import ValidationView, validation_view
+from aeops.validation._views import ValidationView, missing_column_text, validation_view
 
 __all__ = [
     "FINITE_LIMIT",
@@ -39,6 +39,7 @@ __all__ = [
     "ValidationView",
     "build_suite",
     "expectation_text",
+    "missing_column_text",
     "suite_for_evaluation",
     "suite_for_imputation",
     "suite_from_dict",

@@ -20,6 +20,7 @@ from aeops.validation._suite import (
     NUMERIC_DTYPE_NAMES,
     suite_roles,
 )
+from aeops.validation._views import missing_column_text
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -191,7 +192,7 @@ def _describe_failure(
     expected = expectation_text(expectation, o.kwargs)
 
     if expectation == _EXIST:
-        observed = f"column missing; present columns: {_columns_text(frame)}"
+        observed = missing_column_text(column, _columns_text(frame))
         observed += _skipped(folded, column)
         return FailedExpectation(expectation, column, expected, observed, [], [])
     if o.error is not None:

@@ -32,6 +32,17 @@ IMAGE_COLUMNS = (
 NEVER_MISSING_FACTS = (STEP_COLUMN, *IMAGE_COLUMNS[:4])
 
 
+def missing_column_text(column: str | None, present: str) -> str:
+    """What a failure says of a missing column; a derived one says what it comes from,
+    since the input never had a column of that name."""
+    if column == STEP_COLUMN:
+        return (
+            "column missing: the steps between the series' timestamps, and the input has "
+            f"no data.timestamp_column; present columns: {present}"
+        )
+    return f"column missing; present columns: {present}"
+
+
 @dataclass(frozen=True)
 class ValidationView:
     """A frame ready for a suite, and what the suite should expect of it."""
