@@ -100,6 +100,15 @@ def test_f1_without_labels_is_a_clear_error() -> None:
         choose_threshold(np.arange(10.0), ThresholdConfig(method="f1"))
 
 
+def test_f1_with_labels_of_one_class_says_so_not_to_set_the_label_column() -> None:
+    config = ThresholdConfig(method="f1")
+    with pytest.raises(ThresholdError, match=r"its 10 labelled rows are all normal rows") as info:
+        choose_threshold(np.arange(10.0), config, labels=np.zeros(10))
+    assert "label_column" not in str(info.value)
+    with pytest.raises(ThresholdError, match=r"its 3 labelled rows are all anomalies"):
+        choose_threshold(np.arange(3.0), config, labels=np.ones(3))
+
+
 @pytest.mark.parametrize("method", ["mad", "iqr"])
 def test_robust_spreads_of_zero_fall_back_instead_of_flagging_every_untied_error(
     method: str,

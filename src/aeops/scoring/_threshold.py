@@ -264,10 +264,18 @@ def _fpr(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None)
 
 
 def _f1(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
-    if labels is None or np.unique(labels).size < 2:
+    if labels is None:
         raise ThresholdError(
             "threshold.method='f1' needs labels with both classes on the validation "
             "split; set data.label_column, or choose quantile, fpr or pot"
+        )
+    if np.unique(labels).size < 2:
+        only = "anomalies" if labels.all() else "normal rows"
+        raise ThresholdError(
+            f"threshold.method='f1' needs both classes on the validation split, and its "
+            f"{labels.size} labelled rows are all {only}; choose quantile, fpr or pot, "
+            "or a split that puts anomalies in validation (data.split.stratify, or for "
+            "a series, data.split.validation)"
         )
     return _best_f1(errors, labels)
 
