@@ -101,6 +101,35 @@ def test_numbers_stored_as_text_are_numeric_time_stamps() -> None:
         ingest(frame, SERIES)
 
 
+def _day_first(days: range) -> pd.DataFrame:
+    stamps = [f"{day:02d}/01/2026 06:00" for day in days]
+    return pd.DataFrame({"id": list(days), "timestamp": stamps, "value": 1.0})
+
+
+def test_day_first_dates_read_month_first_are_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    # 01/01 to 12/01 fit the month-first format pandas infers from the first value;
+    # 13/01 on do not, and were read day-first one by one, silently.
+    with caplog.at_level("WARNING", logger="aeops.data._ingestion"):
+        ingest(_day_first(range(1, 13)), SERIES)
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="aeops.data._ingestion"):
+        ingest(_day_first(range(1, 20)), SERIES)
+    assert "7 time stamp(s) are not in the format of the others (%m/%d/%Y %H:%M" in caplog.text
+    assert "row 12: '13/01/2026 06:00'" in caplog.text
+    assert "Set data.timestamp_format, e.g. '%d/%m/%Y %H:%M'" in caplog.text
+
+
+def test_a_timestamp_format_reads_every_value_in_it() -> None:
+    config = SERIES.model_copy(update={"timestamp_format": "%d/%m/%Y %H:%M"})
+    parsed = ingest(_day_first(range(1, 20)), config)["timestamp"]
+    assert parsed.tolist() == list(pd.date_range("2026-01-01 06:00", periods=19, freq="D"))
+    frame = _day_first(range(1, 20))
+    frame.loc[4, "timestamp"] = "2026-01-05 06:00"
+    message = r"row 4 \(id=5\): '2026-01-05 06:00'; expected date-times in data.timestamp_format"
+    with pytest.raises(DataIngestionError, match=message):
+        ingest(frame, config)
+
+
 def test_missing_timestamps_are_named_by_validation_with_their_ids() -> None:
     frame = _series()
     frame.loc[3, "timestamp"] = ""

@@ -78,6 +78,7 @@ class DataConfig(BaseModel):
     split: SplitConfig = SplitConfig()
     # timeseries
     timestamp_column: str = "timestamp"
+    timestamp_format: str | None = None  # e.g. "%d/%m/%Y %H:%M"; None: ISO 8601 or inferred
     window: WindowConfig = WindowConfig()
     max_gap: str | None = None  # e.g. "5min"; None: 3x the median step
     # image

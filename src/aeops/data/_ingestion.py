@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from aeops.data._config import DataConfig
 
@@ -142,16 +143,19 @@ def parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd
     text = values.astype("string").str.strip()
     present = _present(text)
     numbers = pd.to_numeric(text, errors="coerce").astype("float64")
-    if present.any() and numbers[present].notna().mean() >= 0.5:  # numbers stored as text
+    if config.timestamp_format is not None:
+        parsed = _formatted(text, config.timestamp_format)
+        expected = f"date-times in data.timestamp_format={config.timestamp_format!r}"
+    elif present.any() and numbers[present].notna().mean() >= 0.5:  # numbers stored as text
         parsed, expected = numbers, "numbers, as the column's other values are"
     else:
         try:
-            parsed = _datetimes(text, present, utc=False)
+            parsed = _datetimes(text, present, utc=False, source=source)
         except (ValueError, TypeError):  # offsets that change (a DST switch), naive and aware
-            parsed = _datetimes(text, present, utc=True)
+            parsed = _datetimes(text, present, utc=True, source=source)
         expected = (
             "ISO 8601 date-times such as '2026-01-01 00:05:00' (any UTC offset), another "
-            "date-time format, or numbers"
+            "date-time format (data.timestamp_format), or numbers"
         )
     unreadable = (present & parsed.isna()).to_numpy(dtype=bool)
     if unreadable.any():
@@ -171,12 +175,23 @@ def parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd
     return frame
 
 
-def _datetimes(text: pd.Series, present: pd.Series, utc: bool) -> pd.Series:
+def _formatted(text: pd.Series, timestamp_format: str) -> pd.Series:
+    """Date-times of ``text`` in ``timestamp_format`` (UTC when their offsets change),
+    NaT where a value is not in it."""
+    try:
+        return pd.to_datetime(text, format=timestamp_format, errors="coerce")
+    except ValueError:  # offsets that change (a DST switch)
+        return pd.to_datetime(text, format=timestamp_format, errors="coerce", utc=True)
+
+
+def _datetimes(text: pd.Series, present: pd.Series, utc: bool, source: str) -> pd.Series:
     """Date-times of ``text`` (``present``: where it holds any), NaT where none: ISO 8601
     first (fast, and any mix of
     dates, times, fractions and offsets); then the remaining values in the format
     pandas infers from the first of them (fast too: one format, such as
-    ``01/31/2026 10:00``); then each value left by its own format (slow, dateutil).
+    ``01/31/2026 10:00``); then each value left by its own format (slow, dateutil),
+    with a warning: a day-first date that the inferred month-first format refused is
+    read day-first there, while the earlier ones were read month-first.
 
     Raises:
         ValueError: for offsets that change from value to value, unless ``utc``.
@@ -191,7 +206,28 @@ def _datetimes(text: pd.Series, present: pd.Series, utc: bool) -> pd.Series:
             if (retry.dt.tz is None) != (parsed.dt.tz is None):
                 raise ValueError(f"naive and aware date-times: {parsed.dtype}, {retry.dtype}")
             parsed = parsed.where(~left, retry.astype(parsed.dtype))
+            if format == "mixed" and (present & ~left).any():
+                _warn_mixed_formats(text, present & ~left, left & parsed.notna(), source)
     return parsed
+
+
+def _warn_mixed_formats(text: pd.Series, first: pd.Series, own: pd.Series, source: str) -> None:
+    """Warn that some time stamps were read in another format than the others."""
+    first_row = int(np.flatnonzero(first.to_numpy(dtype=bool))[0])
+    own_row = int(np.flatnonzero(own.to_numpy(dtype=bool))[0])
+    inferred = guess_datetime_format(str(text.iloc[first_row]))
+    logger.warning(
+        "%s: %d time stamp(s) are not in the format of the others (%s, from row %d: %r), "
+        "and were read one by one, row %d: %r. Day-first dates read month-first? Set "
+        "data.timestamp_format, e.g. '%%d/%%m/%%Y %%H:%%M'",
+        source,
+        int(own.sum()),
+        inferred or "ISO 8601",
+        first_row,
+        text.iloc[first_row],
+        own_row,
+        text.iloc[own_row],
+    )
 
 
 def _present(text: pd.Series) -> pd.Series:
