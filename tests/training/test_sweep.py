@@ -15,6 +15,7 @@ from aeops.training.sweep import (
     SweepConfig,
     apply_overrides,
     check_comparable_scores,
+    improves,
     run_sweep,
 )
 
@@ -124,6 +125,19 @@ def test_minimising_objectives_pick_the_lowest() -> None:
     config = SweepConfig(n_trials=6, objective="validation_error", space=SPACE)
     outcome = run_sweep(config, lambda number, params: params["training.lr"])
     assert outcome.best.value == min(t.value for t in outcome.trials)
+
+
+@pytest.mark.parametrize("direction", ["validation_auroc", "validation_error"])
+def test_equal_scores_that_differ_in_the_last_bit_go_to_the_first_trial(direction: str) -> None:
+    # 69/71 as two AUROC computations gave it: 0.9718309859154929 and 0.971830985915493.
+    scores = [0.5, 0.9718309859154929, 0.971830985915493, 0.9]
+    if direction == "validation_error":
+        scores = [1.0, 0.0718309859154929, 0.07183098591549289, 0.2]
+    config = SweepConfig(n_trials=4, objective=direction, space=SPACE)
+    outcome = run_sweep(config, lambda number, params: scores[number])
+    assert outcome.best.number == 1
+    assert improves(0.9718309859154931, 0.971830985915493, "maximize") is False
+    assert improves(0.97183098592, 0.971830985915493, "maximize") is True
 
 
 def test_diverged_trials_fail_alone_and_other_errors_stop_the_sweep() -> None:

@@ -216,9 +216,18 @@ def run_sweep(
     ]
     if not finished:
         raise RuntimeError(f"none of the {len(study.trials)} sweep trials finished")
-    pick = max if config.direction == "maximize" else min
-    best = pick(finished, key=lambda outcome: outcome.value)
+    best = finished[0]
+    for outcome in finished[1:]:
+        if improves(outcome.value, best.value, config.direction):
+            best = outcome
     return SweepOutcome(trials=finished, failed=len(study.trials) - len(finished), best=best)
+
+
+def improves(value: float, best: float, direction: str) -> bool:
+    """Whether ``value`` beats ``best`` by more than rounding: two trials whose AUROC is
+    the same fraction can differ in the last bit, and the first of them wins a tie."""
+    margin = 1e-12 * max(1.0, abs(best))
+    return value > best + margin if direction == "maximize" else value < best - margin
 
 
 def _suggest(trial: Any, key: str, spec: list[Any] | RangeSpec) -> Any:

@@ -28,6 +28,7 @@ from aeops.training.sweep import (
     SweepConfig,
     apply_overrides,
     check_comparable_scores,
+    improves,
     run_sweep,
 )
 
@@ -234,7 +235,7 @@ class _Trials:
         return float(roc_auc_score(self.labels, errors))
 
     def _beats(self, value: float, best: float) -> bool:
-        return value > best if self.config.direction == "maximize" else value < best
+        return improves(value, best, self.config.direction)
 
 
 def sweep_hyperparameters(
