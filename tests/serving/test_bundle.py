@@ -389,6 +389,22 @@ def test_a_run_or_logged_model_uri_names_the_version_its_run_registered() -> Non
     }
 
 
+@pytest.mark.usefixtures("tracking_uri")
+def test_latest_names_the_highest_version_and_loads_it() -> None:
+    # models:/<name>/latest loaded, but the run was told nothing of which version.
+    _register({"test_auroc": 0.90}, seed=0)
+    second = _register({"test_auroc": 0.80}, seed=1)  # version 2, not the champion
+    bundle = load_registered_bundle("models:/unit-model/latest")
+    assert bundle.provenance["model_version"] == "2"
+    assert bundle.provenance["run_id"] == second["run_id"]
+    answers = bundle.predictor.score_frame(_rows())
+    expected = _predictor(seed=1).score_frame(_rows())
+    np.testing.assert_array_equal(answers.reconstruction_error, expected.reconstruction_error)
+    MlflowClient().create_registered_model("empty-model")
+    with pytest.raises(ModelNotFoundError, match=r"'empty-model' has no versions"):
+        load_registered_bundle("models:/empty-model/latest")
+
+
 class _Echo(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: Any) -> Any:
         return model_input

@@ -16,7 +16,9 @@ from aeops.bundle import LoadedBundle, read_bundle
 
 logger = logging.getLogger(__name__)
 
-_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+_REGISTERED = re.compile(
+    r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+|latest))$"
+)
 
 
 class ModelNotFoundError(LookupError):
@@ -63,6 +65,11 @@ def _provenance(model_uri: str) -> dict[str, str]:
     name = match["name"]
     if match["alias"]:
         version = client.get_model_version_by_alias(name, match["alias"])
+    elif match["version"] == "latest":  # as MLflow reads it: the highest version number
+        versions = client.search_model_versions(f"name='{name}'")
+        if not versions:
+            raise MlflowException(f"registered model {name!r} has no versions")
+        version = max(versions, key=lambda candidate: int(candidate.version))
     else:
         version = client.get_model_version(name, match["version"])
     return {
@@ -77,7 +84,8 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
     """Download (or find locally) the bundle behind ``model_uri`` and rebuild it.
 
     Args:
-        model_uri: ``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``,
+        model_uri: ``models:/name@alias``, ``models:/name/3``, ``models:/name/latest``,
+            ``runs:/<id>/model``,
             a logged model's ``models:/m-<id>``, or a local path to a logged model.
 
     Raises:
