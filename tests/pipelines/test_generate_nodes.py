@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from aeops.bundle import BundleSpec, LoadedBundle
-from aeops.data import TabularInputs, fit_scaler
+from aeops.data import TabularInputs, WindowInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.pipelines.generate.nodes import generate_synthetic_data
 from aeops.pipelines.impute.nodes import impute_missing_values
@@ -63,3 +63,72 @@ def test_impute_warns_of_rows_and_columns_with_no_observed_value(
     with caplog.at_level(logging.WARNING, logger="aeops.pipelines.impute.nodes"):
         impute_missing_values(bundle, frame.assign(c=1.0).drop(index=2), {})
     assert caplog.text == ""  # nothing to warn of
+
+
+def _tabular_vae() -> LoadedBundle:
+    torch.manual_seed(0)
+    config = ModelConfig(kind="vae", architecture="mlp", latent_dim=2, hidden_dims=(8,))
+    columns = ["a", "b", "c", "d"]
+    scaler = fit_scaler(np.random.default_rng(0).normal(size=(6, 4)), columns, "robust")
+    return LoadedBundle(
+        Predictor(build_model(config, (4,)), TabularInputs(tuple(columns)), scaler),
+        BundleSpec(id_column="id"),
+        {"model_uri": "models:/aeops-demo/1"},
+    )
+
+
+def test_imputed_rows_keep_the_inputs_column_order(caplog: pytest.LogCaptureFixture) -> None:
+    # Ingestion moved the id column first.
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(6, 4)), columns=list("dcba"))
+    frame["note"] = "x"
+    frame["id"] = range(6)
+    frame.loc[1, "b"] = np.nan
+    filled, _ = impute_missing_values(_tabular_vae(), frame, {"holdout_fraction": 0.0})
+    assert list(filled.columns) == ["d", "c", "b", "a", "note", "id"]
+    assert filled["b"].notna().all()
+    no_ids = frame.drop(columns=["id"])
+    filled, _ = impute_missing_values(_tabular_vae(), no_ids, {"holdout_fraction": 0.0})
+    assert list(filled.columns) == ["id", "d", "c", "b", "a", "note"]  # row numbers, first
+
+
+def test_imputation_that_stops_before_it_settles_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(6, 4)), columns=list("abcd"))
+    frame.loc[[1, 3], "b"] = np.nan
+    options = {"holdout_fraction": 0.0, "max_iterations": 1, "tolerance": 1e-12}
+    with caplog.at_level(logging.WARNING, logger="aeops.pipelines.impute.nodes"):
+        impute_missing_values(_tabular_vae(), frame, options)
+    assert "stopped at impute.max_iterations=1 before it settled" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="aeops.pipelines.impute.nodes"):
+        impute_missing_values(_tabular_vae(), frame, {**options, "max_iterations": 200})
+    assert caplog.text == ""
+
+
+def test_a_series_step_with_no_reading_is_said_to_be_filled_from_its_neighbours(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It was said to be filled "with the same values", as an empty table row is.
+    torch.manual_seed(0)
+    config = ModelConfig(kind="vae", architecture="recurrent", latent_dim=2, hidden_dims=(8,))
+    columns = ("a", "b")
+    values = np.random.default_rng(0).normal(size=(40, 2))
+    bundle = LoadedBundle(
+        Predictor(
+            build_model(config, (8, 2)),
+            WindowInputs(columns=columns, length=8, stride=4),
+            fit_scaler(values, list(columns), "robust"),
+        ),
+        BundleSpec(id_column="id", data={"kind": "timeseries", "window": {"length": 8}}),
+        {"model_uri": "models:/aeops-demo/1"},
+    )
+    frame = pd.DataFrame(values, columns=list(columns))
+    frame.insert(0, "timestamp", pd.date_range("2026-01-01", periods=40, freq="min"))
+    frame.loc[[10, 11], list(columns)] = np.nan
+    with caplog.at_level(logging.WARNING, logger="aeops.pipelines.impute.nodes"):
+        filled, _ = impute_missing_values(bundle, frame, {"holdout_fraction": 0.0})
+    assert "2 row(s) have no observed feature value (ids [10, 11]): each is filled from its" in (
+        caplog.text
+    )
+    assert filled.loc[10, "a"] != filled.loc[11, "a"]

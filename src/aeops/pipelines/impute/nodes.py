@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from aeops.data import DataConfig, TabularInputs, ingest
+from aeops.data import DataConfig, TabularInputs, WindowInputs, ingest
 from aeops.pipelines._params import parse_params
 from aeops.pipelines._registered import load_model_for
 from aeops.scoring import Predictor
@@ -60,20 +60,23 @@ def load_imputer(impute: dict[str, Any], registry: dict[str, Any]) -> LoadedBund
 def _warn_of_what_nothing_was_observed_for(
     missing: np.ndarray, frame: pd.DataFrame, predictor: Predictor, id_column: str
 ) -> None:
-    """Warn of rows (and table columns) with no observed value: each such row is
-    filled with the same values, the model's answer to an empty row, which is rarely
-    what a user meant to impute."""
+    """Warn of rows (and table columns) with no observed value: each such row of a
+    table or image is filled with the same values, the model's answer to an empty row,
+    which is rarely what a user meant to impute; a series' step is filled from its
+    neighbouring steps alone."""
     if missing.size == 0:
         return
     empty_rows = missing.all(axis=1)
     if empty_rows.any():
         ids = frame[id_column].to_numpy()[empty_rows][:5].tolist()
         logger.warning(
-            "%d row(s) have no observed feature value (ids %s%s): each is filled with "
-            "the same values",
+            "%d row(s) have no observed feature value (ids %s%s): %s",
             int(empty_rows.sum()),
             ids,
             ", ..." if empty_rows.sum() > 5 else "",
+            "each is filled from its neighbouring steps alone"
+            if isinstance(predictor.inputs, WindowInputs)
+            else "each is filled with the same values",
         )
     if isinstance(predictor.inputs, TabularInputs):
         columns = predictor.inputs.columns
@@ -164,6 +167,15 @@ def impute_missing_values(
                 if observed
                 else "no observed value to hold out",
             )
+    if imputation.last_change >= config.tolerance:
+        logger.warning(
+            "Imputation stopped at impute.max_iterations=%d before it settled: the last "
+            "pass still moved a filled value by %.3g scaler units (impute.tolerance=%g); "
+            "raise max_iterations",
+            config.max_iterations,
+            imputation.last_change,
+            config.tolerance,
+        )
     logger.info(
         "Filled %d missing value(s) in %d row(s) of %s in %d pass(es)",
         int(metrics["impute_missing_values"]),
@@ -177,4 +189,7 @@ def impute_missing_values(
             metrics["impute_holdout_rmse"],
             metrics["impute_holdout_rmse_column_mean"],
         )
-    return imputed_frame(predictor, frame, imputation), metrics
+    filled = imputed_frame(predictor, frame, imputation)
+    # Ingestion puts the id column first; the output keeps the input's column order.
+    kept = [column for column in impute_input.columns if column in filled.columns]
+    return filled[[c for c in filled.columns if c not in kept] + kept], metrics
