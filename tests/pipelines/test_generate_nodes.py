@@ -132,3 +132,29 @@ def test_a_series_step_with_no_reading_is_said_to_be_filled_from_its_neighbours(
         caplog.text
     )
     assert filled.loc[10, "a"] != filled.loc[11, "a"]
+
+
+def test_generated_values_are_clipped_into_the_datas_bounds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Draws from the prior's tails gave negative values for columns bounded below by 0.
+    bundle = _tabular_vae()
+    bounded = LoadedBundle(
+        bundle.predictor,
+        BundleSpec(id_column="id", data={"bounds": {"a": [0.0, None], "c": [-0.1, 0.1]}}),
+        bundle.provenance,
+    )
+    options = {"num_samples": 200, "temperature": 4.0}
+    free, _, free_metrics = generate_synthetic_data(bundle, options)
+    assert (free["a"] < 0).any() and (free["c"].abs() > 0.1).any()
+    assert free_metrics["generated_clipped"] == 0
+    with caplog.at_level(logging.WARNING, logger="aeops.pipelines.generate.nodes"):
+        frame, _, metrics = generate_synthetic_data(bounded, options)
+    assert frame["a"].min() >= 0 and frame["c"].between(-0.1, 0.1).all()
+    outside = int((free["a"] < 0).sum() + (free["c"].abs() > 0.1).sum())
+    assert metrics["generated_clipped"] == outside
+    assert f"{outside} generated value(s) fell outside data.bounds" in caplog.text
+    for column in ("b", "d"):  # unbounded: as drawn
+        np.testing.assert_array_equal(frame[column], free[column])
+    kept = free["a"] >= 0
+    np.testing.assert_array_equal(frame.loc[kept, "a"], free.loc[kept, "a"])

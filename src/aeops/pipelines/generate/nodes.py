@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +64,7 @@ def generate_synthetic_data(
             "version: --params=generate.model_uri=models:/<name>/<version>"
         ) from error
     inputs = predictor.inputs
+    clipped = _clip_to_bounds(samples, inputs, bundle.spec.data.get("bounds") or {})
     if isinstance(inputs, ImageInputs):
         figure = plots.sample_grid(samples)
     elif isinstance(inputs, WindowInputs):
@@ -72,8 +74,32 @@ def generate_synthetic_data(
     else:
         raise GenerationError(f"no figure for generated {inputs.kind} samples")
     logger.info("Generated %d %s samples", config.num_samples, inputs.kind)
-    metrics = {"generated_samples": float(config.num_samples)}
+    metrics = {"generated_samples": float(config.num_samples), "generated_clipped": clipped}
     return samples_frame(predictor, samples), {"generated_samples.png": figure}, metrics
+
+
+def _clip_to_bounds(samples: np.ndarray, inputs: object, bounds: dict[str, Any]) -> float:
+    """Clip each generated feature into its ``data.bounds`` (values the data cannot
+    take, drawn from the tails of the prior); returns how many values moved."""
+    if not bounds or not isinstance(inputs, TabularInputs | WindowInputs):
+        return 0.0
+    moved = 0
+    for index, column in enumerate(inputs.columns):
+        if column not in bounds:
+            continue
+        low, high = bounds[column]
+        low = -np.inf if low is None else float(low)
+        high = np.inf if high is None else float(high)
+        values = samples[..., index]
+        outside = (values < low) | (values > high)
+        if outside.any():
+            moved += int(outside.sum())
+            np.clip(values, low, high, out=values)
+    if moved:
+        logger.warning(
+            "%d generated value(s) fell outside data.bounds and were clipped to them", moved
+        )
+    return float(moved)
 
 
 def _named(bundle: LoadedBundle) -> str:
