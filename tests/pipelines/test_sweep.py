@@ -35,6 +35,10 @@ def test_sweep_logs_each_trial_as_a_nested_run_and_registers_the_best(
     # Its whole configuration, not only the swept keys: the parent's model.* are the base.
     for key in ("model.hidden_dims", "model.sparsity.weight", "training.epochs"):
         assert parent.data.params[f"sweep.best.{key}"] == best.data.params[key]
+    # As it trained: in its own checkpoint folder, without a progress bar.
+    trial = best.data.tags["sweep_trial"]
+    assert parent.data.params["sweep.best.training.checkpoint_dir"].endswith(f"/trial-{trial}")
+    assert parent.data.params["sweep.best.training.progress"] == "False"
     metrics = parent.data.metrics
     assert metrics["sweep_best_validation_auroc"] == best.data.metrics["validation_auroc"]
     assert metrics["sweep_trials_finished"] == 4

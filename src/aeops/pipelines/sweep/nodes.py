@@ -177,13 +177,24 @@ class _Trials:
             )
         return value
 
-    def settings(self, params: dict[str, Any], model: Autoencoder) -> dict[str, dict[str, Any]]:
-        """The model and training blocks a trial with ``params`` trained with, in full."""
-        training = apply_overrides(self.training, "training", params)
+    def settings(
+        self, number: int, params: dict[str, Any], model: Autoencoder
+    ) -> dict[str, dict[str, Any]]:
+        """The model and training blocks trial ``number`` trained with, in full."""
+        training = self._training_block(params, number)
         return {
             "model": model.config.model_dump(mode="json"),
             "training": parse_params(TrainingConfig, training, "training").model_dump(mode="json"),
         }
+
+    def _training_block(self, params: dict[str, Any], number: int) -> dict[str, Any]:
+        """The training block trial ``number`` trains with: the sweep's values, no
+        progress bar, and a checkpoint folder of its own (trials never resume each
+        other's checkpoints)."""
+        training = apply_overrides(self.training, "training", params)
+        folder = parse_params(TrainingConfig, self.training, "training").checkpoint_dir
+        training.update(progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}")
+        return training
 
     def _repeat(
         self, number: int, params: dict[str, Any], earlier: int, metrics: dict[str, float]
@@ -200,12 +211,7 @@ class _Trials:
 
     def _fit(self, number: int, params: dict[str, Any]) -> tuple[Autoencoder, dict[str, Any]]:
         model_params = apply_overrides(self.model, "model", params)
-        training_params = apply_overrides(self.training, "training", params)
-        # Trials never resume each other's checkpoints: each gets its own folder.
-        folder = parse_params(TrainingConfig, self.training, "training").checkpoint_dir
-        training_params.update(
-            progress=False, resume=False, checkpoint_dir=f"{folder}/trial-{number}"
-        )
+        training_params = self._training_block(params, number)
         try:
             return fit_autoencoder(
                 self.train_x,
@@ -303,7 +309,8 @@ def sweep_hyperparameters(
     )
     # The parent's own model.* and training.* parameters are the base blocks, which
     # MLflow cannot change: the winner's whole configuration goes beside them.
-    log_resolved_settings(trials.settings(best["params"], best["model"]), prefix="sweep.best.")
+    settings = trials.settings(best["number"], best["params"], best["model"])
+    log_resolved_settings(settings, prefix="sweep.best.")
     history = dict(best["history"])
     history.update(
         {
