@@ -29,6 +29,7 @@ from aeops.embedding import (
     EmbedJob,
     SourceError,
     TableSource,
+    _engine,
 )
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import CompiledSuite
@@ -544,6 +545,33 @@ def test_an_empty_series_part_gets_an_empty_output(store: dict[str, Any], tmp_pa
     )
     assert report.rows == 0
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 0
+
+
+def test_batches_of_large_samples_are_bounded_by_bytes_not_rows(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 65,536 rows of 64 x 64 RGB images took 4 GB for a 93 MiB input.
+    images = image_rows().drop(columns=["label"])
+    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images.to_parquet(tmp_path / "in.parquet")
+    _job(store, "image", tmp_path / "in.parquet", output="scores").run(tmp_path / "rows.parquet")
+    sample_bytes = 4 * 8 * 8  # the demo's 8 x 8 gray digits, as float32
+    monkeypatch.setattr(_engine, "_BATCH_SAMPLE_BYTES", 10 * sample_bytes)
+    asked: list[int] = []
+    batches = TableSource.batches
+
+    def recorded(self: TableSource, part: Path, batch_rows: int, *args: Any) -> Any:
+        asked.append(batch_rows)
+        return batches(self, part, batch_rows, *args)
+
+    monkeypatch.setattr(TableSource, "batches", recorded)
+    job = _job(store, "image", tmp_path / "in.parquet", output="scores")
+    assert (job.batch_rows, job.rows_per_batch) == (65536, 10)
+    job.run(tmp_path / "bytes.parquet")
+    assert asked == [10]
+    assert pq.read_table(tmp_path / "bytes.parquet").equals(
+        pq.read_table(tmp_path / "rows.parquet")
+    )
 
 
 def test_a_series_part_shorter_than_a_window_is_named(

@@ -106,6 +106,8 @@ def test_predictor_scores_raw_rows_in_batches_in_input_order() -> None:
         (3, np.float64, "cpu", 16384),
         (1000, np.float32, "cpu", 4096),  # wide samples keep 4096 rows
         (784, np.float32, "cpu", 4096),
+        (3 * 64 * 64, np.float32, "cpu", 640),  # at most 32 MiB: 64 x 64 RGB images
+        (3 * 224 * 224, np.float32, "cpu", 64),  # never fewer than 64 rows
         (64, np.float32, "cuda", 4096),  # a GPU keeps its fixed count
     ],
 )
@@ -113,7 +115,7 @@ def test_default_rows_per_model_call_follow_the_sample_width_on_the_cpu(
     features: int, dtype: type, device: str, rows: int
 ) -> None:
     predictor = dataclasses.replace(_predictor(), batch_size=None, device=torch.device(device))
-    samples = np.zeros((100_000, features), dtype)
+    samples = np.broadcast_to(np.zeros(features, dtype), (100_000, features))  # no memory
     assert predictor._batch_rows(samples) == rows
     assert dataclasses.replace(predictor, batch_size=7)._batch_rows(samples) == 7
 

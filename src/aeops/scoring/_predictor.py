@@ -26,6 +26,8 @@ _PAD_ROWS = 64
 _DEVICE_BATCH_ROWS = 4096
 _CPU_BATCH_BYTES = 2 << 20
 _CPU_MAX_BATCH_ROWS = 16384
+# ... and never more than this many bytes of samples, unless _PAD_ROWS samples are more.
+_CPU_MAX_CALL_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class Predictor:
     def _batch_rows(self, samples: np.ndarray) -> int:
         """Rows per model call: :attr:`batch_size` when set, else 4096 on a GPU, and
         on the CPU as many rows as make about 2 MiB of samples (a multiple of
-        _PAD_ROWS, from 4096 to 16384).
+        _PAD_ROWS, from 4096 to 16384, but no more than make 32 MiB: large images,
+        whose activations grow with them).
 
         On the CPU every call costs Python and thread hand-offs, so narrow samples get
         more rows per call: for 64 float32 features the encoder alone ran at 10.2M
@@ -103,7 +106,8 @@ class Predictor:
             return _DEVICE_BATCH_ROWS
         sample_bytes = max(1, samples[:1].nbytes)
         fitting = _CPU_BATCH_BYTES // sample_bytes // _PAD_ROWS * _PAD_ROWS
-        return min(_CPU_MAX_BATCH_ROWS, max(_DEVICE_BATCH_ROWS, fitting))
+        at_most = max(_PAD_ROWS, _CPU_MAX_CALL_BYTES // sample_bytes // _PAD_ROWS * _PAD_ROWS)
+        return min(_CPU_MAX_BATCH_ROWS, max(min(_DEVICE_BATCH_ROWS, at_most), fitting))
 
     def _batches(self, samples: np.ndarray) -> Iterator[list[torch.Tensor]]:
         """The samples as model batches of :meth:`_batch_rows` rows, in groups that share one
