@@ -31,6 +31,14 @@ def test_npz_without_images_array_is_named(tmp_path: Path) -> None:
         ImageDataset(filepath=str(path)).load()
 
 
+def test_npz_arrays_of_other_lengths_are_named_with_their_lengths(tmp_path: Path) -> None:
+    # pandas said only "All arrays must be of the same length".
+    path = tmp_path / "set.npz"
+    np.savez(path, images=np.zeros((3, 4, 4)), labels=np.array([0, 1]), ids=np.arange(3))
+    with pytest.raises(DatasetError, match=r"'images' holds 3 images, but 'labels' holds 2;"):
+        ImageDataset(filepath=str(path)).load()
+
+
 def test_parquet_with_nested_arrays(tmp_path: Path) -> None:
     path = tmp_path / "set.parquet"
     pd.DataFrame(

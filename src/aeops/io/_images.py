@@ -98,6 +98,13 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 f"{path}: 'images' has shape {list(arrays['images'].shape)}; expected "
                 "(N, H, W) or (N, C, H, W)"
             )
+        lengths = {name: len(arrays[name]) for name in ("ids", "labels") if name in arrays}
+        if wrong := {name: n for name, n in lengths.items() if n != len(images)}:
+            raise DatasetError(
+                f"{path}: 'images' holds {len(images)} images, but "
+                + " and ".join(f"{name!r} holds {n}" for name, n in wrong.items())
+                + "; every array needs one entry per image"
+            )
         columns: dict[str, Any] = {
             id_column: arrays.get("ids", np.arange(len(images))),
             image_column: list(images),
