@@ -64,7 +64,7 @@ def generate_synthetic_data(
             "version: --params=generate.model_uri=models:/<name>/<version>"
         ) from error
     inputs = predictor.inputs
-    clipped = _clip_to_bounds(samples, inputs, bundle.spec.data.get("bounds") or {})
+    clipped = _clip_to_bounds(samples, inputs, bundle.spec.data)
     if isinstance(inputs, ImageInputs):
         figure = plots.sample_grid(samples)
     elif isinstance(inputs, WindowInputs):
@@ -78,26 +78,31 @@ def generate_synthetic_data(
     return samples_frame(predictor, samples), {"generated_samples.png": figure}, metrics
 
 
-def _clip_to_bounds(samples: np.ndarray, inputs: object, bounds: dict[str, Any]) -> float:
-    """Clip each generated feature into its ``data.bounds`` (values the data cannot
-    take, drawn from the tails of the prior); returns how many values moved."""
-    if not bounds or not isinstance(inputs, TabularInputs | WindowInputs):
-        return 0.0
+def _clip_to_bounds(samples: np.ndarray, inputs: object, data: dict[str, Any]) -> float:
+    """Clip each generated feature into its ``data.bounds``, and pixels into
+    ``data.pixel_range`` (values the data cannot take, drawn from the tails of the
+    prior, or decoded by a model with an unbounded output); returns how many moved."""
+    ranges: list[tuple[np.ndarray, Any, Any]] = []
+    if isinstance(inputs, ImageInputs) and data.get("pixel_range") is not None:
+        ranges.append((samples, *data["pixel_range"]))
+    elif isinstance(inputs, TabularInputs | WindowInputs):
+        bounds = data.get("bounds") or {}
+        for index, column in enumerate(inputs.columns):
+            if column in bounds:
+                ranges.append((samples[..., index], *bounds[column]))
     moved = 0
-    for index, column in enumerate(inputs.columns):
-        if column not in bounds:
-            continue
-        low, high = bounds[column]
+    for values, low, high in ranges:
         low = -np.inf if low is None else float(low)
         high = np.inf if high is None else float(high)
-        values = samples[..., index]
         outside = (values < low) | (values > high)
         if outside.any():
             moved += int(outside.sum())
             np.clip(values, low, high, out=values)
     if moved:
         logger.warning(
-            "%d generated value(s) fell outside data.bounds and were clipped to them", moved
+            "%d generated value(s) fell outside data.bounds or data.pixel_range and were "
+            "clipped to them",
+            moved,
         )
     return float(moved)
 
