@@ -17,6 +17,7 @@ from aeops.io import ImageDataset
 from aeops.validation import (
     DataValidationError,
     build_suite,
+    inferred_shape_problem,
     suite_for_imputation,
     suite_from_dict,
     suite_to_dict,
@@ -180,6 +181,22 @@ def test_an_image_of_the_wrong_shape_is_named() -> None:
         DataValidationError, match=r"image_width.*sample ids \[2\]; sample values \[5"
     ):
         _validate(frame, IMAGES)
+
+
+def test_a_first_image_unlike_the_others_is_named_as_where_the_shape_came_from() -> None:
+    # Validation blamed every other image, since the shape came from the first one.
+    inferred = IMAGES.model_copy(update={"image_shape": None})
+    frame = _images()
+    assert (
+        inferred_shape_problem(validation_view(ingest(frame, inferred), inferred), inferred) is None
+    )
+    frame.at[0, "image"] = np.zeros((5, 5))
+    problem = inferred_shape_problem(validation_view(ingest(frame, inferred), inferred), inferred)
+    assert problem == (
+        "the image shape was inferred from the first image (id 1), which is [1, 5, 5], but 2 "
+        "of 3 images are [1, 4, 4]: fix or drop that image, or set data.image_shape: [1, 4, 4]"
+    )
+    assert inferred_shape_problem(validation_view(ingest(frame, IMAGES), IMAGES), IMAGES) is None
 
 
 def test_a_flat_image_of_the_wrong_size_is_named_by_its_value_count() -> None:

@@ -26,7 +26,12 @@ from aeops.validation._suite import (
     with_image_value_count,
 )
 from aeops.validation._validate import expectation_text, validate_frame
-from aeops.validation._views import ValidationView, missing_column_text, validation_view
+from aeops.validation._views import (
+    ValidationView,
+    inferred_shape_problem,
+    missing_column_text,
+    validation_view,
+)
 
 __all__ = [
     "FINITE_LIMIT",
@@ -39,6 +44,7 @@ __all__ = [
     "ValidationView",
     "build_suite",
     "expectation_text",
+    "inferred_shape_problem",
     "missing_column_text",
     "suite_for_evaluation",
     "suite_for_imputation",

@@ -102,6 +102,31 @@ def _image_facts(
     return pd.DataFrame(facts, columns=list(IMAGE_COLUMNS), index=cells.index, dtype="float64")
 
 
+def inferred_shape_problem(view: ValidationView, config: DataConfig) -> str | None:
+    """Why an image shape inferred from the first image may be the wrong one: most
+    images have another shape (the first is the odd one out, and validation would
+    blame all the others); None when it is set, or most images have it."""
+    if config.kind != "image" or config.image_shape is not None:
+        return None
+    if not set(IMAGE_COLUMNS[:3]) <= set(view.frame.columns):
+        return None
+    dims = view.frame[list(IMAGE_COLUMNS[:3])].dropna()
+    if dims.empty:
+        return None
+    counts = dims.value_counts()
+    common = [int(size) for size in counts.index[0]]
+    first = [int(size) for size in dims.iloc[0]]
+    if first == common or counts.iloc[0] <= len(dims) / 2:
+        return None
+    ids = view.frame.get(config.id_column)
+    which = f"id {ids.loc[dims.index[0]]}" if ids is not None else f"row {dims.index[0]}"
+    return (
+        f"the image shape was inferred from the first image ({which}), which is {first}, "
+        f"but {int(counts.iloc[0])} of {len(dims)} images are {common}: fix or drop that "
+        f"image, or set data.image_shape: {common}"
+    )
+
+
 def validation_view(
     frame: pd.DataFrame, config: DataConfig, missing_values: bool = False
 ) -> ValidationView:

@@ -39,6 +39,7 @@ from aeops.training import TrainingConfig, fit
 from aeops.validation import (
     ValidationReport,
     build_suite,
+    inferred_shape_problem,
     suite_json_roles,
     suite_to_dict,
     validate_frame,
@@ -69,6 +70,8 @@ def validate_raw_data(
     """
     config = parse_params(DataConfig, data, "data")
     view = validation_view(ingested_data, config)
+    if problem := inferred_shape_problem(view, config):
+        logger.warning("%s", problem)
     label = config.label_column
     suite = build_suite(
         view.frame,
