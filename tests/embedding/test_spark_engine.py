@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aeops.embedding import SUCCESS_MARKER, EmbedJob, SourceError, TableSource
+from aeops.embedding import SUCCESS_MARKER, EmbedJob, SourceError, TableSource, _engine
 from aeops.serving import load_registered_bundle
 
 from .conftest import image_rows, tabular_rows
@@ -144,6 +144,30 @@ def test_spark_embeds_images_like_the_local_engine(
     np.testing.assert_allclose(
         np.stack(actual["embedding"]), np.stack(expected["embedding"]), rtol=1e-6
     )
+
+
+def test_spark_hands_the_model_batches_bounded_by_bytes(
+    store: dict[str, Any], spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spark's default of 10,000 rows a batch was 1 GB of float64 for 64 x 64 RGB images.
+    images = image_rows().drop(columns=["label"])
+    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images.to_parquet(tmp_path / "images.parquet")
+    bundle = load_registered_bundle(store["models"]["image"])
+    monkeypatch.setattr(_engine, "_BATCH_SAMPLE_BYTES", 10 * 4 * 8 * 8)  # ten 8 x 8 images
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    job = EmbedJob(TableSource(tmp_path / "images.parquet"), bundle, engine="spark")
+    job.run(tmp_path / "spark")
+    assert spark.conf.get(key) == before
+    parts = sorted((tmp_path / "spark").glob("part-*.parquet"))
+    groups = [
+        pq.ParquetFile(part).metadata.row_group(i).num_rows
+        for part in parts
+        for i in range(pq.ParquetFile(part).num_row_groups)
+    ]
+    assert max(groups) == 10 and sum(groups) == len(images)
+    assert pq.read_table(tmp_path / "spark").to_pandas()["id"].tolist() == images["id"].tolist()
 
 
 def test_spark_checks_images_against_the_suite_as_the_local_engine_does(
