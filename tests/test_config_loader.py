@@ -49,3 +49,30 @@ def test_without_an_environment_s_parameters_it_matches_kedro_s_loader(
 ) -> None:
     ours = _parameters(ParamsAfterEnvLoader, "local", runtime)
     assert ours == _parameters(OmegaConfigLoader, "local", runtime)
+
+
+def test_interpolations_see_the_runtime_values_as_in_kedro(tmp_path: Path) -> None:
+    # Resolving each environment before the runtime values were merged lost them.
+    (tmp_path / "base").mkdir()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text(
+        "a: 1\nb: ${a}\nc: ${runtime_params:foo, 1}\nescaped: \\${x}\nblock: {k: 1}\n"
+    )
+    (tmp_path / "local" / "parameters.yml").write_text("d: ${runtime_params:foo}\n")
+    runtime = {"a": 5, "foo": 7, "block": {"k": 2}}
+    loaded = {
+        loader: loader(
+            conf_source=str(tmp_path), runtime_params=runtime, **settings.CONFIG_LOADER_ARGS
+        )["parameters"]
+        for loader in (ParamsAfterEnvLoader, OmegaConfigLoader)
+    }
+    assert loaded[ParamsAfterEnvLoader] == loaded[OmegaConfigLoader]
+    assert loaded[ParamsAfterEnvLoader] == {
+        "a": 5,
+        "b": 5,
+        "c": 7,
+        "escaped": "${x}",
+        "block": {"k": 2},
+        "d": 7,
+        "foo": 7,  # a runtime value no file names is a parameter too
+    }

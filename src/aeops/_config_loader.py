@@ -16,22 +16,23 @@ class ParamsAfterEnvLoader(OmegaConfigLoader):
     separately, and then lets each top-level block of the environment replace base's
     whole block. So ``kedro run --env=timeseries --params=sweep.n_trials=2`` gave the
     environment a ``sweep`` block of ``{n_trials: 2}`` that replaced base's, and its
-    search space was lost. Here the environment's own files replace base's blocks as
-    before, and the runtime values are merged into the result, key by key.
+    search space was lost. Here base's and the environment's files merge unresolved,
+    the environment's blocks replacing base's as before; the runtime values are then
+    merged in key by key, and everything resolves once, so interpolations
+    (``${a}``, ``${runtime_params:x}``) see the runtime values, as in Kedro.
     """
 
     def _merge_and_resolve(self, key: str, config_per_file: dict[Path, DictConfig]) -> Any:
-        if key != "parameters" or not self.runtime_params:
+        if key != "parameters":
             return super()._merge_and_resolve(key, config_per_file)
-        runtime_params, self.runtime_params = self.runtime_params, {}
-        try:
-            return super()._merge_and_resolve(key, config_per_file)
-        finally:
-            self.runtime_params = runtime_params
+        if not config_per_file:
+            return {}
+        merged = OmegaConf.unsafe_merge(*config_per_file.values())
+        return OmegaConf.to_container(merged, resolve=False)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         config = super().__getitem__(key)
-        if key != "parameters" or not self.runtime_params:
+        if key != "parameters":
             return config
         merged = OmegaConf.merge(OmegaConf.create(config), self.runtime_params)
         return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
