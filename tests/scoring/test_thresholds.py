@@ -221,3 +221,7 @@ def test_quantile_warns_when_no_validation_error_would_lie_above_it(
         choose_threshold(errors[:10], ThresholdConfig(quantile=0.95))
     assert "with 10 validation errors" in caplog.text
     assert "use at least 20 validation rows" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aeops.scoring._threshold"):  # 10 x 0.1 = 0.999...
+        choose_threshold(errors[:10], ThresholdConfig(quantile=0.9))
+    assert not caplog.records

@@ -131,6 +131,15 @@ def test_a_timestamp_format_reads_every_value_in_it() -> None:
         ingest(frame, config)
 
 
+def test_a_timestamp_format_reads_dates_written_as_digits() -> None:
+    # An integer column was taken as numbers (seconds) whatever the format said.
+    frame = pd.DataFrame({"timestamp": [20260130, 20260131, 20260201], "value": 1.0})
+    config = SERIES.model_copy(update={"timestamp_format": "%Y%m%d"})
+    parsed = ingest(frame, config)["timestamp"]
+    assert parsed.tolist() == list(pd.date_range("2026-01-30", periods=3, freq="D"))
+    assert ingest(frame, SERIES)["timestamp"].tolist() == [20260130, 20260131, 20260201]
+
+
 def test_missing_timestamps_are_named_by_validation_with_their_ids() -> None:
     frame = _series()
     frame.loc[3, "timestamp"] = ""

@@ -138,8 +138,11 @@ def parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd
             f"columns are {list(map(str, frame.columns))}"
         )
     values = frame[column]
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+    if pd.api.types.is_datetime64_any_dtype(values):
         return frame
+    if pd.api.types.is_numeric_dtype(values) and config.timestamp_format is None:
+        return frame
+    # Numbers with a format are dates written as digits, such as 20260130 for %Y%m%d.
     text = values.astype("string").str.strip()
     present = _present(text)
     numbers = pd.to_numeric(text, errors="coerce").astype("float64")

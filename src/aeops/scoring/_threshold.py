@@ -216,7 +216,7 @@ def choose_threshold(
 
 
 def _quantile(errors: np.ndarray, config: ThresholdConfig, labels: np.ndarray | None) -> float:
-    if errors.size * (1.0 - config.quantile) < 1.0:
+    if errors.size * (1.0 - config.quantile) < 1.0 - 1e-9:  # 10 x (1 - 0.9) is 0.999...
         logger.warning(
             "threshold.method='quantile' at %g: with %d validation errors the threshold "
             "lies between the largest ones, and new data will be flagged well above %g "
