@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,22 @@ def test_train_node_follows_the_seed_and_reports_history(tabular_frame: pd.DataF
     assert model_a.config.architecture == "mlp"  # resolved from data.kind
     assert len(history["train_loss"]) == history["epochs_trained"] == 5
     assert figure.axes
+
+
+def test_a_resumed_fit_reports_the_epoch_it_resumed_from(
+    tabular_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    # Its earlier epochs ran in the stopped run; MLflow showed no sign of it.
+    spec, scaler = fit_feature_scaler(
+        tabular_frame, _suite(tabular_frame), DATA, {"method": "robust"}
+    )
+    args = (tabular_frame.iloc[:150], tabular_frame.iloc[150:], spec, scaler, MODEL)
+    checkpoints = {"checkpoint_dir": str(tmp_path), "checkpoint_every": 1, "resume": True}
+    _, first, _ = train_autoencoder(*args, {**TRAINING, "epochs": 3, **checkpoints}, DATA)
+    assert "resumed_from_epoch" not in first
+    _, resumed, _ = train_autoencoder(*args, {**TRAINING, "epochs": 5, **checkpoints}, DATA)
+    assert resumed["resumed_from_epoch"] == 3
+    assert resumed["epochs_trained"] == 5
 
 
 def _memory_catalog(raw: pd.DataFrame, data: dict[str, Any]) -> DataCatalog:

@@ -185,6 +185,11 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         ["--params=training.batch_size=0"],
         [r"training\.batch_size: Input should be greater than or equal to 1 \(given: 0\)"],
     ),
+    "a precision this machine cannot give": (
+        None,
+        ["--params=training.device=cpu,training.precision=fp16"],
+        [r"training\.precision='fp16' needs a CUDA device .* but training runs on cpu"],
+    ),
     "negative learning rate": (
         None,
         ["--params=training.lr=-0.1"],
@@ -222,6 +227,13 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
     ),
 }
 
+# Parameters the pre-run check refuses: no MLflow run is opened, not even a FAILED one.
+REFUSED_BEFORE_ANY_RUN = {
+    "a precision this machine cannot give",
+    "zero batch size",
+    "negative learning rate",
+}
+
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_fails_clearly_writes_nothing_and_registers_nothing(
@@ -242,6 +254,8 @@ def test_bad_input_fails_clearly_writes_nothing_and_registers_nothing(
     assert project.client().search_registered_models() == []
     runs = project.runs()
     assert [run.info.status for run in runs] in ([], ["FAILED"])
+    if case in REFUSED_BEFORE_ANY_RUN:
+        assert runs == []
     if "failed validation" in patterns:  # the report is logged on failure too
         artifacts = project.client().list_artifacts(runs[0].info.run_id, "validation")
         assert "validation/validation_report.json" in {a.path for a in artifacts}

@@ -256,6 +256,25 @@ def test_resume_without_a_checkpoint_starts_from_the_first_epoch(
     assert weights_equal(fresh, resumed)
 
 
+def test_resume_without_checkpoints_being_saved_is_warned_of(
+    quick_config: TrainingConfig,
+    plane: PlaneData,
+    make_model: MakeModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # checkpoint_every 0 (the default) with resume on saved nothing, silently.
+    unsaved = changed(quick_config, {"resume": True, "checkpoint_every": 0})
+    with caplog.at_level("WARNING", logger="aeops.training._fit"):
+        fit(make_model(), plane(), plane(seed=1), unsaved)
+    assert "training.checkpoint_every is 0: this run saves no checkpoint" in caplog.text
+    assert not any(Path(quick_config.checkpoint_dir).iterdir())
+    caplog.clear()
+    saved = changed(unsaved, {"checkpoint_every": 2})
+    with caplog.at_level("WARNING", logger="aeops.training._fit"):
+        fit(make_model(), plane(), plane(seed=1), saved)
+    assert "checkpoint_every" not in caplog.text
+
+
 def test_resume_refuses_a_checkpoint_of_another_run(
     quick_config: TrainingConfig, plane: PlaneData, make_model: MakeModel
 ) -> None:

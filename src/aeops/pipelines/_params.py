@@ -88,16 +88,27 @@ def parameter_blocks() -> dict[str, type[BaseModel]]:
 
 
 def check_together(blocks: dict[str, BaseModel]) -> None:
-    """Rules between parsed blocks that a pipeline would otherwise meet only after
-    training: a method or objective that needs labels, with ``data.label_column`` null,
-    and a sweep objective that would compare scores in different units.
+    """Rules between parsed blocks (and the machine) that a pipeline would otherwise
+    meet only after training, or at its train node: a method or objective that needs
+    labels, with ``data.label_column`` null; a sweep objective that would compare
+    scores in different units; a ``training.device`` or ``precision`` this machine
+    cannot give.
 
     Raises:
         ParameterError: naming both keys.
     """
     from aeops.models import ModelConfig
+    from aeops.training import TrainingConfig
     from aeops.training.sweep import SweepConfig, check_comparable_scores
 
+    training = blocks.get("training")
+    if isinstance(training, TrainingConfig):
+        from aeops.training import resolve_device, resolve_precision
+
+        try:  # a missing GPU met at the train node left a FAILED run behind
+            resolve_precision(training.precision, resolve_device(training.device))
+        except (RuntimeError, ValueError) as error:
+            raise ParameterError(str(error)) from None
     sweep, model = blocks.get("sweep"), blocks.get("model")
     if isinstance(sweep, SweepConfig) and isinstance(model, ModelConfig):
         try:

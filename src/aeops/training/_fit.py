@@ -250,6 +250,12 @@ class _FitRun:
 
     def resume(self) -> None:
         """Continue from ``<checkpoint_dir>/last.pt`` when ``training.resume`` is on."""
+        if self.config.checkpoint_every == 0:
+            logger.warning(
+                "training.resume is on, but training.checkpoint_every is 0: this run saves "
+                "no checkpoint, so if it stops, the next has nothing to resume from; set "
+                "training.checkpoint_every (1 saves every epoch)"
+            )
         path = latest_path(self.config)
         if not path.exists():
             logger.info("training.resume is on but %s does not exist: starting at epoch 1", path)

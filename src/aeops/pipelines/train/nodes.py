@@ -203,6 +203,8 @@ def fit_autoencoder(
         best_validation_loss=result.best_validation_loss,
         epochs_trained=len(result.history),
     )
+    if result.resumed_from_epoch is not None:  # its earlier epochs ran in another run
+        history["resumed_from_epoch"] = result.resumed_from_epoch
     return autoencoder, history
 
 
