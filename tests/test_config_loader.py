@@ -76,3 +76,35 @@ def test_interpolations_see_the_runtime_values_as_in_kedro(tmp_path: Path) -> No
         "d": 7,
         "foo": 7,  # a runtime value no file names is a parameter too
     }
+
+
+def test_each_environment_resolves_on_its_own_as_in_kedro(tmp_path: Path) -> None:
+    # A version that resolved base and the environment together let base's ${a} see
+    # the environment's a, and failed on ${model.d} once the environment's model
+    # block had replaced base's.
+    for env in ("base", "timeseries"):
+        (tmp_path / env).mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text(
+        "a: 1\nb: ${a}\nmodel: {d: 8}\nsweep: {x: '${model.d}', n: 5}\n"
+    )
+    (tmp_path / "timeseries" / "parameters.yml").write_text("a: 2\nmodel: {e: 1}\n")
+
+    def load(loader: type[OmegaConfigLoader], runtime: dict[str, Any]) -> Any:
+        return loader(
+            conf_source=str(tmp_path),
+            env="timeseries",
+            runtime_params=runtime,
+            **settings.CONFIG_LOADER_ARGS,
+        )["parameters"]
+
+    for runtime in ({}, {"training": {"epochs": 3}}, {"model": {"e": 4}}):
+        assert load(ParamsAfterEnvLoader, runtime) == load(OmegaConfigLoader, runtime)
+    assert load(ParamsAfterEnvLoader, {}) == {
+        "a": 2,
+        "b": 1,
+        "model": {"e": 1},
+        "sweep": {"x": 8, "n": 5},
+    }
+    # The one difference: a block only --params give the environment.
+    assert load(OmegaConfigLoader, {"sweep": {"n": 2}})["sweep"] == {"n": 2}
+    assert load(ParamsAfterEnvLoader, {"sweep": {"n": 2}})["sweep"] == {"x": 8, "n": 2}

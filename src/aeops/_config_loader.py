@@ -1,4 +1,4 @@
-"""Kedro's config loader, with ``--params`` applied once, after the run environment."""
+"""Kedro's config loader, where ``--params`` never replace a block of base's."""
 
 from __future__ import annotations
 
@@ -6,33 +6,45 @@ from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 
 class ParamsAfterEnvLoader(OmegaConfigLoader):
-    """``OmegaConfigLoader`` whose runtime parameters land on the merged parameters.
+    """``OmegaConfigLoader``, but a block only runtime parameters give the run
+    environment does not replace base's.
 
     Kedro merges ``--params`` into base's parameters and into the run environment's
-    separately, and then lets each top-level block of the environment replace base's
-    whole block. So ``kedro run --env=timeseries --params=sweep.n_trials=2`` gave the
-    environment a ``sweep`` block of ``{n_trials: 2}`` that replaced base's, and its
-    search space was lost. Here base's and the environment's files merge unresolved,
-    the environment's blocks replacing base's as before; the runtime values are then
-    merged in key by key, and everything resolves once, so interpolations
-    (``${a}``, ``${runtime_params:x}``) see the runtime values, as in Kedro.
+    separately, resolves each, and then lets each top-level block of the environment
+    replace base's whole block. So ``kedro run --env=timeseries
+    --params=sweep.n_trials=2`` gave the environment a ``sweep`` block of
+    ``{n_trials: 2}`` that replaced base's, and its search space was lost. Here the
+    environment's result keeps only the blocks its own files define; base's result
+    already holds the runtime values. Everything else is Kedro's: each environment
+    resolves on its own, with the runtime values, so interpolations behave as there.
     """
 
-    def _merge_and_resolve(self, key: str, config_per_file: dict[Path, DictConfig]) -> Any:
-        if key != "parameters":
-            return super()._merge_and_resolve(key, config_per_file)
-        if not config_per_file:
-            return {}
-        merged = OmegaConf.unsafe_merge(*config_per_file.values())
-        return OmegaConf.to_container(merged, resolve=False)
+    _env_blocks: frozenset[str] = frozenset()
 
-    def __getitem__(self, key: str) -> dict[str, Any]:
-        config = super().__getitem__(key)
-        if key != "parameters":
-            return config
-        merged = OmegaConf.merge(OmegaConf.create(config), self.runtime_params)
-        return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    def _resolve_from_raw_config(
+        self,
+        key: str,
+        base_configs: dict[Path, DictConfig],
+        env_configs: dict[Path, DictConfig],
+        base_path: str,
+        env_path: str,
+        processed_files: set[Path],
+    ) -> dict[str, Any]:
+        if key == "parameters":
+            self._env_blocks = frozenset(
+                str(block) for config in env_configs.values() for block in config
+            )
+        return super()._resolve_from_raw_config(
+            key, base_configs, env_configs, base_path, env_path, processed_files
+        )
+
+    def _merge_configs(
+        self, config: dict[str, Any], env_config: dict[str, Any], key: str, env_path: str
+    ) -> Any:
+        if key == "parameters":
+            env_config = {k: v for k, v in env_config.items() if k in self._env_blocks}
+        return super()._merge_configs(config, env_config, key, env_path)
