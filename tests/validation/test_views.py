@@ -138,6 +138,11 @@ def test_a_timestamp_format_reads_dates_written_as_digits() -> None:
     parsed = ingest(frame, config)["timestamp"]
     assert parsed.tolist() == list(pd.date_range("2026-01-30", periods=3, freq="D"))
     assert ingest(frame, SERIES)["timestamp"].tolist() == [20260130, 20260131, 20260201]
+    # As floats (a CSV with a blank cell): the blank is the one value named.
+    floats = frame.assign(timestamp=[20260130.0, np.nan, 20260201.0])
+    parsed = ingest(floats, config)["timestamp"]
+    assert parsed.isna().tolist() == [False, True, False]
+    assert parsed.iloc[2] == pd.Timestamp("2026-02-01")
 
 
 def test_missing_timestamps_are_named_by_validation_with_their_ids() -> None:

@@ -142,7 +142,12 @@ def parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd
         return frame
     if pd.api.types.is_numeric_dtype(values) and config.timestamp_format is None:
         return frame
-    # Numbers with a format are dates written as digits, such as 20260130 for %Y%m%d.
+    # Numbers with a format are dates written as digits, such as 20260130 for %Y%m%d;
+    # a float column (one blank cell makes one) would write them as 20260130.0.
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if (whole == np.floor(whole)).all():
+            values = values.astype("Int64")
     text = values.astype("string").str.strip()
     present = _present(text)
     numbers = pd.to_numeric(text, errors="coerce").astype("float64")

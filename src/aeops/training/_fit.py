@@ -253,7 +253,7 @@ class _FitRun:
         if self.config.checkpoint_every == 0:
             logger.warning(
                 "training.resume is on, but training.checkpoint_every is 0: this run saves "
-                "no checkpoint, so if it stops, the next has nothing to resume from; set "
+                "no checkpoint, so if it stops, a rerun resumes from nothing it trained; set "
                 "training.checkpoint_every (1 saves every epoch)"
             )
         path = latest_path(self.config)
