@@ -134,6 +134,16 @@ def test_predictor_names_missing_and_non_numeric_columns() -> None:
         predictor.reconstruction_errors(pd.DataFrame({"a": [1.0], "b": [1.0]}))
     with pytest.raises(InputSchemaError, match=r"\['b'\] are not numeric"):
         predictor.reconstruction_errors(pd.DataFrame({"a": [1.0], "b": ["x"], "c": [1.0]}))
+    # They named only the dtype: the value, and a missing one, are named now.
+    texts = pd.DataFrame({"a": [1.0, 2.0], "b": pd.Series([1.5, "1e3"], dtype=object), "c": 1.0})
+    with pytest.raises(InputSchemaError, match=r"row position 1 of 'b': '1e3' \(a str\), expected"):
+        predictor.reconstruction_errors(texts)
+    gaps = pd.DataFrame({"a": [1.0, 2.0], "b": pd.Series([1.5, None], dtype=object), "c": 1.0})
+    with pytest.raises(InputSchemaError, match=r"row position 1: a missing value \(None\)"):
+        predictor.reconstruction_errors(gaps)
+    twice = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]], columns=["a", "b", "b", "c"])
+    with pytest.raises(InputSchemaError, match=r"more than one column named 'b'"):
+        predictor.reconstruction_errors(twice)
 
 
 def test_predictor_refuses_nan_and_inf_naming_the_column() -> None:

@@ -130,6 +130,12 @@ def _checked_numeric(
         raise InputSchemaError(
             f"input is missing feature column(s) {missing}; the model expects {columns}"
         )
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]} & set(columns))
+    if repeated:
+        raise InputSchemaError(
+            f"input has more than one column named {', '.join(map(repr, repeated))}; "
+            "give every column its own name"
+        )
     not_numeric = [
         c
         for c in columns
@@ -138,9 +144,10 @@ def _checked_numeric(
     if frame.empty:  # no values to be of a type: MLflow hands empty columns over as object
         not_numeric = []
     if not_numeric:
+        dtypes = [str(frame[c].dtype) for c in not_numeric]
         raise InputSchemaError(
-            f"feature column(s) {not_numeric} are not numeric "
-            f"(dtypes {[str(frame[c].dtype) for c in not_numeric]})"
+            f"feature column(s) {not_numeric} are not numeric (dtypes {dtypes})"
+            + _first_non_number(frame, not_numeric[0])
         )
     values = float_matrix(frame, columns)
     _require_finite(
@@ -149,6 +156,19 @@ def _checked_numeric(
         allow_missing,
     )
     return values
+
+
+def _first_non_number(frame: pd.DataFrame, column: str) -> str:
+    """Where ``column`` first holds a value that is not a number, as a message tail."""
+    for position, value in enumerate(frame[column]):
+        if value is None or value is pd.NA:
+            return f"; first at row position {position}: a missing value ({value})"
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            return (
+                f"; first at row position {position} of {column!r}: {value!r} "
+                f"(a {type(value).__name__}), expected a number"
+            )
+    return ""
 
 
 def _require_finite(values: np.ndarray, where: Any, allow_missing: bool = False) -> None:
