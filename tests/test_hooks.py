@@ -87,10 +87,15 @@ def test_a_run_started_by_python_m_is_tagged_with_its_command(
     hook = DescribeRun()
     hook._project_path = tmp_path  # not in git: no commit tags
     with mlflow.start_run(run_name="evaluate") as run:
-        hook.before_pipeline_run({"pipeline_names": ["evaluate"]}, Pipeline([]), DataCatalog())
+        run_params = {
+            "pipeline_names": ["evaluate"],
+            "runner": "<kedro.runner.sequential_runner.SequentialRunner object at 0x7f3a9c>",
+        }
+        hook.before_pipeline_run(run_params, Pipeline([]), DataCatalog())
     tags = MlflowClient().get_run(run.info.run_id).data.tags
     assert tags["kedro_command"] == command
     assert "mlflow.source.git.commit" not in tags
+    assert tags["runner"] == "SequentialRunner"  # not the object's repr
 
 
 def test_a_project_untracked_in_an_outer_repository_gets_no_commit(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import atexit
 import difflib
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -152,6 +153,11 @@ class DescribeRun:
             tags["kedro_command"] = shlex.join(["kedro", *sys.argv[1:]])
         elif launcher.parts[-2:] == ("aeops", "__main__.py"):
             tags["kedro_command"] = shlex.join(["python", "-m", "aeops", *sys.argv[1:]])
+        # kedro-mlflow tags the runner object's repr (<...SequentialRunner object at 0x..>).
+        if runner := re.fullmatch(
+            r"<([\w.]+) object at 0x[0-9a-fA-F]+>", run_params.get("runner", "")
+        ):
+            tags["runner"] = runner[1].rsplit(".", 1)[-1]
         mlflow.set_tags(tags)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
         kedro_mlflow_name = "+".join(name or "__default__" for name in names)

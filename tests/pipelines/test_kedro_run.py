@@ -44,6 +44,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> KedroProject:
         subprocess.run(git, cwd=project.root, check=True, capture_output=True)
     result = project.run("--params=training.seed=0")
     assert result.returncode == 0, output_of(result)
+    # The README's form, `--pipeline=train`, without Kedro's warning on every run.
+    assert "Option '--pipeline' is deprecated" not in result.stdout + result.stderr
     return project
 
 
@@ -64,6 +66,7 @@ def test_run_is_named_after_its_kind_and_tagged_with_commit_and_command(
     assert tags["mlflow.source.git.commit"] == commit
     assert tags["git_dirty"] == "false"
     assert tags["kedro_command"] == "kedro run --pipeline=train --params=training.seed=0"
+    assert tags["runner"] == "SequentialRunner"
 
 
 def test_run_is_finished_with_flat_params_history_metrics_and_plots(
