@@ -29,6 +29,13 @@ def image_rows() -> pd.DataFrame:
     return pd.DataFrame({"id": demo["ids"], "image": list(demo["images"]), "label": demo["labels"]})
 
 
+def flat_image_rows() -> pd.DataFrame:
+    """The demo images without labels, each a flat float64 array, as Parquet holds them."""
+    images = image_rows().drop(columns=["label"])
+    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    return images
+
+
 DATA = {
     "tabular": {"kind": "tabular", "label_column": None},
     "timeseries": {

@@ -38,7 +38,7 @@ from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
 
-from .conftest import image_rows, tabular_rows
+from .conftest import flat_image_rows, image_rows, tabular_rows
 
 
 def _job(store: dict[str, Any], kind: str, source: Path, **options: Any) -> EmbedJob:
@@ -95,8 +95,7 @@ def test_series_and_images_equal_the_bundles_predict(store: dict[str, Any], tmp_
         _served(store, "timeseries", series)["reconstruction_error"],
         rtol=1e-6,
     )
-    images = image_rows().drop(columns=["label"])
-    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images = flat_image_rows()
     images.to_parquet(tmp_path / "images.parquet")
     _job(store, "image", tmp_path / "images.parquet", batch_rows=50).run(tmp_path / "img.parquet")
     embedded = pq.read_table(tmp_path / "img.parquet")
@@ -551,8 +550,7 @@ def test_batches_of_large_samples_are_bounded_by_bytes_not_rows(
     store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 65,536 rows of 64 x 64 RGB images took 4 GB for a 93 MiB input.
-    images = image_rows().drop(columns=["label"])
-    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images = flat_image_rows()
     images.to_parquet(tmp_path / "in.parquet")
     _job(store, "image", tmp_path / "in.parquet", output="scores").run(tmp_path / "rows.parquet")
     sample_bytes = 4 * 8 * 8  # the demo's 8 x 8 gray digits, as float32

@@ -17,7 +17,7 @@ import pytest
 from aeops.embedding import SUCCESS_MARKER, EmbedJob, SourceError, TableSource, _engine
 from aeops.serving import load_registered_bundle
 
-from .conftest import image_rows, tabular_rows
+from .conftest import flat_image_rows, tabular_rows
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -130,8 +130,7 @@ def test_spark_refuses_an_input_without_the_models_columns_before_any_task(
 def test_spark_embeds_images_like_the_local_engine(
     store: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:
-    images = image_rows().drop(columns=["label"])
-    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images = flat_image_rows()
     source = tmp_path / "images.parquet"
     images.to_parquet(source)
     bundle = load_registered_bundle(store["models"]["image"])
@@ -150,8 +149,7 @@ def test_spark_hands_the_model_batches_bounded_by_bytes(
     store: dict[str, Any], spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Spark's default of 10,000 rows a batch was 1 GB of float64 for 64 x 64 RGB images.
-    images = image_rows().drop(columns=["label"])
-    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images = flat_image_rows()
     images.to_parquet(tmp_path / "images.parquet")
     bundle = load_registered_bundle(store["models"]["image"])
     monkeypatch.setattr(_engine, "_BATCH_SAMPLE_BYTES", 10 * 4 * 8 * 8)  # ten 8 x 8 images
@@ -173,8 +171,7 @@ def test_spark_hands_the_model_batches_bounded_by_bytes(
 def test_spark_checks_images_against_the_suite_as_the_local_engine_does(
     store: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:
-    images = image_rows().drop(columns=["label"])
-    images["image"] = [a.reshape(-1).astype(np.float64) for a in images["image"]]
+    images = flat_image_rows()
     images.at[3, "image"] = np.full_like(images.at[3, "image"], 999.0)  # pixels go to 16
     images.to_parquet(tmp_path / "images.parquet")
     bundle = load_registered_bundle(store["models"]["image"])

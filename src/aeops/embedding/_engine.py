@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import itertools
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -231,7 +230,7 @@ class EmbedJob:
             if not batches:  # no rows: the part gets an empty output
                 return
             table = pa.Table.from_batches(batches).combine_chunks()
-            yield from ((b, 0) for b in table.to_batches(max_chunksize=sys.maxsize))
+            yield from ((b, 0) for b in table.to_batches())
             return
         offset = 0
         for batch in self.source.batches(part, self.rows_per_batch, csv_types):
