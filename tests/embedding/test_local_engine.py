@@ -34,6 +34,7 @@ from aeops.embedding import (
 from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import CompiledSuite
 from aeops.embedding._output import WRITER, AtomicParquetWriter
+from aeops.embedding._summary import RELATIVE_ACCURACY, REPORTED_QUANTILES
 from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
@@ -48,6 +49,48 @@ def _job(store: dict[str, Any], kind: str, source: Path, **options: Any) -> Embe
 
 def _served(store: dict[str, Any], kind: str, frame: pd.DataFrame) -> pd.DataFrame:
     return mlflow.pyfunc.load_model(store["models"][kind]).predict(frame)
+
+
+def test_a_score_job_reports_its_alert_rate_and_error_quantiles(
+    store: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = tabular_rows(2000, seed=3)
+    rows.loc[:799, "f2"] += 25.0  # 800 rows far from what the model trained on
+    source = tmp_path / "folder"
+    source.mkdir()
+    rows.iloc[:1500].to_parquet(source / "a.parquet")
+    rows.iloc[1500:].to_parquet(source / "b.parquet")
+    with caplog.at_level("INFO", logger="aeops.embedding"):
+        report = _job(store, "tabular", source, output="scores", batch_rows=256).run(
+            tmp_path / "scores"
+        )
+    scores = pd.read_parquet(tmp_path / "scores")
+    errors, flags = scores["reconstruction_error"].to_numpy(), scores["is_anomaly"].to_numpy()
+    assert report.errors is not None
+    assert (report.errors.rows, report.errors.flagged) == (2000, int(flags.sum()))
+    metrics = report.errors.metrics()
+    assert metrics["alert_rate"] == flags.mean()
+    assert metrics["error_max"] == errors.max()
+    for name, q in REPORTED_QUANTILES.items():
+        exact = np.quantile(errors, q, method="lower")
+        assert metrics[f"error_{name}"] == pytest.approx(exact, rel=RELATIVE_ACCURACY)
+    # The log says how many were flagged beside the validation rows' share, and warns:
+    # the shifted rows make the rate far above it.
+    threshold = load_registered_bundle(store["models"]["tabular"]).predictor.threshold
+    assert threshold is not None
+    validation_rate = threshold.diagnostics["validation_alert_rate"]
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Flagged")]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(
+        f"Flagged {int(flags.sum()):,} of 2,000 rows as anomalies ({flags.mean():.2%}); "
+        f"the threshold flagged {validation_rate:.2%} of the validation rows"
+    )
+    # A rerun skips both parts: nothing scored, nothing flagged in this run.
+    rerun = _job(store, "tabular", source, output="scores").run(tmp_path / "scores")
+    assert rerun.parts_skipped == 2 and rerun.errors is not None and rerun.errors.rows == 0
+    # Embeddings have no errors to summarise.
+    embedded = _job(store, "tabular", source).run(tmp_path / "embeddings")
+    assert embedded.errors is None
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])

@@ -68,11 +68,19 @@ def test_spark_output_equals_the_local_engine_row_for_row(
         frame.to_parquet(source / f"{name}.parquet", row_group_size=100)
     bundle = load_registered_bundle(store["models"]["tabular"])
     local = EmbedJob(TableSource(source), bundle, output=output)
-    local.run(tmp_path / "local")
+    local_report = local.run(tmp_path / "local")
     spark_job = EmbedJob(TableSource(source), bundle, output=output, engine="spark")
     with small_splits(spark, 4096):
         report = spark_job.run(tmp_path / "spark")
     assert report.rows == 1370
+    # The tasks' summaries of their parts add up to the local engine's of the whole.
+    if output == "scores":
+        assert report.errors is not None and local_report.errors is not None
+        assert report.errors.rows == 1370
+        assert report.errors.metrics() == local_report.errors.metrics()
+        np.testing.assert_array_equal(report.errors.counts, local_report.errors.counts)
+    else:
+        assert report.errors is None and local_report.errors is None
     assert report.parts_written > 3  # the large part came in several splits
     assert (tmp_path / "spark" / SUCCESS_MARKER).exists()
     local_table = pq.read_table(tmp_path / "local")

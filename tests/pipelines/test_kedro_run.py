@@ -391,6 +391,35 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
     np.testing.assert_allclose(
         shared["reconstruction_error"], evaluated["reconstruction_error"], rtol=1e-6
     )
+    # Each job's MLflow run records the model version it used, what it read and
+    # wrote, and for scores the alert rate beside the validation rows'.
+    client = trained.client()
+    experiment = client.get_experiment_by_name("aeops")
+    assert experiment is not None
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    for pipeline, output in (("score", "scores"), ("embed", "embeddings")):
+        (run,) = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.kedro_command = 'kedro run --pipeline={pipeline}'",
+        )
+        tags, metrics = run.data.tags, run.data.metrics
+        assert tags["model_uri"] == f"models:/{MODEL_NAME}/{champion.version}"
+        assert tags["model_run_id"] == champion.run_id
+        assert tags["input_path"] == str(trained.root / DEMO)
+        assert tags["output_path"] == str(outputs / f"{output}.parquet")
+        assert metrics["rows"] == len(raw)
+        assert metrics["quarantined_rows"] == 0
+    assert metrics.keys().isdisjoint({"alert_rate", "threshold"})  # the embed run's
+    (score_run,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.kedro_command LIKE '%pipeline=score'"
+    )
+    metrics = score_run.data.metrics
+    assert metrics["flagged_rows"] == scores["is_anomaly"].sum()
+    assert metrics["alert_rate"] == scores["is_anomaly"].mean()
+    assert metrics["error_max"] == scores["reconstruction_error"].max()
+    trained_run = client.get_run(champion.run_id).data.metrics
+    for name in ("threshold", "threshold_validation_alert_rate", "threshold_validation_error_p50"):
+        assert metrics[name] == trained_run[name]
     embeddings = pd.read_parquet(outputs / "embeddings.parquet")
     assert embeddings["id"].tolist() == raw["id"].tolist()
     vectors = np.stack(embeddings["embedding"])

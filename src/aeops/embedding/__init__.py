@@ -6,6 +6,7 @@ from aeops.embedding._config import BatchJobConfig
 from aeops.embedding._engine import EmbedJob, JobReport
 from aeops.embedding._output import SUCCESS_MARKER
 from aeops.embedding._source import SourceError, TableSource
+from aeops.embedding._summary import ErrorSummary
 
 __all__ = [
     "SUCCESS_MARKER",
@@ -13,6 +14,7 @@ __all__ = [
     "BatchValidationError",
     "CompiledSuite",
     "EmbedJob",
+    "ErrorSummary",
     "JobReport",
     "LoadedBundle",
     "SourceError",

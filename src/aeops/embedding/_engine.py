@@ -45,6 +45,7 @@ from aeops.embedding._output import (
     written_by_aeops,
 )
 from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource, open_parquet
+from aeops.embedding._summary import ErrorSummary, alert_rate_is_unusual, describe_alert_rate
 from aeops.embedding._threads import background, cpu_share_for_the_model
 from aeops.validation import validation_view
 
@@ -63,6 +64,8 @@ class JobReport:
         parts_skipped: parts a rerun found already complete.
         quarantined_rows: rows set aside for failing the model's suite.
         seconds: the job's wall-clock time.
+        errors: for scores, the rows this run flagged and its errors' distribution
+            (parts a rerun skipped are not in it); None for embeddings.
     """
 
     rows: int
@@ -70,6 +73,7 @@ class JobReport:
     parts_skipped: int
     quarantined_rows: int
     seconds: float
+    errors: ErrorSummary | None = None
 
 
 # pandas' nullable integer dtypes, which keep int ids with a null exact.
@@ -143,7 +147,8 @@ class EmbedJob:
         sample_bytes = 4 * int(np.prod(self.bundle.predictor.inputs.sample_shape))
         return max(1, min(self.batch_rows, _BATCH_SAMPLE_BYTES // sample_bytes))
 
-    def _pinned_model_uri(self) -> str:
+    @property
+    def pinned_model_uri(self) -> str:
         """The exact registered version, so executors load what the driver loaded even
         if an alias moves during the job."""
         provenance = self.bundle.provenance
@@ -452,6 +457,8 @@ class EmbedJob:
         self._refuse_what_would_cut_series()
         if self.engine == "spark":
             report = self._run_on_spark(destination)
+            if report.errors is not None:
+                self._log_alert_rate(report.errors)
             return dataclasses.replace(report, seconds=time.perf_counter() - started)
         suite_dict = self.bundle.spec.validation_suite
         suite = CompiledSuite(suite_dict, {self._id_column}) if suite_dict else None
@@ -471,6 +478,7 @@ class EmbedJob:
 
         first_ids = self._first_ids(parts)
         rows = written = skipped = quarantined = 0
+        errors = ErrorSummary() if self.output == "scores" else None
         created = self.source.is_folder and not destination.exists()
         try:
             for part, target, first_id in zip(parts, targets, first_ids, strict=True):
@@ -482,9 +490,11 @@ class EmbedJob:
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
                 with cpu_share_for_the_model(self.bundle.predictor.model):
-                    part_rows, part_quarantined = self._run_part_widening_csv_ids(
+                    part_rows, part_quarantined, part_errors = self._run_part_widening_csv_ids(
                         part, target, suite, unmark, first_id, replaces_a_folder, progress
                     )
+                if errors is not None and part_errors is not None:
+                    errors.merge(part_errors)
                 rows += part_rows
                 quarantined += part_quarantined
                 written += 1
@@ -501,7 +511,25 @@ class EmbedJob:
                 unmark()
                 self._remove_earlier_parts(earlier)
             marker.write_text("")
-        return JobReport(rows, written, skipped, quarantined, time.perf_counter() - started)
+        if errors is not None:
+            self._log_alert_rate(errors)
+        seconds = time.perf_counter() - started
+        return JobReport(rows, written, skipped, quarantined, seconds, errors)
+
+    def _log_alert_rate(self, errors: ErrorSummary) -> None:
+        """Say how many rows were flagged, beside the validation rows' share; warn when
+        it is far above that."""
+        threshold = self.bundle.predictor.threshold
+        expected = None if threshold is None else threshold.diagnostics.get("validation_alert_rate")
+        line = describe_alert_rate(errors, expected)
+        if alert_rate_is_unusual(errors, expected):
+            logger.warning(
+                "%s: far more than chance explains. Has the data drifted from what the "
+                "model trained on (a feature's units or encoding)?",
+                line,
+            )
+        else:
+            logger.info("%s", line)
 
     def _run_on_spark(self, destination: Path) -> JobReport:
         if self.invalid_rows == "quarantine":
@@ -511,7 +539,7 @@ class EmbedJob:
             )
         from aeops.embedding._spark import run_spark
 
-        return run_spark(self, self._pinned_model_uri(), destination)
+        return run_spark(self, self.pinned_model_uri, destination)
 
     def _first_ids(self, parts: list[Path]) -> list[int | None]:
         """For each part, the id its first row gets when the input has no id column; None
@@ -562,7 +590,7 @@ class EmbedJob:
         first_id: int | None,
         replaces_folder: bool,
         progress: Callable[[int], None] | None,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, ErrorSummary | None]:
         """``_run_part``; a CSV whose ids change type after the first block (pyarrow
         fixes a column's type there) is run again with the wider type its values need,
         text or float64, as pandas and Spark read the whole column."""
@@ -651,14 +679,15 @@ class EmbedJob:
         csv_types: dict[str, pa.DataType],
         progress: Callable[[int], None],
         replaces_folder: bool = False,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, ErrorSummary | None]:
         """Read, check, answer and write one input part into ``target``; the rows
-        written and the rows set aside. ``before_commit`` runs once every batch is
-        written, before anything is renamed into place."""
+        written, the rows set aside, and for scores their summary. ``before_commit``
+        runs once every batch is written, before anything is renamed into place."""
         writer: AtomicParquetWriter | None = None
         quarantine: AtomicParquetWriter | None = None
         quarantine_target = self._quarantine_target(target)
         rows = bad_rows = 0
+        errors = ErrorSummary() if self.output == "scores" else None
         try:
             batches = self._frames(part, csv_types)
             for prepared in background(self._prepare(batches, part, suite, first_id or 0)):
@@ -672,7 +701,13 @@ class EmbedJob:
                     schema = self.output_schema(prepared.ids.type, part, first_id)
                     writer = AtomicParquetWriter(target, schema, replaces_folder)
                 if prepared.n_rows:
-                    writer.write(self._answers(prepared, writer.schema))
+                    answers = self._answers(prepared, writer.schema)
+                    if errors is not None:
+                        errors.add(
+                            answers.column("reconstruction_error").to_numpy(),
+                            answers.column("is_anomaly").to_numpy(zero_copy_only=False),
+                        )
+                    writer.write(answers)
                 if prepared.recycle is not None:
                     prepared.recycle()
                 rows += prepared.n_rows
@@ -705,4 +740,4 @@ class EmbedJob:
                 bad_rows,
                 quarantine_target,
             )
-        return rows, bad_rows
+        return rows, bad_rows, errors

@@ -23,7 +23,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -38,6 +38,7 @@ from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import EmbedJob, JobReport
 from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
 from aeops.embedding._source import PARQUET_SUFFIXES
+from aeops.embedding._summary import ErrorSummary
 from aeops.validation import validation_view
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def run_spark(
     writer = _SplitWriter(str(temp), schema, file_ranks)
     try:
         with _arrow_batches_of_at_most(spark, job.rows_per_batch):
-            written = scored.mapInArrow(writer, "part string, rows long").collect()
+            written = scored.mapInArrow(writer, _WRITTEN_DDL).collect()
         if not written:  # no rows at all: one empty part keeps the schema readable
             pq.write_table(schema.empty_table(), temp / _part_name(0, 0), **PARQUET_WRITE_OPTIONS)
         (temp / SUCCESS_MARKER).write_text("")
@@ -153,7 +154,21 @@ def run_spark(
     rows = sum(int(row["rows"]) for row in written)
     parts = max(1, len(written))
     logger.info("Spark wrote %d rows of %s in %d parts to %s", rows, job.output, parts, destination)
-    return JobReport(rows, parts, 0, 0, 0.0)
+    errors = None
+    if job.output == "scores":
+        errors = ErrorSummary()
+        for row in written:
+            errors.merge(
+                ErrorSummary.from_sparse(
+                    row["rows"],
+                    row["flagged"],
+                    row["zeros"],
+                    row["maximum"],
+                    row["buckets"],
+                    row["counts"],
+                )
+            )
+    return JobReport(rows, parts, 0, 0, 0.0, errors)
 
 
 @contextmanager
@@ -261,6 +276,38 @@ class _PartitionChecker:
             yield batch
 
 
+# What each task reports of every part it wrote: its rows, and for scores their
+# ErrorSummary (empty for embeddings).
+_WRITTEN_DDL = (
+    "part string, rows long, flagged long, zeros long, maximum double, "
+    "buckets array<long>, counts array<long>"
+)
+_WRITTEN = pa.schema(
+    [
+        ("part", pa.string()),
+        ("rows", pa.int64()),
+        ("flagged", pa.int64()),
+        ("zeros", pa.int64()),
+        ("maximum", pa.float64()),
+        ("buckets", pa.list_(pa.int64())),
+        ("counts", pa.list_(pa.int64())),
+    ]
+)
+
+
+def _written_row(part: _OpenPart) -> dict[str, Any]:
+    buckets, counts = part.errors.to_sparse()
+    return {
+        "part": part.name,
+        "rows": part.rows,
+        "flagged": part.errors.flagged,
+        "zeros": part.errors.zeros,
+        "maximum": part.errors.maximum,
+        "buckets": buckets,
+        "counts": counts,
+    }
+
+
 @dataclass
 class _OpenPart:
     """An output part being written, under its temporary name."""
@@ -269,6 +316,7 @@ class _OpenPart:
     temp: Path
     writer: pq.ParquetWriter
     rows: int = 0
+    errors: ErrorSummary = field(default_factory=ErrorSummary)
 
 
 class _SplitWriter:
@@ -282,7 +330,7 @@ class _SplitWriter:
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         _, attempt = _task()
-        written: list[tuple[str, int]] = []
+        written: list[_OpenPart] = []
         part: _OpenPart | None = None
         try:
             for batch in batches:
@@ -292,8 +340,14 @@ class _SplitWriter:
                         part = None
                     if part is None:
                         part = self._open(name, attempt)
-                    part.writer.write_batch(self._conform(rows))
+                    conformed = self._conform(rows)
+                    part.writer.write_batch(conformed)
                     part.rows += rows.num_rows
+                    if "reconstruction_error" in self.schema.names:
+                        part.errors.add(
+                            conformed.column("reconstruction_error").to_numpy(),
+                            conformed.column("is_anomaly").to_numpy(zero_copy_only=False),
+                        )
             if part is not None:
                 written.append(self._finish(part))
                 part = None
@@ -303,8 +357,7 @@ class _SplitWriter:
                 part.temp.unlink(missing_ok=True)
             raise
         if written:
-            names, counts = zip(*written, strict=True)
-            yield pa.RecordBatch.from_pydict({"part": list(names), "rows": list(counts)})
+            yield pa.RecordBatch.from_pylist([_written_row(p) for p in written], _WRITTEN)
 
     def _splits(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
         """``batch`` cut into runs of rows from one input split, with their part names."""
@@ -326,17 +379,17 @@ class _SplitWriter:
         temp = Path(self.folder) / f".{name}.tmp-{attempt}"
         return _OpenPart(name, temp, pq.ParquetWriter(temp, self.schema, **PARQUET_WRITE_OPTIONS))
 
-    def _finish(self, part: _OpenPart) -> tuple[str, int]:
+    def _finish(self, part: _OpenPart) -> _OpenPart:
         part.writer.close()
         part.temp.replace(Path(self.folder) / part.name)
-        return part.name, part.rows
+        return part
 
     def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         columns: list[Any] = []
-        for field in self.schema:
-            column = batch.column(batch.schema.get_field_index(field.name))
-            if pa.types.is_fixed_size_list(field.type):
+        for target in self.schema:
+            column = batch.column(batch.schema.get_field_index(target.name))
+            if pa.types.is_fixed_size_list(target.type):
                 values = pa.array(column.flatten(), type=pa.float32())
-                column = pa.FixedSizeListArray.from_arrays(values, field.type.list_size)
-            columns.append(column.cast(field.type))
+                column = pa.FixedSizeListArray.from_arrays(values, target.type.list_size)
+            columns.append(column.cast(target.type))
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)

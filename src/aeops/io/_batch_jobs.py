@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aeops.embedding import SUCCESS_MARKER, EmbedJob, TableSource
+from aeops.embedding import SUCCESS_MARKER, EmbedJob, JobReport, TableSource
 
 
 class TableSourceDataset(AbstractDataset[None, TableSource]):
@@ -94,7 +94,8 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
                 done = bar.tasks[0].completed
                 bar.update(task, rate=f"{done / elapsed:,.0f} rows/s" if elapsed > 0 else "")
 
-            data.run(self._filepath, progress=advance)
+            report = data.run(self._filepath, progress=advance)
+        _log_to_active_run(data, report, self._filepath)
 
     def load(self) -> pd.DataFrame:
         """The job's answers as one DataFrame (``id`` and the output columns).
@@ -137,3 +138,41 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
 
     def _exists(self) -> bool:
         return self._filepath.exists()
+
+
+def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> None:
+    """Record the job in the MLflow run kedro-mlflow opened for the pipeline, if any:
+    the model it used, what it read and wrote, and for scores the alert rate and error
+    quantiles beside the validation rows' (so score runs compare over time in the UI)."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None or mlflow.active_run() is None:
+        return
+    provenance = job.bundle.provenance
+    tags = {
+        "model_uri": job.pinned_model_uri,
+        "input_path": str(job.source.path),
+        "output_path": str(destination),
+    }
+    for key in ("model_name", "model_version"):
+        if key in provenance:
+            tags[key] = str(provenance[key])
+    if "run_id" in provenance:
+        tags["model_run_id"] = str(provenance["run_id"])
+    metrics: dict[str, float] = {
+        "rows": report.rows,
+        "quarantined_rows": report.quarantined_rows,
+        "parts_written": report.parts_written,
+        "parts_skipped": report.parts_skipped,
+        "seconds": report.seconds,
+    }
+    if report.seconds > 0:
+        metrics["rows_per_second"] = report.rows / report.seconds
+    threshold = job.bundle.predictor.threshold
+    if report.errors is not None:
+        metrics.update(report.errors.metrics())
+        if threshold is not None:
+            metrics["threshold"] = threshold.value
+            # Named as the train run names them, to compare side by side.
+            metrics.update({f"threshold_{k}": v for k, v in threshold.diagnostics.items()})
+    mlflow.set_tags(tags)
+    mlflow.log_metrics(metrics)
