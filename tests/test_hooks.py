@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, DatasetError
 from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
-from aeops.hooks import CheckParametersFirst, CloseInterruptedRun, DescribeRun, _git_tags
+from aeops.data import InputSchemaError
+from aeops.hooks import (
+    CheckParametersFirst,
+    CloseInterruptedRun,
+    DescribeRun,
+    _git_tags,
+    _OneLinePerClosedRun,
+    brief_refusals,
+    is_refusal,
+)
+from aeops.io import DataFileError
 from aeops.pipelines import sweep, train
 from aeops.pipelines._params import ParameterError
 
@@ -114,3 +125,58 @@ def test_a_project_untracked_in_an_outer_repository_gets_no_commit(tmp_path: Pat
     assert _git_tags(project)["git_dirty"] == "false"
     (project / "src" / "new.py").write_text("")  # new code, not yet added
     assert _git_tags(project)["git_dirty"] == "true"
+
+
+def _raised(error: BaseException) -> BaseException:
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def test_aeops_errors_are_refusals_and_other_errors_are_not() -> None:
+    assert is_refusal(ParameterError("training.lr must be > 0"))
+    assert is_refusal(InputSchemaError("no column 'x'"))
+    # Kedro's catalog re-raises a dataset's error as its own.
+    try:
+        try:
+            raise DataFileError("data.csv is empty")
+        except DatasetError as error:
+            raise DatasetError(f"raw_data: {error}") from error
+    except DatasetError as wrapped:
+        assert is_refusal(wrapped)
+    assert not is_refusal(ValueError("too many values to unpack"))
+    assert not is_refusal(DatasetError("raw_data: a library's own failure"))
+    assert not is_refusal(KeyboardInterrupt())
+
+
+def test_a_refusal_prints_its_message_and_anything_else_goes_to_the_previous_hook(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handed_on: list[BaseException] = []
+    hook = brief_refusals(lambda kind, error, traceback: handed_on.append(error))
+    refusal = _raised(ParameterError("invalid parameters in 'training'"))
+    hook(type(refusal), refusal, refusal.__traceback__)
+    bug = _raised(KeyError("kind"))
+    hook(type(bug), bug, bug.__traceback__)
+    assert handed_on == [bug]
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.splitlines() == [
+        "Error: invalid parameters in 'training'",
+        "(AEOPS_TRACEBACK=1 shows where it was raised.)",
+    ]
+
+
+def test_kedro_mlflows_repeated_closing_lines_are_said_once_per_run() -> None:
+    keep = _OneLinePerClosedRun()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kedro_mlflow", logging.INFO, __file__, 1, message, None, None)
+
+    closing = "The run 'abc' was closed because of an error in the pipeline."
+    assert keep.filter(record(closing))
+    assert not keep.filter(record(closing))
+    assert keep.filter(record(closing.replace("abc", "def")))
+    assert keep.filter(record("Mlflow run 'train' has started"))
+    assert keep.filter(record("Mlflow run 'train' has started"))

@@ -21,6 +21,56 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
 
+class BriefRefusals:
+    """An error aeops raises on purpose ends ``kedro run`` with its message alone.
+
+    Bad input, a refused parameter, a model that cannot do what was asked: each is
+    raised as one of aeops's own exception types, with a message that names the
+    problem. Kedro printed Python's traceback above it, some hundred lines of Kedro's
+    and click's frames. Before anything else runs (``tryfirst``), this hook wraps the
+    process's exception hook so that such an error prints ``Error: <message>`` to
+    stderr (the exit status stays 1). Any other exception, a bug or an environment
+    problem, keeps its traceback, and ``AEOPS_TRACEBACK=1`` keeps every traceback.
+    """
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        """Wrap ``sys.excepthook`` (Kedro's rich one by now), once per process."""
+        if os.environ.get("AEOPS_TRACEBACK", "0") not in ("", "0"):
+            return
+        if not getattr(sys.excepthook, "aeops_brief", False):
+            sys.excepthook = brief_refusals(sys.excepthook)
+
+
+def is_refusal(error: BaseException) -> bool:
+    """Whether ``error`` is one of aeops's own exception types (a deliberate refusal
+    with a complete message), or raised from one (Kedro's catalog re-raises a
+    dataset's error as its own, with the dataset's name before the message)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, Exception) and type(cause).__module__.split(".")[0] == "aeops":
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def brief_refusals(previous: Any) -> Any:
+    """An exception hook that prints an aeops refusal's message and hands every other
+    exception to ``previous``."""
+
+    def excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+        if not is_refusal(error):
+            previous(kind, error, traceback)
+            return
+        import click
+
+        click.secho(f"Error: {error}", fg="red", err=True)
+        click.secho("(AEOPS_TRACEBACK=1 shows where it was raised.)", dim=True, err=True)
+
+    excepthook.aeops_brief = True  # type: ignore[attr-defined]
+    return excepthook
+
+
 class TrackingStoreCheck:
     """Before kedro-mlflow's own set-up (``tryfirst``): stop a run at once when its
     tracking server does not answer (MLflow would retry it for minutes), and create a
@@ -82,8 +132,10 @@ class RefuseUnknownParameters:
             if close
         }
         if misspelled:
+            from aeops.pipelines._params import ParameterError
+
             names = ", ".join(f"{k!r} (did you mean {v!r}?)" for k, v in misspelled.items())
-            raise ValueError(
+            raise ParameterError(
                 f"--params names {names}, which no parameter file defines; "
                 f"the blocks are: {', '.join(sorted(defined))}"
             )
@@ -276,8 +328,12 @@ class CloseInterruptedRun:
     def on_pipeline_error(
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
-        """The pipeline failed: kedro-mlflow closes its run as ``FAILED``."""
+        """The pipeline failed: kedro-mlflow closes its run as ``FAILED``, with a log
+        line each time the run is on MLflow's stack (once per node run); one is kept."""
         self._stop_watching()
+        logger = logging.getLogger("kedro_mlflow.framework.hooks.mlflow_hook")
+        if not any(isinstance(f, _OneLinePerClosedRun) for f in logger.filters):
+            logger.addFilter(_OneLinePerClosedRun())
 
     def _stop_watching(self) -> None:
         self._run_id = None
@@ -312,6 +368,24 @@ class CloseInterruptedRun:
                 mlflow.MlflowClient().set_terminated(run_id, "KILLED")  # off the stack
         except Exception as error:  # at exit: say so, never raise
             logging.getLogger(__name__).warning("Could not mark run %s KILLED: %s", run_id, error)
+
+
+class _OneLinePerClosedRun(logging.Filter):
+    """Lets through the first of kedro-mlflow's identical "closed because of an error"
+    lines about a run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "was closed because of an error" not in message:
+            return True
+        if message in self._said:
+            return False
+        self._said.add(message)
+        return True
 
 
 # Seconds SIGTERM waits for the run to be marked KILLED before the process ends.

@@ -7,6 +7,7 @@ from omegaconf.resolvers import oc
 
 from aeops._config_loader import ParamsAfterEnvLoader
 from aeops.hooks import (
+    BriefRefusals,
     CheckParametersFirst,
     CloseInterruptedRun,
     DescribeRun,
@@ -65,12 +66,14 @@ def _import_kedro_mlflow_models_quietly() -> None:
 
 _import_kedro_mlflow_models_quietly()
 
-# Before a run: refuse a misspelled --params block, check every parameter block the
+# Before a run: print aeops's own errors (bad input, refused settings) without a
+# traceback; refuse a misspelled --params block, check every parameter block the
 # pipeline takes, and check the tracking server answers (or create the SQLite store).
 # Once kedro-mlflow has opened the run: name it after the model kind, tag the commit.
 # During one: keep a trained model on disk when the server goes away; close a run
 # that Ctrl-C or SIGTERM stopped as KILLED.
 HOOKS = (
+    BriefRefusals(),
     RefuseUnknownParameters(),
     CheckParametersFirst(),
     TrackingStoreCheck(),

@@ -7,6 +7,7 @@ The README's table "Inputs that fail" lists the same cases and messages.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -235,6 +236,14 @@ REFUSED_BEFORE_ANY_RUN = {
 }
 
 
+def _final_error(result: subprocess.CompletedProcess[str]) -> str:
+    """What the run printed from its last line that starts ``Error: `` on (aeops's
+    refusals end a run so, in place of Python's traceback)."""
+    starts = [m.end() for m in re.finditer(r"(?m)^Error: ", result.stderr)]
+    assert starts, result.stderr[-3000:]
+    return result.stderr[starts[-1] :]
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_fails_clearly_writes_nothing_and_registers_nothing(
     project: KedroProject, case: str
@@ -247,6 +256,9 @@ def test_bad_input_fails_clearly_writes_nothing_and_registers_nothing(
     assert result.returncode != 0, output_of(result)
     for pattern in patterns:
         assert re.search(pattern, output), (pattern, output[-3000:])
+    # The message ends the output, without Python's traceback above it.
+    assert "Traceback (most recent call last)" not in output, output[-3000:]
+    assert re.search(patterns[-1], _final_error(result)), result.stderr[-3000:]
     # The keep-the-model hook reads nothing when the store is local and reachable.
     assert "Loading data from trained_model" not in output
     for path in MODEL_OUTPUTS:
@@ -259,6 +271,15 @@ def test_bad_input_fails_clearly_writes_nothing_and_registers_nothing(
     if "failed validation" in patterns:  # the report is logged on failure too
         artifacts = project.client().list_artifacts(runs[0].info.run_id, "validation")
         assert "validation/validation_report.json" in {a.path for a in artifacts}
+
+
+def test_aeops_traceback_shows_where_a_refusal_was_raised(project: KedroProject) -> None:
+    result = project.run("--params=training.lr=-0.1", env={"AEOPS_TRACEBACK": "1"})
+    assert result.returncode != 0, output_of(result)
+    output = result.stdout + result.stderr
+    assert "Traceback (most recent call last)" in output
+    assert "ParameterError: invalid parameters in 'training'" in output
+    assert "AEOPS_TRACEBACK" not in output
 
 
 def test_a_misspelled_pipeline_is_named_with_the_closest(project: KedroProject) -> None:
@@ -344,6 +365,8 @@ def test_input_unlike_the_models_schema_stops_the_batch_job(
     assert result.returncode != 0, output_of(result)
     for pattern in patterns:
         assert re.search(pattern, text), (pattern, text[-3000:])
+    assert "Traceback (most recent call last)" not in text, text[-3000:]
+    assert re.search(patterns[-1], _final_error(result)), result.stderr[-3000:]
     assert not list((odd_but_valid.root / "data/07_model_output").glob("*.parquet.*"))
     assert not output.exists()
     assert _registry_state(odd_but_valid) == before

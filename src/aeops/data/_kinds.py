@@ -9,7 +9,14 @@ import pandas as pd
 
 from aeops.data._config import DataConfig
 from aeops.data._ingestion import DataIngestionError, resolve_feature_columns
-from aeops.data._inputs import ImageInputs, InputSpec, TabularInputs, WindowInputs, nested_array
+from aeops.data._inputs import (
+    ImageInputs,
+    InputSchemaError,
+    InputSpec,
+    TabularInputs,
+    WindowInputs,
+    nested_array,
+)
 from aeops.data._scaling import FittedScaler, fit_scaler
 from aeops.data._split import split_frame
 
@@ -123,7 +130,7 @@ def split_by_kind(
     parts = {"train": n_train, "validation": n_validation, "test": n_test}
     short = {name: size for name, size in parts.items() if size < config.window.length}
     if short:
-        raise ValueError(
+        raise InputSchemaError(
             f"a series of {n_rows} rows splits into segments of {parts} rows, but "
             f"{sorted(short)} are shorter than one window (data.window.length="
             f"{config.window.length}); supply a longer series or shorter windows"

@@ -3,7 +3,7 @@
 from aeops.bundle import LoadedBundle, provenance_metadata
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._config import BatchJobConfig
-from aeops.embedding._engine import EmbedJob, JobReport
+from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
 from aeops.embedding._output import SUCCESS_MARKER
 from aeops.embedding._source import SourceError, TableSource
 from aeops.embedding._summary import ErrorSummary
@@ -11,6 +11,7 @@ from aeops.embedding._summary import ErrorSummary
 __all__ = [
     "SUCCESS_MARKER",
     "BatchJobConfig",
+    "BatchJobError",
     "BatchValidationError",
     "CompiledSuite",
     "EmbedJob",

@@ -54,6 +54,11 @@ logger = logging.getLogger(__name__)
 Output = Literal["embeddings", "scores"]
 
 
+class BatchJobError(ValueError):
+    """A batch job that cannot run as asked (its settings, input or output path); the
+    message says why and what to change. Nothing at the output path has changed."""
+
+
 @dataclass(frozen=True)
 class JobReport:
     """What a job did.
@@ -337,13 +342,13 @@ class EmbedJob:
         if not isinstance(self.bundle.predictor.inputs, WindowInputs):
             return
         if self.invalid_rows == "quarantine":
-            raise ValueError(
+            raise BatchJobError(
                 "invalid_rows='quarantine' cannot be used with a time-series model: "
                 "windows around a set-aside row would join steps that are not neighbours. "
                 "Use invalid_rows='fail', which names the bad rows, then fix or drop them."
             )
         if self.engine == "spark":
-            raise ValueError(
+            raise BatchJobError(
                 "engine='spark' cannot run a time-series model: Spark hands the model "
                 "rows in independent batches, which would cut windows at every batch edge. "
                 "Use engine='local', which reads each part as one series."
@@ -381,7 +386,7 @@ class EmbedJob:
         seen: dict[Path, Path] = {}
         for part, target in zip(parts, targets, strict=True):
             if target in seen:
-                raise ValueError(
+                raise BatchJobError(
                     f"{seen[target].name} and {part.name} in {self.source.path} would both "
                     f"be written to {target.name}; rename one of them"
                 )
@@ -409,7 +414,7 @@ class EmbedJob:
             except (pa.ArrowInvalid, OSError):
                 metadata = {}
             if not any(key.startswith(b"aeops.") for key in metadata):
-                raise ValueError(
+                raise BatchJobError(
                     f"the output folder {destination} holds {path.name}, which no aeops job "
                     "wrote (or which cannot be read); it would be read with the output. Move "
                     "it, or write elsewhere"
@@ -464,7 +469,7 @@ class EmbedJob:
         suite = CompiledSuite(suite_dict, {self._id_column}) if suite_dict else None
         parts = self.source.parts()
         if self.source.is_folder and not parts:
-            raise ValueError(f"{self.source.path} holds no parts")
+            raise BatchJobError(f"{self.source.path} holds no parts")
         # Checked before anything at the destination moves.
         replaces_a_folder = self._refuse_a_destination_of_the_other_shape(destination)
         targets = self._targets(parts, destination)
@@ -533,7 +538,7 @@ class EmbedJob:
 
     def _run_on_spark(self, destination: Path) -> JobReport:
         if self.invalid_rows == "quarantine":
-            raise ValueError(
+            raise BatchJobError(
                 "invalid_rows='quarantine' needs engine='local'; the Spark engine stops "
                 "at the first batch that fails the model's suite (invalid_rows='fail')"
             )
@@ -637,14 +642,14 @@ class EmbedJob:
         Spark engine replaces a file. Returns whether there is one.
         """
         if self.source.is_folder and destination.exists() and not destination.is_dir():
-            raise ValueError(
+            raise BatchJobError(
                 f"{destination} is a file, but the folder input {self.source.path} writes a "
                 "folder of parts there; remove it or choose another output path"
             )
         if self.source.is_folder or not destination.is_dir():
             return False
         if not (destination / SUCCESS_MARKER).is_file():
-            raise ValueError(
+            raise BatchJobError(
                 f"{destination} is a folder with no {SUCCESS_MARKER} (an unfinished "
                 f"folder-input output?), but the file input {self.source.path} writes one "
                 "Parquet file there; remove it or choose another output path"
@@ -661,7 +666,7 @@ class EmbedJob:
             )
         ]
         if foreign:
-            raise ValueError(
+            raise BatchJobError(
                 f"the finished output folder {destination} also holds "
                 f"{', '.join(str(p.relative_to(destination)) for p in foreign[:5])}, which no "
                 f"aeops job wrote; the file input {self.source.path} would replace the folder "

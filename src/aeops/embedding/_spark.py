@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from aeops.data import DataConfig
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
-from aeops.embedding._engine import EmbedJob, JobReport
+from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
 from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
 from aeops.embedding._source import PARQUET_SUFFIXES
 from aeops.embedding._summary import ErrorSummary
@@ -99,7 +99,7 @@ def run_spark(
     frame = _read(spark, job.source.path)
     id_column = job.bundle.spec.id_column
     if id_column not in frame.columns:
-        raise ValueError(
+        raise BatchJobError(
             f"the Spark engine needs the id column {id_column!r} in the input "
             f"(columns: {frame.columns}); row positions are not stable across partitions"
         )

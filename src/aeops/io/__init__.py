@@ -2,6 +2,7 @@
 
 from aeops.io._artifacts import MlflowRunArtifactDataset
 from aeops.io._batch_jobs import BatchJobOutputDataset, TableSourceDataset
+from aeops.io._errors import DataFileError
 from aeops.io._images import ImageDataset
 from aeops.io._metrics import MlflowMetricHistoryBatchDataset
 from aeops.io._tabular import TabularDataset
@@ -20,6 +21,7 @@ for _dataset in (
 
 __all__ = [
     "BatchJobOutputDataset",
+    "DataFileError",
     "ImageDataset",
     "MlflowMetricHistoryBatchDataset",
     "MlflowRunArtifactDataset",

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from aeops.embedding import SUCCESS_MARKER, EmbedJob, JobReport, TableSource
+from aeops.io._errors import DataFileError
 
 
 class TableSourceDataset(AbstractDataset[None, TableSource]):
@@ -43,7 +44,7 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
             DatasetError: if the path does not exist.
         """
         if not self._filepath.exists():
-            raise DatasetError(f"{self._filepath} does not exist")
+            raise DataFileError(f"{self._filepath} does not exist")
         return TableSource(self._filepath)
 
     def save(self, data: None) -> None:
@@ -110,11 +111,11 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
         """
         path = self._filepath
         if not path.exists():
-            raise DatasetError(f"{path} does not exist: run the pipeline that writes it first")
+            raise DataFileError(f"{path} does not exist: run the pipeline that writes it first")
         if path.is_file():
             return self._read(path)
         if not (path / SUCCESS_MARKER).exists():
-            raise DatasetError(
+            raise DataFileError(
                 f"{path} is incomplete (no {SUCCESS_MARKER} marker): the job was interrupted; "
                 "run it again to complete the missing parts"
             )
@@ -126,7 +127,7 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
             and not p.name.startswith(".")  # a part still being written
         )  # set-aside rows are in _quarantine/, not among the parts
         if not parts:
-            raise DatasetError(f"{path} holds no .parquet parts")
+            raise DataFileError(f"{path} holds no .parquet parts")
         return pd.concat([self._read(p) for p in parts], ignore_index=True)
 
     @staticmethod
@@ -134,7 +135,7 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
         try:
             return pd.read_parquet(part)
         except (pa.ArrowException, OSError) as error:
-            raise DatasetError(f"{part} is not a readable Parquet file: {error}") from error
+            raise DataFileError(f"{part} is not a readable Parquet file: {error}") from error
 
     def _exists(self) -> bool:
         return self._filepath.exists()

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
 from aeops.data import nested_array
+from aeops.io._errors import DataFileError
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         """Read every image into a frame; the frame's ``attrs['source']`` is the path.
 
         Raises:
-            DatasetError: naming the file that is missing or unreadable.
+            DataFileError: naming the file that is missing or unreadable.
         """
         path = self._filepath
         if not path.exists():
-            raise DatasetError(f"{path} does not exist")
+            raise DataFileError(f"{path} does not exist")
         if path.is_dir():
             frame = self._load_folder(path)
         elif path.suffix.lower() == ".npz":
@@ -75,7 +76,7 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         elif path.suffix.lower() in {".parquet", ".pq"}:
             frame = self._load_parquet(path)
         else:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path} has suffix {path.suffix!r}; expected .npz, .parquet or a folder"
             )
         frame.attrs["source"] = str(PurePosixPath(path))
@@ -87,20 +88,20 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
         except (OSError, ValueError) as error:
-            raise DatasetError(f"{path} is not a readable .npz file: {error}") from error
+            raise DataFileError(f"{path} is not a readable .npz file: {error}") from error
         if "images" not in arrays:
-            raise DatasetError(f"{path} has arrays {sorted(arrays)}; expected one named 'images'")
+            raise DataFileError(f"{path} has arrays {sorted(arrays)}; expected one named 'images'")
         images = arrays["images"]
         if images.ndim == 3:
             images = images[:, None]
         if images.ndim != 4:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path}: 'images' has shape {list(arrays['images'].shape)}; expected "
                 "(N, H, W) or (N, C, H, W)"
             )
         lengths = {name: len(arrays[name]) for name in ("ids", "labels") if name in arrays}
         if wrong := {name: n for name, n in lengths.items() if n != len(images)}:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path}: 'images' holds {len(images)} images, but "
                 + " and ".join(f"{name!r} holds {n}" for name, n in wrong.items())
                 + "; every array needs one entry per image"
@@ -118,9 +119,9 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         try:
             frame = pq.read_table(path).to_pandas()
         except (pa.ArrowInvalid, OSError) as error:
-            raise DatasetError(f"{path} is not a readable Parquet file: {error}") from error
+            raise DataFileError(f"{path} is not a readable Parquet file: {error}") from error
         if image_column not in frame.columns:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path} has no image column {image_column!r}; columns: {list(frame.columns)}"
             )
         frame[image_column] = [_image_cell(cell) for cell in frame[image_column]]
@@ -148,14 +149,14 @@ class ImageDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 ", ".join(sorted(_IMAGE_SUFFIXES)),
             )
         if not files:
-            raise DatasetError(f"{path} is a folder with no image files")
+            raise DataFileError(f"{path} is a folder with no image files")
         ids, images, labels = [], [], []
         for file in files:
             try:
                 with Image.open(file) as image:
                     array = _pixels(image)
             except (OSError, UnidentifiedImageError) as error:
-                raise DatasetError(f"{file} is not a readable image: {error}") from error
+                raise DataFileError(f"{file} is not a readable image: {error}") from error
             ids.append(str(PurePosixPath(file.relative_to(path))))
             images.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))
             parent = file.parent.name

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import AbstractDataset
 from pandas.api.types import is_numeric_dtype
 
 from aeops.data import repeated_names_problem
+from aeops.io._errors import DataFileError
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -66,24 +67,24 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 and not p.name.startswith((".", "_"))  # hidden ("._a.csv"), as Spark skips
             )
             if not files:
-                raise DatasetError(f"{path} is a folder with no .csv or .parquet files")
+                raise DataFileError(f"{path} is a folder with no .csv or .parquet files")
             return files
         if not path.exists():
-            raise DatasetError(f"{path} does not exist")
+            raise DataFileError(f"{path} does not exist")
         return [path]
 
     def load(self) -> pd.DataFrame:
         """Read the file, or every file of the folder, into one frame.
 
         Raises:
-            DatasetError: naming the file that is missing, empty or unreadable.
+            DataFileError: naming the file that is missing, empty or unreadable.
         """
         files = self._files()
         frames = [self._read(path) for path in files]
         columns = list(frames[0].columns)
         for path, frame in zip(files[1:], frames[1:], strict=True):
             if list(frame.columns) != columns:
-                raise DatasetError(
+                raise DataFileError(
                     f"{path} has columns {list(frame.columns)}, but {files[0].name}, the "
                     f"first part of {self._filepath}, has {columns}; every part must "
                     "share one schema"
@@ -97,22 +98,22 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     def _read(self, path: Path) -> pd.DataFrame:
         suffix = path.suffix.lower()
         if path.stat().st_size == 0:
-            raise DatasetError(f"{path} is empty (0 bytes): expected a header and rows")
+            raise DataFileError(f"{path} is empty (0 bytes): expected a header and rows")
         if suffix in _PARQUET_SUFFIXES:
             try:
                 _refuse_repeated_names(path, pq.read_schema(path).names)
                 return pq.read_table(path, **self._load_args).to_pandas()
             except (pa.ArrowInvalid, OSError) as error:
-                raise DatasetError(f"{path} is not a readable Parquet file: {error}") from error
+                raise DataFileError(f"{path} is not a readable Parquet file: {error}") from error
         if suffix in _CSV_SUFFIXES:
             args: dict[str, Any] = {"sep": "\t"} if suffix == ".tsv" else {}
             args.update(self._load_args)
             try:
                 frame = pd.read_csv(path, **args)
             except pd.errors.EmptyDataError as error:
-                raise DatasetError(f"{path} has no header or rows: {error}") from error
+                raise DataFileError(f"{path} has no header or rows: {error}") from error
             except (UnicodeDecodeError, pd.errors.ParserError) as error:
-                raise DatasetError(
+                raise DataFileError(
                     f"{path} could not be parsed as CSV ({error}); set load_args "
                     "(sep, encoding) on its catalog entry"
                 ) from error
@@ -124,7 +125,7 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 if header is not None:
                     _refuse_repeated_names(path, header)
             return frame
-        raise DatasetError(
+        raise DataFileError(
             f"{path} has suffix {suffix!r}; expected one of "
             f"{sorted(_CSV_SUFFIXES | _PARQUET_SUFFIXES)}"
         )
@@ -134,7 +135,7 @@ class TabularDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         path = self._filepath
         suffix = path.suffix.lower()
         if suffix not in _CSV_SUFFIXES | _PARQUET_SUFFIXES:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path}: cannot save a {suffix or 'suffix-less'} file; use .csv, .tsv or .parquet"
             )
         if suffix in _CSV_SUFFIXES:
@@ -171,7 +172,7 @@ def _refuse_array_cells(path: Path, frame: pd.DataFrame) -> None:
         else:
             continue
         if nested:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path}: column {column!r} holds arrays, which CSV cannot hold whole; "
                 "save to .parquet"
             )
@@ -217,7 +218,7 @@ def _refuse_mixed_kinds(
             if len(not_numbers)
             else ""
         )
-        raise DatasetError(
+        raise DataFileError(
             f"{path}: column {name!r} is {frame[name].dtype}, but in {first_path.name}, the "
             f"first part of {folder}, it is {first[name].dtype}{example}; every part must "
             "give a column one kind of value"
@@ -227,7 +228,7 @@ def _refuse_mixed_kinds(
 def _refuse_repeated_names(path: Path, names: list[Any]) -> None:
     problem = repeated_names_problem(path, names)
     if problem is not None:
-        raise DatasetError(problem)
+        raise DataFileError(problem)
 
 
 def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:
@@ -238,7 +239,7 @@ def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:
     header = str(frame.columns[0])
     for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
         if delimiter in header:
-            raise DatasetError(
+            raise DataFileError(
                 f"{path} read as a single column {header!r}: it looks {name}-delimited; "
                 f"set load_args: {{sep: {name}}} on its catalog entry"
             )

@@ -16,6 +16,7 @@ from aeops.models._contract import Autoencoder, LossOutput
 from aeops.models._registry import (
     MODEL_REGISTRY,
     NETWORK_REGISTRY,
+    ModelConfigError,
     build_model,
     register_model,
     register_network,
@@ -28,6 +29,7 @@ __all__ = [
     "Autoencoder",
     "LossOutput",
     "ModelConfig",
+    "ModelConfigError",
     "NoiseConfig",
     "SparsityConfig",
     "build_model",

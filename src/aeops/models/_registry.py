@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from aeops.models._contract import Autoencoder
 
 
+class ModelConfigError(ValueError):
+    """A model setting that does not fit the data or the chosen network; the message
+    names the setting and what would fit."""
+
+
 class NetworkFactory(Protocol):
     """Builds an (encoder, decoder) pair for inputs of ``input_shape`` (no batch axis).
 
@@ -75,11 +80,11 @@ def build_model(
         An untrained :class:`Autoencoder` on the CPU.
 
     Raises:
-        ValueError: if the architecture is unset or the sizes do not fit the input.
+        ModelConfigError: if the architecture is unset or the sizes do not fit the input.
     """
     if config.architecture is None:
         choices = ", ".join(sorted(NETWORK_REGISTRY))
-        raise ValueError(
+        raise ModelConfigError(
             f"model.architecture is not set; choose one of: {choices}, or take the data "
             "kind's with config.model_copy(update={'architecture': "
             "resolve_architecture(config, data_kind)})"
@@ -90,10 +95,12 @@ def build_model(
     ):
         if value not in registry:
             choices = ", ".join(sorted(registry))
-            raise ValueError(f"model.{key}={value!r} is not registered; choose one of: {choices}")
+            raise ModelConfigError(
+                f"model.{key}={value!r} is not registered; choose one of: {choices}"
+            )
     n_values = math.prod(input_shape)
     if config.latent_dim >= n_values:
-        raise ValueError(
+        raise ModelConfigError(
             f"model.latent_dim={config.latent_dim} must be smaller than the {n_values} input "
             f"values of one sample (shape {list(input_shape)}); a code as wide as the input "
             "can copy it"

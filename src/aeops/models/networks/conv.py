@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from aeops.models._config import ModelConfig
-from aeops.models._registry import register_network
+from aeops.models._registry import ModelConfigError, register_network
 from aeops.models.networks._common import activation_and_dropout
 
 
@@ -71,14 +71,14 @@ def build_conv(
             ``hidden_dims`` is empty.
     """
     if len(input_shape) != 3:
-        raise ValueError(
+        raise ModelConfigError(
             f"model.architecture='conv' takes images (C, H, W), got shape {input_shape}; "
             "use 'mlp' for rows or 'recurrent' for windows"
         )
     channels_in, height, width = input_shape
     channels = list(config.hidden_dims)
     if not channels:
-        raise ValueError(
+        raise ModelConfigError(
             "model.architecture='conv' needs at least one convolution: model.hidden_dims "
             "lists their channels, e.g. [32, 64]"
         )
@@ -89,7 +89,7 @@ def build_conv(
     # (an H x 1 image) stays one.
     useful = 1 + sum(max(size) > 1 for size in sizes[1:-1])
     if len(channels) > useful:
-        raise ValueError(
+        raise ModelConfigError(
             f"images of {height}x{width} are too small for {len(channels)} stride-2 layers "
             f"(model.hidden_dims={channels}): they are down to 1x1 after {useful}; use at "
             f"most {useful} layer{'s' if useful > 1 else ''}"

@@ -7,7 +7,7 @@ import itertools
 from torch import nn
 
 from aeops.models._config import ModelConfig
-from aeops.models._registry import register_network
+from aeops.models._registry import ModelConfigError, register_network
 from aeops.models.networks._common import ACTIVATIONS
 
 
@@ -33,7 +33,7 @@ def build_mlp(
         ValueError: if the input is not one axis of features.
     """
     if len(input_shape) != 1:
-        raise ValueError(
+        raise ModelConfigError(
             f"model.architecture='mlp' takes rows of features (F,), got shape {input_shape}; "
             "use 'conv' for images or 'recurrent' for windows"
         )

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aeops.models._config import ModelConfig
-from aeops.models._registry import register_network
+from aeops.models._registry import ModelConfigError, register_network
 
 
 def _rnn(config: ModelConfig, input_size: int) -> nn.Module:
     if not config.hidden_dims:
-        raise ValueError(
+        raise ModelConfigError(
             "model.architecture='recurrent' needs at least one layer: model.hidden_dims "
             "gives the width (its first entry) and the depth (its length), e.g. [64]"
         )
@@ -73,7 +73,7 @@ def build_recurrent(
         ValueError: if the input is not (T, F).
     """
     if len(input_shape) != 2:
-        raise ValueError(
+        raise ModelConfigError(
             f"model.architecture='recurrent' takes windows (T, F), got shape {input_shape}; "
             "use 'mlp' for rows or 'conv' for images"
         )
