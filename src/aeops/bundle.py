@@ -65,19 +65,24 @@ def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Pat
     return directory
 
 
+class BundleFormatError(ValueError):
+    """A bundle this aeops cannot read: another release wrote it."""
+
+
 def read_bundle(
     directory: Path, device: torch.device | None = None
 ) -> tuple[Predictor, BundleSpec]:
     """Rebuild the predictor and spec that :func:`write_bundle` wrote.
 
     Raises:
-        ValueError: if the bundle was written by an incompatible format version.
+        BundleFormatError: if the bundle was written by an incompatible format version.
     """
     manifest = json.loads((directory / _MANIFEST).read_text())
     if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
-        raise ValueError(
+        raise BundleFormatError(
             f"{directory} holds bundle format {manifest.get('format_version')}, "
-            f"this aeops reads format {BUNDLE_FORMAT_VERSION}"
+            f"this aeops reads format {BUNDLE_FORMAT_VERSION}: load it with the aeops "
+            "release that registered it, or train the model again"
         )
     inputs = input_spec_from_dict(manifest["inputs"])
     model = build_model(ModelConfig(**manifest["model_config"]), inputs.sample_shape)

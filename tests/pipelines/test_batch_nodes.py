@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from aeops.embedding import BatchJobError
 from aeops.pipelines._batch_nodes import plan_batch_job
 
 
@@ -12,5 +13,5 @@ def test_an_input_that_is_not_streamed_from_files_is_named() -> None:
     # An ImageDataset entry (a DataFrame) crashed with "'DataFrame' object has no
     # attribute 'parts'".
     frame = pd.DataFrame({"id": ["a.png"], "image": [[0.0] * 4]})
-    with pytest.raises(TypeError, match=r"embed_input .* aeops\.io\.TableSourceDataset"):
+    with pytest.raises(BatchJobError, match=r"embed_input .* aeops\.io\.TableSourceDataset"):
         plan_batch_job(frame, {}, {}, "embeddings", "embed")  # type: ignore[arg-type]

@@ -221,6 +221,11 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         ["--params=data.label_column=null,threshold.method=f1"],
         [r"threshold\.method='f1' needs labels on the validation split, and data\.label_colu"],
     ),
+    "a binary cross-entropy on robust-scaled rows": (
+        None,
+        ["--params=model.reconstruction_loss=bce"],
+        [r"model\.reconstruction_loss=bce needs inputs in \[0, 1\]"],
+    ),
     "latent_dim larger than the input": (
         None,
         ["--params=model.latent_dim=64"],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from aeops.bundle import BundleFormatError
 from aeops.data import TabularInputs, fit_scaler
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import InputSchemaError, Predictor, Threshold
@@ -80,6 +82,15 @@ def test_bundle_files_rebuild_identical_answers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first.embedding, second.embedding)
     assert again.threshold == predictor.threshold
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "state_dict.pt"]
+
+
+def test_a_bundle_of_another_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    write_bundle(tmp_path, _predictor(), SPEC)
+    manifest = json.loads((tmp_path / "bundle.json").read_text())
+    manifest["format_version"] = 0
+    (tmp_path / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleFormatError, match=r"holds bundle format 0, .* train the model"):
+        read_bundle(tmp_path)
 
 
 def _register(metrics: dict[str, float], seed: int = 0) -> dict[str, object]:

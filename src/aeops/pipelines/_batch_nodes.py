@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aeops.embedding import BatchJobConfig, EmbedJob, TableSource
+from aeops.embedding import BatchJobConfig, BatchJobError, EmbedJob, TableSource
 from aeops.embedding._engine import Output
 from aeops.pipelines._params import parse_params
 from aeops.serving import RegistryConfig, default_model_uri, load_registered_bundle
@@ -21,11 +21,11 @@ def plan_batch_job(
 
     Raises:
         ModelNotFoundError: if ``model_uri`` names no loadable aeops bundle.
-        TypeError: if the input is not a :class:`TableSource` (its catalog entry is not
+        BatchJobError: if the input is not a :class:`TableSource` (its catalog entry is not
             an ``aeops.io.TableSourceDataset``).
     """
     if not isinstance(source, TableSource):
-        raise TypeError(
+        raise BatchJobError(
             f"{area}_input must be streamed from files: give its catalog entry type "
             f"aeops.io.TableSourceDataset (a CSV or Parquet file, or a folder of them), "
             f"not one that loads a {type(source).__name__}. For a folder of image files, "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aeops.models import Autoencoder, LossOutput
+from aeops.models import Autoencoder, LossOutput, ModelConfigError
 from aeops.training._batches import BatchSource, choose_placement, make_batch_source
 from aeops.training._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -522,7 +522,7 @@ def fit(
     if model.config.reconstruction_loss == "bce":
         low, high = float(train.min()), float(train.max())
         if low < 0.0 or high > 1.0:
-            raise ValueError(
+            raise ModelConfigError(
                 "model.reconstruction_loss=bce needs inputs in [0, 1] (image pixels, or "
                 f"scaling.method: minmax), but the training samples span [{low:.4g}, "
                 f"{high:.4g}]; use mse or l1 with standard or robust scaling"
