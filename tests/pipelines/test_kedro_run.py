@@ -403,6 +403,7 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
             filter_string=f"tags.kedro_command = 'kedro run --pipeline={pipeline}'",
         )
         tags, metrics = run.data.tags, run.data.metrics
+        assert run.info.run_name == f"{pipeline}-{MODEL_NAME}-v{champion.version}"
         assert tags["model_uri"] == f"models:/{MODEL_NAME}/{champion.version}"
         assert tags["model_run_id"] == champion.run_id
         assert tags["input_path"] == str(trained.root / DEMO)

@@ -144,7 +144,9 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
 def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> None:
     """Record the job in the MLflow run kedro-mlflow opened for the pipeline, if any:
     the model it used, what it read and wrote, and for scores the alert rate and error
-    quantiles beside the validation rows' (so score runs compare over time in the UI)."""
+    quantiles beside the validation rows' (so score runs compare over time in the UI).
+    A run kedro-mlflow named after the pipeline (``score``) is named after the model
+    too (``score-aeops-demo-v3``)."""
     mlflow = sys.modules.get("mlflow")
     if mlflow is None or mlflow.active_run() is None:
         return
@@ -177,3 +179,13 @@ def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> N
             metrics.update({f"threshold_{k}": v for k, v in threshold.diagnostics.items()})
     mlflow.set_tags(tags)
     mlflow.log_metrics(metrics)
+    # kedro-mlflow names the run after its pipeline; the model it ran tells runs apart.
+    run = mlflow.active_run()
+    pipeline = _PIPELINES[job.output]
+    if run.info.run_name == pipeline and {"model_name", "model_version"} <= set(provenance):
+        name = f"{pipeline}-{provenance['model_name']}-v{provenance['model_version']}"
+        mlflow.MlflowClient().update_run(run.info.run_id, name=name)
+
+
+# The pipeline that writes each output, whose name kedro-mlflow gives the run.
+_PIPELINES = {"embeddings": "embed", "scores": "score"}
