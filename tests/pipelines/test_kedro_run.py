@@ -412,7 +412,8 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
         assert metrics["quarantined_rows"] == 0
     assert metrics.keys().isdisjoint({"alert_rate", "threshold"})  # the embed run's
     (score_run,) = client.search_runs(
-        [experiment.experiment_id], filter_string="tags.kedro_command LIKE '%pipeline=score'"
+        [experiment.experiment_id],
+        filter_string="tags.kedro_command = 'kedro run --pipeline=score'",
     )
     metrics = score_run.data.metrics
     assert metrics["flagged_rows"] == scores["is_anomaly"].sum()
@@ -441,6 +442,22 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
     expected = pd.read_parquet(served)
     assert expected["id"].tolist() == raw["id"].tolist()
     np.testing.assert_allclose(vectors, np.stack(expected["embedding"]), rtol=1e-5, atol=1e-6)
+
+
+def test_python_m_aeops_runs_a_pipeline_as_kedro_run_does(trained: KedroProject) -> None:
+    output = trained.root / "data/07_model_output/scores.parquet"
+    output.unlink(missing_ok=True)
+    result = trained.call([sys.executable, "-m", "aeops", "--pipeline=score"])
+    assert result.returncode == 0, output_of(result)
+    assert len(pd.read_parquet(output)) == len(pd.read_csv(trained.root / DEMO))
+    client = trained.client()
+    experiment = client.get_experiment_by_name("aeops")
+    assert experiment is not None
+    (run,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.kedro_command = 'python -m aeops --pipeline=score'",
+    )
+    assert run.info.status == "FINISHED"
 
 
 def test_a_model_uri_that_does_not_exist_fails_and_writes_nothing(trained: KedroProject) -> None:
