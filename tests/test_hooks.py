@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from aeops.data import InputSchemaError
 from aeops.hooks import (
+    BriefRefusals,
     CheckParametersFirst,
     CloseInterruptedRun,
     DescribeRun,
@@ -180,3 +181,24 @@ def test_kedro_mlflows_repeated_closing_lines_are_said_once_per_run() -> None:
     assert keep.filter(record(closing.replace("abc", "def")))
     assert keep.filter(record("Mlflow run 'train' has started"))
     assert keep.filter(record("Mlflow run 'train' has started"))
+
+
+@pytest.mark.parametrize(
+    ("value", "brief"),
+    [(None, True), ("0", True), ("false", True), ("No", True), ("1", False), ("yes", False)],
+)
+def test_aeops_traceback_turns_the_brief_errors_off(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, brief: bool
+) -> None:
+    def previous(kind: type[BaseException], error: BaseException, traceback: object) -> None:
+        pass
+
+    monkeypatch.setattr(sys, "excepthook", previous)
+    if value is None:
+        monkeypatch.delenv("AEOPS_TRACEBACK", raising=False)
+    else:
+        monkeypatch.setenv("AEOPS_TRACEBACK", value)
+    BriefRefusals().after_context_created(context=None)
+    assert getattr(sys.excepthook, "aeops_brief", False) is brief
+    BriefRefusals().after_context_created(context=None)  # a second session: no second wrap
+    assert (sys.excepthook is previous) is not brief

@@ -36,10 +36,14 @@ class BriefRefusals:
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         """Wrap ``sys.excepthook`` (Kedro's rich one by now), once per process."""
-        if os.environ.get("AEOPS_TRACEBACK", "0") not in ("", "0"):
+        if os.environ.get("AEOPS_TRACEBACK", "").strip().lower() not in _OFF:
             return
         if not getattr(sys.excepthook, "aeops_brief", False):
             sys.excepthook = brief_refusals(sys.excepthook)
+
+
+# AEOPS_TRACEBACK values that leave tracebacks off.
+_OFF = {"", "0", "false", "no", "off"}
 
 
 def is_refusal(error: BaseException) -> bool:

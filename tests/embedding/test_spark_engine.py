@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aeops.embedding import SUCCESS_MARKER, EmbedJob, SourceError, TableSource, _engine
+from aeops.embedding import (
+    SUCCESS_MARKER,
+    BatchValidationError,
+    EmbedJob,
+    SourceError,
+    TableSource,
+    _engine,
+)
 from aeops.serving import load_registered_bundle
 
 from .conftest import flat_image_rows, tabular_rows
@@ -183,10 +191,18 @@ def test_spark_checks_images_against_the_suite_as_the_local_engine_does(
     images.at[3, "image"] = np.full_like(images.at[3, "image"], 999.0)  # pixels go to 16
     images.to_parquet(tmp_path / "images.parquet")
     bundle = load_registered_bundle(store["models"]["image"])
+    messages = {}
     for engine in ("local", "spark"):
         job = EmbedJob(TableSource(tmp_path / "images.parquet"), bundle, engine=engine)
-        with pytest.raises(Exception, match=r"(?s)failed the model's validation suite.*999"):
+        # Spark's PythonException is raised again as the executor's own error.
+        with pytest.raises(BatchValidationError) as raised:
             job.run(tmp_path / engine)
+        messages[engine] = str(raised.value)
+    assert re.fullmatch(
+        r"(?s).*images\.parquet.* failed the model's validation suite:\n.*999.*", messages["spark"]
+    )
+    assert "Traceback" not in messages["spark"]
+    assert messages["spark"].split("failed")[1] == messages["local"].split("failed")[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.parquet"]
 
 

@@ -92,10 +92,14 @@ def test_an_alert_rate_far_above_the_validation_rows_is_unusual_only_beyond_chan
         summary.add(np.ones(n), np.arange(n) < k)
         return summary
 
-    assert alert_rate_is_unusual(flagged(10_000, 2_000), 0.05)  # 20% against 5%
-    assert not alert_rate_is_unusual(flagged(10_000, 600), 0.05)  # 6%: within reason
-    assert not alert_rate_is_unusual(flagged(20, 4), 0.05)  # 20%, but of 20 rows
-    assert not alert_rate_is_unusual(flagged(100, 50), None)  # nothing to compare with
+    assert alert_rate_is_unusual(flagged(10_000, 2_000), 0.05, 200)  # 20% against 5%
+    assert not alert_rate_is_unusual(flagged(10_000, 600), 0.05, 200)  # 6%: within reason
+    assert not alert_rate_is_unusual(flagged(20, 4), 0.05, 200)  # 20%, but of 20 rows
+    assert not alert_rate_is_unusual(flagged(100, 50), None, None)  # nothing to compare with
+    # A threshold above every one of 99 validation errors: 0% there, read as under 1%.
+    assert alert_rate_is_unusual(flagged(100, 50), 0.0, 99)
+    assert not alert_rate_is_unusual(flagged(1_000, 20), 0.0, 99)  # 2%: could be 1%
+    assert not alert_rate_is_unusual(flagged(100, 50), 0.0, None)  # an older bundle
     assert describe_alert_rate(flagged(10_000, 2_000), 0.05) == (
         "Flagged 2,000 of 10,000 rows as anomalies (20.00%); "
         "the threshold flagged 5.00% of the validation rows"

@@ -524,10 +524,13 @@ class EmbedJob:
     def _log_alert_rate(self, errors: ErrorSummary) -> None:
         """Say how many rows were flagged, beside the validation rows' share; warn when
         it is far above that."""
+        if not errors.rows:
+            return  # a rerun that skipped every part
         threshold = self.bundle.predictor.threshold
-        expected = None if threshold is None else threshold.diagnostics.get("validation_alert_rate")
+        diagnostics = {} if threshold is None else threshold.diagnostics
+        expected = diagnostics.get("validation_alert_rate")
         line = describe_alert_rate(errors, expected)
-        if alert_rate_is_unusual(errors, expected):
+        if alert_rate_is_unusual(errors, expected, diagnostics.get("validation_rows")):
             logger.warning(
                 "%s: far more than chance explains. Has the data drifted from what the "
                 "model trained on (a feature's units or encoding)?",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -33,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aeops.data import DataConfig
+from aeops.data import DataConfig, InputSchemaError
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
 from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
@@ -138,7 +139,7 @@ def run_spark(
     temp.mkdir(parents=True)
     writer = _SplitWriter(str(temp), schema, file_ranks)
     try:
-        with _arrow_batches_of_at_most(spark, job.rows_per_batch):
+        with _arrow_batches_of_at_most(spark, job.rows_per_batch), _executor_refusals():
             written = scored.mapInArrow(writer, _WRITTEN_DDL).collect()
         if not written:  # no rows at all: one empty part keeps the schema readable
             pq.write_table(schema.empty_table(), temp / _part_name(0, 0), **PARQUET_WRITE_OPTIONS)
@@ -169,6 +170,31 @@ def run_spark(
                 )
             )
     return JobReport(rows, parts, 0, 0, 0.0, errors)
+
+
+# aeops errors an executor may raise, by the name Spark's message gives them.
+_EXECUTOR_REFUSALS: dict[str, type[ValueError]] = {
+    f"{kind.__module__}.{kind.__name__}": kind for kind in (BatchValidationError, InputSchemaError)
+}
+_RAISED_ON_EXECUTOR = re.compile(r"^([\w.]+): ", re.MULTILINE)
+
+
+@contextmanager
+def _executor_refusals() -> Iterator[None]:
+    """An aeops refusal raised on an executor (a batch that fails the model's suite)
+    reaches the driver as Spark's PythonException, its message after the executor's
+    traceback: raise it again as itself, with its own message."""
+    from pyspark.errors import PythonException
+
+    try:
+        yield
+    except PythonException as error:
+        text = str(error)
+        raised = [m for m in _RAISED_ON_EXECUTOR.finditer(text) if m[1] in _EXECUTOR_REFUSALS]
+        if not raised:
+            raise
+        last = raised[-1]
+        raise _EXECUTOR_REFUSALS[last[1]](text[last.end() :].rstrip()) from None
 
 
 @contextmanager

@@ -139,14 +139,23 @@ def describe_alert_rate(summary: ErrorSummary, validation_alert_rate: float | No
     return line
 
 
-def alert_rate_is_unusual(summary: ErrorSummary, validation_alert_rate: float | None) -> bool:
+def alert_rate_is_unusual(
+    summary: ErrorSummary, validation_alert_rate: float | None, validation_rows: float | None
+) -> bool:
     """Whether the job flagged over ``_ALERT_RATE_FACTOR`` times the validation rows'
     share, by more than chance explains: the data may have drifted from the training
-    data, or a feature changed its units."""
-    if not summary.rows or not validation_alert_rate:
+    data, or a feature changed its units. A share of 0 (a threshold above every
+    validation error) counts as 1 / (validation rows + 1), what so few rows cannot
+    tell from 0; without the count (older bundles) nothing is compared with it."""
+    if not summary.rows or validation_alert_rate is None:
+        return False
+    expected = validation_alert_rate
+    if validation_rows:
+        expected = max(expected, 1.0 / (validation_rows + 1.0))
+    if expected <= 0.0:
         return False
     from scipy.stats import binom
 
     rate = summary.flagged / summary.rows
-    chance = float(binom.sf(summary.flagged - 1, summary.rows, validation_alert_rate))
-    return rate > _ALERT_RATE_FACTOR * validation_alert_rate and chance < _UNLIKELY
+    chance = float(binom.sf(summary.flagged - 1, summary.rows, expected))
+    return rate > _ALERT_RATE_FACTOR * expected and chance < _UNLIKELY

@@ -8,6 +8,7 @@ the output (in a notebook, or a downstream node) reads the finished Parquet back
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,6 +25,8 @@ from rich.progress import (
 
 from aeops.embedding import SUCCESS_MARKER, EmbedJob, JobReport, TableSource
 from aeops.io._errors import DataFileError
+
+logger = logging.getLogger(__name__)
 
 
 class TableSourceDataset(AbstractDataset[None, TableSource]):
@@ -145,11 +148,43 @@ def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> N
     """Record the job in the MLflow run kedro-mlflow opened for the pipeline, if any:
     the model it used, what it read and wrote, and for scores the alert rate and error
     quantiles beside the validation rows' (so score runs compare over time in the UI).
+
     A run kedro-mlflow named after the pipeline (``score``) is named after the model
-    too (``score-aeops-demo-v3``)."""
+    too (``score-aeops-demo-v3``). A second job in the same run (``--pipelines=score,
+    embed``) gets a nested run of its own, so neither overwrites the other. The output
+    is complete by then: a tracking store that fails here is warned of, not raised.
+    """
     mlflow = sys.modules.get("mlflow")
     if mlflow is None or mlflow.active_run() is None:
         return
+    try:
+        tags, metrics = _job_record(job, report, destination)
+        run = mlflow.active_run()
+        client = mlflow.MlflowClient()
+        provenance = job.bundle.provenance
+        pipeline = _PIPELINES[job.output]
+        name = pipeline
+        if {"model_name", "model_version"} <= set(provenance):
+            name = f"{pipeline}-{provenance['model_name']}-v{provenance['model_version']}"
+        if "output_path" in client.get_run(run.info.run_id).data.tags:
+            with mlflow.start_run(run_name=name, nested=True):
+                mlflow.set_tags(tags)
+                mlflow.log_metrics(metrics)
+            return
+        mlflow.set_tags(tags)
+        mlflow.log_metrics(metrics)
+        if run.info.run_name == pipeline:  # kedro-mlflow's name, not mlflow.yml's
+            client.update_run(run.info.run_id, name=name)
+    except Exception as error:  # the job is done; only its record is missing
+        logger.warning(
+            "%s is complete, but recording the job in MLflow failed: %s", destination, error
+        )
+
+
+def _job_record(
+    job: EmbedJob, report: JobReport, destination: Path
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The job's tags and metrics."""
     provenance = job.bundle.provenance
     tags = {
         "model_uri": job.pinned_model_uri,
@@ -177,14 +212,7 @@ def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> N
             metrics["threshold"] = threshold.value
             # Named as the train run names them, to compare side by side.
             metrics.update({f"threshold_{k}": v for k, v in threshold.diagnostics.items()})
-    mlflow.set_tags(tags)
-    mlflow.log_metrics(metrics)
-    # kedro-mlflow names the run after its pipeline; the model it ran tells runs apart.
-    run = mlflow.active_run()
-    pipeline = _PIPELINES[job.output]
-    if run.info.run_name == pipeline and {"model_name", "model_version"} <= set(provenance):
-        name = f"{pipeline}-{provenance['model_name']}-v{provenance['model_version']}"
-        mlflow.MlflowClient().update_run(run.info.run_id, name=name)
+    return tags, metrics
 
 
 # The pipeline that writes each output, whose name kedro-mlflow gives the run.

@@ -209,6 +209,7 @@ def choose_threshold(
         "validation_error_p95": float(quantiles[2]),
         "validation_error_p99": float(quantiles[3]),
         "validation_alert_rate": float((errors > value).mean()),
+        "validation_rows": float(errors.size),
     }
     if method == "quantile":
         diagnostics["quantile"] = config.quantile
