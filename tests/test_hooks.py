@@ -202,3 +202,18 @@ def test_aeops_traceback_turns_the_brief_errors_off(
     assert getattr(sys.excepthook, "aeops_brief", False) is brief
     BriefRefusals().after_context_created(context=None)  # a second session: no second wrap
     assert (sys.excepthook is previous) is not brief
+
+
+@pytest.mark.usefixtures("tracking_uri")
+@pytest.mark.parametrize("named_in_config", [False, True])
+def test_a_batch_jobs_run_is_named_after_the_model_it_ran(named_in_config: bool) -> None:
+    hook = DescribeRun()
+    hook._named_in_config = named_in_config  # tracking.run.name: score in mlflow.yml
+    with mlflow.start_run(run_name="score") as run:
+        hook.before_pipeline_run(
+            {"pipeline_names": ["score"]}, pipeline=Pipeline([]), catalog=DataCatalog()
+        )
+        mlflow.set_tags({"model_name": "aeops-demo", "model_version": "3"})  # the job's
+        hook.after_pipeline_run({}, pipeline=None, catalog=None)
+    name = MlflowClient().get_run(run.info.run_id).info.run_name
+    assert name == ("score" if named_in_config else "score-aeops-demo-v3")

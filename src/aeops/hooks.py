@@ -174,7 +174,8 @@ class DescribeRun:
     kedro-mlflow names every run after its pipeline, so the runs table listed a column
     of ``train``. A pipeline that takes the ``model`` block gets ``<pipeline>-<kind>``
     (``train-vae``), unless ``tracking.run.name`` is set or a sweep's trials choose
-    the kind. MLflow records the git commit only for a script inside the repository,
+    the kind; a batch job's run gets the model it ran (``score-aeops-demo-v3``) once
+    the job has tagged it. MLflow records the git commit only for a script inside the repository,
     which ``kedro`` is not: the project's commit is tagged ``mlflow.source.git.commit``
     (the UI's "Git commit"), with ``git_dirty`` when tracked files have changed or
     ``src``/``conf`` hold new ones.
@@ -185,6 +186,7 @@ class DescribeRun:
     def __init__(self) -> None:
         self._project_path = Path.cwd()
         self._named_in_config = False
+        self._name_after_its_model: tuple[str, str] | None = None  # (run id, name)
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -217,9 +219,12 @@ class DescribeRun:
         mlflow.set_tags(tags)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
         kedro_mlflow_name = "+".join(name or "__default__" for name in names)
+        self._name_after_its_model = None
         if self._named_in_config or run.info.run_name != kedro_mlflow_name:
             return  # named in mlflow.yml, or an existing run continued
         if "params:model" not in pipeline.inputs():
+            # A batch job's model is known once it has run (see after_pipeline_run).
+            self._name_after_its_model = (run.info.run_id, kedro_mlflow_name)
             return
         if "params:sweep" in pipeline.inputs():
             space = (catalog.load("params:sweep") or {}).get("space") or {}
@@ -229,6 +234,21 @@ class DescribeRun:
         name = f"{kedro_mlflow_name}-{kind}"
         mlflow.MlflowClient().update_run(run.info.run_id, name=name)
         logging.getLogger(__name__).info("MLflow run %s is named %r", run.info.run_id, name)
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Before kedro-mlflow ends the run: name a batch job's run after the model the
+        job ran (``score-aeops-demo-v3``), from the tags the job set."""
+        pending, self._name_after_its_model = self._name_after_its_model, None
+        mlflow = sys.modules.get("mlflow")
+        if pending is None or mlflow is None:
+            return
+        run_id, name = pending
+        client = mlflow.MlflowClient()
+        tags = client.get_run(run_id).data.tags
+        if "model_name" in tags and "model_version" in tags:
+            name = f"{name}-{tags['model_name']}-v{tags['model_version']}"
+            client.update_run(run_id, name=name)
 
 
 def _git_tags(folder: Path) -> dict[str, str]:

@@ -104,6 +104,22 @@ def _register(metrics: dict[str, float], seed: int = 0) -> dict[str, object]:
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_a_registered_bundle_of_another_format_is_named_by_its_model_uri(
+    tmp_path: Path,
+) -> None:
+    _register({"test_auroc": 0.8})
+    (manifest_path,) = (tmp_path / "mlruns").rglob("bundle.json")  # the stored artifact
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 0
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleFormatError) as raised:
+        load_registered_bundle("models:/unit-model/1")
+    message = str(raised.value)
+    assert message.startswith("model URI 'models:/unit-model/1': the bundle holds bundle format 0")
+    assert str(tmp_path) not in message
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_champion_only_moves_to_a_better_version() -> None:
     first = _register({"test_auroc": 0.80})
     assert (first["version"], first["alias"]) == ("1", CHAMPION)

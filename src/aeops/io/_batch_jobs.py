@@ -149,10 +149,11 @@ def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> N
     the model it used, what it read and wrote, and for scores the alert rate and error
     quantiles beside the validation rows' (so score runs compare over time in the UI).
 
-    A run kedro-mlflow named after the pipeline (``score``) is named after the model
-    too (``score-aeops-demo-v3``). A second job in the same run (``--pipelines=score,
-    embed``) gets a nested run of its own, so neither overwrites the other. The output
-    is complete by then: a tracking store that fails here is warned of, not raised.
+    A second job in the same run (``--pipelines=score,embed``) gets a nested run of
+    its own, named after the job and the model (``score-aeops-demo-v3``), so neither
+    overwrites the other; ``aeops.hooks.DescribeRun`` names the pipeline's own run so.
+    The output is complete by then: a tracking store that fails here is warned of, not
+    raised.
     """
     mlflow = sys.modules.get("mlflow")
     if mlflow is None or mlflow.active_run() is None:
@@ -173,8 +174,6 @@ def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> N
             return
         mlflow.set_tags(tags)
         mlflow.log_metrics(metrics)
-        if run.info.run_name == pipeline:  # kedro-mlflow's name, not mlflow.yml's
-            client.update_run(run.info.run_id, name=name)
     except Exception as error:  # the job is done; only its record is missing
         logger.warning(
             "%s is complete, but recording the job in MLflow failed: %s", destination, error

@@ -12,7 +12,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from aeops.bundle import LoadedBundle, read_bundle
+from aeops.bundle import BundleFormatError, LoadedBundle, read_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
 
     Raises:
         ModelNotFoundError: if the URI names nothing loadable, with MLflow's reason.
+        BundleFormatError: if another aeops release wrote the bundle.
     """
     try:
         provenance = _provenance(model_uri)
@@ -113,7 +114,12 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
     bundle_dir = root / "artifacts" / "bundle"
     if not (bundle_dir / "bundle.json").exists():
         raise NotABundleError(f"model URI {model_uri!r} is not an aeops bundle")
-    predictor, spec = read_bundle(bundle_dir)
+    try:
+        predictor, spec = read_bundle(bundle_dir)
+    except BundleFormatError as error:  # name the model, not MLflow's download folder
+        raise BundleFormatError(
+            f"model URI {model_uri!r}: {str(error).replace(str(bundle_dir), 'the bundle')}"
+        ) from None
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     provenance.update(
         latent_dim=str(predictor.model.config.latent_dim),
