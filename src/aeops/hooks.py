@@ -175,10 +175,10 @@ class DescribeRun:
     of ``train``. A pipeline that takes the ``model`` block gets ``<pipeline>-<kind>``
     (``train-vae``), unless ``tracking.run.name`` is set or a sweep's trials choose
     the kind; a batch job's run gets the model it ran (``score-aeops-demo-v3``) once
-    the job has tagged it. MLflow records the git commit only for a script inside the repository,
-    which ``kedro`` is not: the project's commit is tagged ``mlflow.source.git.commit``
-    (the UI's "Git commit"), with ``git_dirty`` when tracked files have changed or
-    ``src``/``conf`` hold new ones.
+    the job has tagged it. MLflow records the git commit only for a script inside the
+    repository, which ``kedro`` is not: the project's commit is tagged
+    ``mlflow.source.git.commit`` (the UI's "Git commit"), with ``git_dirty`` when
+    tracked files have changed or ``src``/``conf`` hold new ones.
     ``kedro_command`` (kedro-mlflow's, without ``--env`` or ``--params``) becomes the
     command line as typed (``kedro``, ``python -m kedro`` or ``python -m aeops``).
     """
@@ -244,11 +244,14 @@ class DescribeRun:
         if pending is None or mlflow is None:
             return
         run_id, name = pending
-        client = mlflow.MlflowClient()
-        tags = client.get_run(run_id).data.tags
-        if "model_name" in tags and "model_version" in tags:
-            name = f"{name}-{tags['model_name']}-v{tags['model_version']}"
-            client.update_run(run_id, name=name)
+        try:
+            client = mlflow.MlflowClient()
+            tags = client.get_run(run_id).data.tags
+            if "model_name" in tags and "model_version" in tags:
+                name = f"{name}-{tags['model_name']}-v{tags['model_version']}"
+                client.update_run(run_id, name=name)
+        except Exception as error:  # the pipeline succeeded; only the name is missing
+            logging.getLogger(__name__).warning("Could not rename run %s: %s", run_id, error)
 
 
 def _git_tags(folder: Path) -> dict[str, str]:
