@@ -13,6 +13,7 @@ from kedro.io import DataCatalog, DatasetError
 from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
+from aeops._errors import NoTracebackForRefusals, is_refusal
 from aeops.data import InputSchemaError
 from aeops.hooks import (
     BriefRefusals,
@@ -22,7 +23,6 @@ from aeops.hooks import (
     _git_tags,
     _OneLinePerClosedRun,
     brief_refusals,
-    is_refusal,
 )
 from aeops.io import DataFileError
 from aeops.pipelines import sweep, train
@@ -217,3 +217,17 @@ def test_a_batch_jobs_run_is_named_after_the_model_it_ran(named_in_config: bool)
         hook.after_pipeline_run({}, pipeline=None, catalog=None)
     name = MlflowClient().get_run(run.info.run_id).info.run_name
     assert name == ("score" if named_in_config else "score-aeops-demo-v3")
+
+
+def test_a_log_record_about_a_refusal_keeps_its_message_and_drops_its_traceback() -> None:
+    def record(error: BaseException) -> logging.LogRecord:
+        caught = _raised(error)
+        exc_info = (type(caught), caught, caught.__traceback__)
+        return logging.LogRecord(
+            "optuna", logging.WARNING, __file__, 1, "Trial 0 failed", None, exc_info
+        )
+
+    refused = record(ParameterError("model.latent_dim=200 must be smaller"))
+    assert NoTracebackForRefusals().filter(refused) and refused.exc_info is None
+    bug = record(KeyError("kind"))
+    assert NoTracebackForRefusals().filter(bug) and bug.exc_info is not None

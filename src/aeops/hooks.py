@@ -20,6 +20,8 @@ from typing import Any
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
+from aeops._errors import is_refusal
+
 
 class BriefRefusals:
     """An error aeops raises on purpose ends ``kedro run`` with its message alone.
@@ -44,18 +46,6 @@ class BriefRefusals:
 
 # AEOPS_TRACEBACK values that leave tracebacks off.
 _OFF = {"", "0", "false", "no", "off"}
-
-
-def is_refusal(error: BaseException) -> bool:
-    """Whether ``error`` is one of aeops's own exception types (a deliberate refusal
-    with a complete message), or raised from one (Kedro's catalog re-raises a
-    dataset's error as its own, with the dataset's name before the message)."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, Exception) and type(cause).__module__.split(".")[0] == "aeops":
-            return True
-        cause = cause.__cause__
-    return False
 
 
 def brief_refusals(previous: Any) -> Any:

@@ -287,6 +287,21 @@ def test_aeops_traceback_shows_where_a_refusal_was_raised(project: KedroProject)
     assert "AEOPS_TRACEBACK" not in output
 
 
+def test_a_refused_sweep_trial_ends_the_sweep_without_a_traceback(
+    project: KedroProject,
+) -> None:
+    (project.root / "conf" / "local").mkdir(parents=True, exist_ok=True)
+    (project.root / "conf" / "local" / "parameters_sweep.yml").write_text(
+        "sweep:\n  n_trials: 2\n  space:\n    model.latent_dim: [100, 200]\n"
+    )
+    result = project.run(pipeline="sweep")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output_of(result)
+    assert "Trial 0 failed with parameters" in output  # Optuna's warning, without frames
+    assert "Traceback (most recent call last)" not in output, output[-3000:]
+    assert re.search(r"model\.latent_dim=\d+ must be smaller than the 30", _final_error(result))
+
+
 def test_a_misspelled_pipeline_is_named_with_the_closest(project: KedroProject) -> None:
     result = project.run(pipeline="trian")
     output = result.stdout + result.stderr

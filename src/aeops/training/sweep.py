@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aeops._errors import NoTracebackForRefusals
 from aeops.models import ModelConfig
 from aeops.training._records import TrainingDivergedError
 
@@ -195,6 +196,11 @@ def run_sweep(
             "sweeps need Optuna: pip install 'aeops[sweep]' (or -e '.[sweep]')"
         ) from error
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A trial refused with an aeops error (a setting that does not fit the data) stops
+    # the sweep with that error's message; Optuna's warning need not repeat its frames.
+    optuna_logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, NoTracebackForRefusals) for f in optuna_logger.filters):
+        optuna_logger.addFilter(NoTracebackForRefusals())
     study = optuna.create_study(
         direction=config.direction, sampler=optuna.samplers.TPESampler(seed=config.seed)
     )
