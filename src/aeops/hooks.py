@@ -233,12 +233,13 @@ class DescribeRun:
         mlflow = sys.modules.get("mlflow")
         if pending is None or mlflow is None:
             return
-        run_id, name = pending
+        from aeops.io._batch_jobs import job_run_name
+
+        run_id, pipeline = pending
         try:
             client = mlflow.MlflowClient()
-            tags = client.get_run(run_id).data.tags
-            if "model_name" in tags and "model_version" in tags:
-                name = f"{name}-{tags['model_name']}-v{tags['model_version']}"
+            name = job_run_name(pipeline, client.get_run(run_id).data.tags)
+            if name != pipeline:
                 client.update_run(run_id, name=name)
         except Exception as error:  # the pipeline succeeded; only the name is missing
             logging.getLogger(__name__).warning("Could not rename run %s: %s", run_id, error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -160,20 +161,12 @@ def _log_to_active_run(job: EmbedJob, report: JobReport, destination: Path) -> N
         return
     try:
         tags, metrics = _job_record(job, report, destination)
-        run = mlflow.active_run()
-        client = mlflow.MlflowClient()
-        provenance = job.bundle.provenance
-        pipeline = _PIPELINES[job.output]
-        name = pipeline
-        if {"model_name", "model_version"} <= set(provenance):
-            name = f"{pipeline}-{provenance['model_name']}-v{provenance['model_version']}"
-        if "output_path" in client.get_run(run.info.run_id).data.tags:
-            with mlflow.start_run(run_name=name, nested=True):
-                mlflow.set_tags(tags)
-                mlflow.log_metrics(metrics)
-            return
-        mlflow.set_tags(tags)
-        mlflow.log_metrics(metrics)
+        run_id = mlflow.active_run().info.run_id
+        second_job = "output_path" in mlflow.MlflowClient().get_run(run_id).data.tags
+        name = job_run_name(_PIPELINES[job.output], tags)
+        with mlflow.start_run(run_name=name, nested=True) if second_job else nullcontext():
+            mlflow.set_tags(tags)
+            mlflow.log_metrics(metrics)
     except Exception as error:  # the job is done; only its record is missing
         logger.warning(
             "%s is complete, but recording the job in MLflow failed: %s", destination, error
@@ -212,6 +205,14 @@ def _job_record(
             # Named as the train run names them, to compare side by side.
             metrics.update({f"threshold_{k}": v for k, v in threshold.diagnostics.items()})
     return tags, metrics
+
+
+def job_run_name(pipeline: str, tags: dict[str, str]) -> str:
+    """A batch job's run name: its pipeline's and the model's (``score-aeops-demo-v3``)
+    when ``tags`` name the model, else the pipeline's."""
+    if "model_name" in tags and "model_version" in tags:
+        return f"{pipeline}-{tags['model_name']}-v{tags['model_version']}"
+    return pipeline
 
 
 # The pipeline that writes each output, whose name kedro-mlflow gives the run.
