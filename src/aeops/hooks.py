@@ -58,6 +58,8 @@ def brief_refusals(previous: Any) -> Any:
             return
         import click
 
+        if sys.stderr.isatty():  # clear a progress line left unfinished (Spark's stage bar)
+            click.echo("\r\x1b[K", nl=False, err=True)
         click.secho(f"Error: {error}", fg="red", err=True)
         click.secho("(AEOPS_TRACEBACK=1 shows where it was raised.)", dim=True, err=True)
 

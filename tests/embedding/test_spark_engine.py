@@ -22,6 +22,7 @@ from aeops.embedding import (
     SourceError,
     TableSource,
     _engine,
+    _spark,
 )
 from aeops.serving import load_registered_bundle
 
@@ -232,9 +233,17 @@ def test_spark_stops_at_rows_that_fail_the_suite_and_writes_nothing(
     rows.to_parquet(tmp_path / "in.parquet")
     bundle = load_registered_bundle(store["models"]["tabular"])
     job = EmbedJob(TableSource(tmp_path / "in.parquet"), bundle, engine="spark")
-    with pytest.raises(Exception, match=r"(?s)failed the model's validation suite.*column 'f2'"):
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+    loggers = [log4j.LogManager.getLogger(name) for name in _spark._TASK_FAILURE_LOGGERS]
+    levels = [str(logger.getLevel()) for logger in loggers]
+    assert "OFF" not in levels
+    with pytest.raises(
+        BatchValidationError, match=r"(?s)failed the model's validation suite.*column 'f2'"
+    ):
         job.run(tmp_path / "spark")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+    # Spark's task-failure loggers were off during the job, and are back as they were.
+    assert [str(logger.getLevel()) for logger in loggers] == levels
     quarantining = EmbedJob(
         TableSource(tmp_path / "in.parquet"), bundle, engine="spark", invalid_rows="quarantine"
     )

@@ -386,10 +386,42 @@ def test_input_unlike_the_models_schema_stops_the_batch_job(
     for pattern in patterns:
         assert re.search(pattern, text), (pattern, text[-3000:])
     assert "Traceback (most recent call last)" not in text, text[-3000:]
-    assert re.search(patterns[-1], _final_error(result)), result.stderr[-3000:]
+    final = _final_error(result)
+    assert re.search(patterns[-1], final), result.stderr[-3000:]
+    # The catalog entry's name, then the job's message: no "Failed while saving ..."
+    assert final.startswith(f"{output_entry}: "), final
+    assert "Failed while" not in text, text[-3000:]
     assert not list((odd_but_valid.root / "data/07_model_output").glob("*.parquet.*"))
     assert not output.exists()
     assert _registry_state(odd_but_valid) == before
+
+
+def test_a_refusal_on_a_spark_executor_ends_with_its_message_alone(
+    odd_but_valid: KedroProject,
+) -> None:
+    pytest.importorskip("pyspark")
+    bad = odd_but_valid.root / "data/01_raw/bad.parquet"
+    _set("mean_area", 250, np.nan)(pd.read_csv(odd_but_valid.root / DEMO)).to_parquet(bad)
+    output = odd_but_valid.root / "data/07_model_output/spark_scores"
+    _local_catalog(
+        odd_but_valid,
+        f"score_input:\n  type: aeops.io.TableSourceDataset\n  filepath: {bad}\n"
+        f"scores:\n  type: aeops.io.BatchJobOutputDataset\n  filepath: {output}\n",
+    )
+    result = odd_but_valid.run(
+        "--params=score.engine=spark",
+        pipeline="score",
+        env=odd_but_valid.env(AEOPS_SPARK_MASTER="local[1]", SPARK_LOCAL_IP="127.0.0.1"),
+    )
+    assert result.returncode == 1, output_of(result)
+    final = _final_error(result)  # on a line of its own: no stage bar left before it
+    assert re.match(r"scores: \S*bad.parquet: Spark partition 0, its rows 0-\d+, failed", final)
+    assert "column 'mean_area'" in final and "sample rows [250]" in final, final
+    # Said once, without Spark's task-failure log and its JVM frames.
+    assert result.stderr.count("failed the model's validation suite") == 1, result.stderr
+    assert "\tat org.apache.spark" not in result.stderr, result.stderr[-3000:]
+    assert "Traceback (most recent call last)" not in result.stderr
+    assert not output.exists()
 
 
 def test_extra_columns_are_ignored_at_scoring(odd_but_valid: KedroProject) -> None:

@@ -94,6 +94,9 @@ def run_spark(
         spark = (
             SparkSession.builder.master(os.environ.get("AEOPS_SPARK_MASTER", "local[*]"))
             .appName("aeops")
+            # Its stage bar is for a terminal: in a log it is a line of carriage
+            # returns, which a failed job leaves unfinished before the error.
+            .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
             .getOrCreate()
         )
     job.source.parts()  # the local engine's refusals: no input, no parts, subfolders
@@ -139,7 +142,11 @@ def run_spark(
     temp.mkdir(parents=True)
     writer = _SplitWriter(str(temp), schema, file_ranks)
     try:
-        with _arrow_batches_of_at_most(spark, job.rows_per_batch), _executor_refusals():
+        with (
+            _arrow_batches_of_at_most(spark, job.rows_per_batch),
+            _task_failures_said_once(spark),
+            _executor_refusals(),
+        ):
             written = scored.mapInArrow(writer, _WRITTEN_DDL).collect()
         if not written:  # no rows at all: one empty part keeps the schema readable
             pq.write_table(schema.empty_table(), temp / _part_name(0, 0), **PARQUET_WRITE_OPTIONS)
@@ -195,6 +202,34 @@ def _executor_refusals() -> Iterator[None]:
             raise
         last = raised[-1]
         raise _EXECUTOR_REFUSALS[last[1]](text[last.end() :].rstrip()) from None
+
+
+# Spark's loggers that print a failed task's error, with the JVM's stack, as it fails.
+_TASK_FAILURE_LOGGERS = (
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+)
+
+
+@contextmanager
+def _task_failures_said_once(spark: SparkSession) -> Iterator[None]:
+    """In local mode the driver raises a failed task's error itself, with the Python
+    traceback from the worker, but Spark's log first prints it twice with some fifty
+    lines of JVM frames each. Those loggers are off while the job runs, and put back
+    afterwards. On a cluster they stay as they are: there they also report lost
+    executors and retried tasks."""
+    if not (spark.sparkContext.master or "").startswith("local"):
+        yield
+        return
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+    before = {name: log4j.LogManager.getLogger(name).getLevel() for name in _TASK_FAILURE_LOGGERS}
+    for name in before:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            log4j.core.config.Configurator.setLevel(name, level)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from aeops._errors import is_refusal
 from aeops.embedding import SUCCESS_MARKER, EmbedJob, JobReport, TableSource
 from aeops.io._errors import DataFileError
 
@@ -76,7 +77,14 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
         return {"filepath": str(PurePosixPath(self._filepath))}
 
     def save(self, data: EmbedJob) -> None:
-        """Run ``data`` into ``filepath``, with a progress bar at a terminal."""
+        """Run ``data`` into ``filepath``, with a progress bar at a terminal.
+
+        Raises:
+            DataFileError: for a refused input, setting or output path (bad rows, a
+                missing column, ...), with the job's message; raised from the job's own
+                error (``BatchValidationError``, ``SourceError``, ...). Nothing at
+                ``filepath`` has changed.
+        """
         if not isinstance(data, EmbedJob):
             raise DatasetError(f"expected an EmbedJob to run, got {type(data).__name__}")
         parts = data.source.parts()
@@ -99,7 +107,14 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
                 done = bar.tasks[0].completed
                 bar.update(task, rate=f"{done / elapsed:,.0f} rows/s" if elapsed > 0 else "")
 
-            report = data.run(self._filepath, progress=advance)
+            try:
+                report = data.run(self._filepath, progress=advance)
+            except Exception as error:
+                if isinstance(error, DatasetError) or not is_refusal(error):
+                    raise
+                # As a dataset error, so Kedro puts only the entry's name before the
+                # message, not its "Failed while saving data to dataset ..." line.
+                raise DataFileError(str(error)) from error
         _log_to_active_run(data, report, self._filepath)
 
     def load(self) -> pd.DataFrame:
