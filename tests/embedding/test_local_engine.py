@@ -85,9 +85,19 @@ def test_a_score_job_reports_its_alert_rate_and_error_quantiles(
         f"Flagged {int(flags.sum()):,} of 2,000 rows as anomalies ({flags.mean():.2%}); "
         f"the threshold flagged {validation_rate:.2%} of the validation rows"
     )
-    # A rerun skips both parts: nothing scored, nothing flagged in this run.
+    # A rerun after a crash scores the missing part and reads the finished one back:
+    # its rates and quantiles are the whole output's, the same as the first run's.
+    (tmp_path / "scores" / "b.parquet").unlink()
     rerun = _job(store, "tabular", source, output="scores").run(tmp_path / "scores")
-    assert rerun.parts_skipped == 2 and rerun.errors is not None and rerun.errors.rows == 0
+    assert (rerun.parts_written, rerun.parts_skipped) == (1, 1)
+    assert (rerun.rows, rerun.skipped_rows) == (500, 1500)
+    assert rerun.errors is not None
+    assert (rerun.errors.rows, rerun.errors.flagged) == (2000, int(flags.sum()))
+    np.testing.assert_array_equal(rerun.errors.counts, report.errors.counts)
+    assert rerun.errors.metrics() == metrics
+    skipped_all = _job(store, "tabular", source, output="scores").run(tmp_path / "scores")
+    assert (skipped_all.rows, skipped_all.skipped_rows, skipped_all.parts_skipped) == (0, 2000, 2)
+    assert skipped_all.errors is not None and skipped_all.errors.metrics() == metrics
     # Embeddings have no errors to summarise.
     embedded = _job(store, "tabular", source).run(tmp_path / "embeddings")
     assert embedded.errors is None

@@ -409,7 +409,7 @@ def test_score_and_embed_pipelines_stream_the_demo_through_the_champion(
         assert tags["input_path"] == str(trained.root / DEMO)
         assert tags["output_path"] == str(outputs / f"{output}.parquet")
         assert metrics["rows"] == len(raw)
-        assert metrics["quarantined_rows"] == 0
+        assert metrics["quarantined_rows"] == metrics["skipped_rows"] == 0
     assert metrics.keys().isdisjoint({"alert_rate", "threshold"})  # the embed run's
     (score_run,) = client.search_runs(
         [experiment.experiment_id],

@@ -69,8 +69,10 @@ class JobReport:
         parts_skipped: parts a rerun found already complete.
         quarantined_rows: rows set aside for failing the model's suite.
         seconds: the job's wall-clock time.
-        errors: for scores, the rows this run flagged and its errors' distribution
-            (parts a rerun skipped are not in it); None for embeddings.
+        errors: for scores, the rows flagged and the errors' distribution over the
+            whole output: the parts a rerun skipped are read back into it. None for
+            embeddings.
+        skipped_rows: rows in the parts a rerun skipped; with ``rows``, the output's.
     """
 
     rows: int
@@ -79,6 +81,7 @@ class JobReport:
     quarantined_rows: int
     seconds: float
     errors: ErrorSummary | None = None
+    skipped_rows: int = 0
 
 
 # pandas' nullable integer dtypes, which keep int ids with a null exact.
@@ -482,7 +485,7 @@ class EmbedJob:
                 marker.unlink(missing_ok=True)
 
         first_ids = self._first_ids(parts)
-        rows = written = skipped = quarantined = 0
+        rows = written = skipped = quarantined = skipped_rows = 0
         errors = ErrorSummary() if self.output == "scores" else None
         created = self.source.is_folder and not destination.exists()
         try:
@@ -491,6 +494,9 @@ class EmbedJob:
                     stale = self._stale_reason(target, part, first_id)
                     if stale is None:
                         skipped += 1
+                        skipped_rows += pq.read_metadata(target).num_rows
+                        if errors is not None:  # so the job's rates cover its whole output
+                            errors.merge(_errors_of(target))
                         logger.info("Skipping %s: %s is already complete", part.name, target)
                         continue
                     logger.warning("Writing %s again: %s", target, stale)
@@ -519,13 +525,13 @@ class EmbedJob:
         if errors is not None:
             self._log_alert_rate(errors)
         seconds = time.perf_counter() - started
-        return JobReport(rows, written, skipped, quarantined, seconds, errors)
+        return JobReport(rows, written, skipped, quarantined, seconds, errors, skipped_rows)
 
     def _log_alert_rate(self, errors: ErrorSummary) -> None:
         """Say how many rows were flagged, beside the validation rows' share; warn when
         it is far above that."""
         if not errors.rows:
-            return  # a rerun that skipped every part
+            return  # no rows at all
         threshold = self.bundle.predictor.threshold
         diagnostics = {} if threshold is None else threshold.diagnostics
         expected = diagnostics.get("validation_alert_rate")
@@ -749,3 +755,12 @@ class EmbedJob:
                 quarantine_target,
             )
         return rows, bad_rows, errors
+
+
+def _errors_of(part: Path) -> ErrorSummary:
+    """A finished scores part's errors and flags, read back a row group at a time."""
+    summary = ErrorSummary()
+    columns = ["reconstruction_error", "is_anomaly"]
+    for batch in open_parquet(part).iter_batches(batch_size=1 << 16, columns=columns):
+        summary.add(batch.column(0).to_numpy(), batch.column(1).to_numpy(zero_copy_only=False))
+    return summary

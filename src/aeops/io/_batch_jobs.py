@@ -208,6 +208,7 @@ def _job_record(
         "quarantined_rows": report.quarantined_rows,
         "parts_written": report.parts_written,
         "parts_skipped": report.parts_skipped,
+        "skipped_rows": report.skipped_rows,
         "seconds": report.seconds,
     }
     if report.seconds > 0:
