@@ -637,13 +637,29 @@ def test_a_series_part_shorter_than_a_window_is_named(
 
 
 def test_a_series_without_its_timestamps_is_told_so(store: dict[str, Any], tmp_path: Path) -> None:
-    # It was told only that a column 'timestamp_step_seconds' was missing.
-    series = make_timeseries_demo(n_steps=200).drop(columns=["label", "timestamp"])
-    series.to_parquet(tmp_path / "in.parquet")
-    message = r"timestamp_step_seconds.*the series' timestamps, and the input has no data\.times"
-    with pytest.raises(BatchValidationError, match=message):
+    # It was told only that a column 'timestamp_step_seconds' was missing, and then
+    # that the input had no data.timestamp_column, never which column that was.
+    series = make_timeseries_demo(n_steps=200).drop(columns=["label"])
+    series.rename(columns={"timestamp": "ts"}).to_parquet(tmp_path / "in.parquet")
+    columns = ["temperature", "pressure", "flow", "timestamp"]
+    message = f"in.parquet has no column 'timestamp', which the model needs; it expects {columns}"
+    with pytest.raises(SourceError, match=re.escape(message)):
         _job(store, "timeseries", tmp_path / "in.parquet").run(tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_an_image_input_without_the_image_column_is_told_its_name(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    # The suite's failures named only the derived image_channels, image_height, ...
+    flat_image_rows().rename(columns={"image": "pixels"}).to_parquet(tmp_path / "in.parquet")
+    message = "in.parquet has no column 'image', which the model needs; it expects ['image']"
+    with pytest.raises(SourceError, match=re.escape(message)):
+        _job(store, "image", tmp_path / "in.parquet", output="scores").run(tmp_path / "out")
+    # A series model given the images names its own columns, not data.feature_columns.
+    with pytest.raises(SourceError, match=r"has no column 'temperature' \(nor \['pressure'"):
+        _job(store, "timeseries", tmp_path / "in.parquet").run(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -47,7 +47,7 @@ from aeops.embedding._output import (
 from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource, open_parquet
 from aeops.embedding._summary import ErrorSummary, alert_rate_is_unusual, describe_alert_rate
 from aeops.embedding._threads import background, cpu_share_for_the_model
-from aeops.validation import validation_view
+from aeops.validation import STEP_COLUMN, validation_view
 
 logger = logging.getLogger(__name__)
 
@@ -577,22 +577,40 @@ class EmbedJob:
             )
         return list(itertools.accumulate(map(self.source.count_rows, parts[:-1]), initial=0))
 
+    @functools.cached_property
+    def required_columns(self) -> tuple[str, ...]:
+        """The input columns the job needs: the model's, and a series' timestamp
+        column when its suite checks the steps between timestamps."""
+        names = tuple(self.bundle.predictor.inputs.input_columns)
+        suite = self.bundle.spec.validation_suite or {}
+        checks_steps = any(
+            expectation.get("kwargs", {}).get("column") == STEP_COLUMN
+            for expectation in suite.get("expectations", [])
+        )
+        if isinstance(self.bundle.predictor.inputs, WindowInputs) and checks_steps:
+            names += (self._data_config.timestamp_column,)
+        return names
+
     def refuse_missing_inputs(self, where: str, columns: list[str]) -> None:
-        """Refuse an input whose ``columns`` lack one the model takes.
+        """Refuse an input whose ``columns`` lack one the job needs (see
+        :attr:`required_columns`).
 
         The suite checks the columns batch by batch; an input with no rows has no
         batch, and one with none of the model's columns would pass as an empty answer.
+        An image's or a series' suite checks columns derived from the input (the
+        image's size, the steps between timestamps), whose failures would not name the
+        input's own column.
 
         Raises:
             SourceError: naming ``where``, the missing columns and the expected ones.
         """
-        names = self.bundle.predictor.inputs.input_columns
+        names = self.required_columns
         missing = [name for name in names if name not in columns]
         if missing:
             raise SourceError(
                 f"{where} has no column {missing[0]!r}"
                 + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
-                + f", which the model takes as input; it expects {list(names)}"
+                + f", which the model needs; it expects {list(names)}"
             )
 
     def _run_part_widening_csv_ids(
@@ -702,6 +720,9 @@ class EmbedJob:
         quarantine_target = self._quarantine_target(target)
         rows = bad_rows = 0
         errors = ErrorSummary() if self.output == "scores" else None
+        if not isinstance(self.bundle.predictor.inputs, TabularInputs):
+            # A table's suite names a missing column itself, batch by batch.
+            self.refuse_missing_inputs(str(part), self.source.columns(part))
         try:
             batches = self._frames(part, csv_types)
             for prepared in background(self._prepare(batches, part, suite, first_id or 0)):

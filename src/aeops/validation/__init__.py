@@ -27,6 +27,7 @@ from aeops.validation._suite import (
 )
 from aeops.validation._validate import expectation_text, validate_frame
 from aeops.validation._views import (
+    STEP_COLUMN,
     ValidationView,
     inferred_shape_problem,
     missing_column_text,
@@ -38,6 +39,7 @@ __all__ = [
     "FLOAT64_MAX",
     "LABEL_VALUES",
     "NUMERIC_DTYPE_NAMES",
+    "STEP_COLUMN",
     "DataValidationError",
     "FailedExpectation",
     "ValidationReport",
