@@ -50,6 +50,9 @@ def test_a_run_reopened_at_every_node_is_ended_killed_not_finished() -> None:
     [
         ("sweep", {}, r"sweep\.objective=validation_auroc needs labels .* data\.label_column"),
         ("train", {"threshold": {"method": "f1"}}, r"threshold\.method='f1' needs labels"),
+        # The default compare metric: every later version would have stayed challenger.
+        ("train", {}, r"registry\.compare_metric=test_auroc needs labels on the test split"),
+        ("train", {"registry": {"compare_metric": "test_f1"}}, r"compare_metric=test_f1 needs"),
     ],
 )
 def test_blocks_that_need_labels_are_refused_before_the_run_when_there_are_none(
@@ -67,12 +70,28 @@ def test_blocks_that_need_labels_are_refused_before_the_run_when_there_are_none(
     CheckParametersFirst().before_pipeline_run({}, nodes, catalog)  # with labels: fine
 
 
+def test_versions_of_unlabelled_data_compare_by_their_error_lower_being_better() -> None:
+    nodes = train.create_pipeline()
+    catalog = DataCatalog()
+    for name in nodes.inputs():
+        if name.startswith("params:"):
+            catalog[name] = {}
+    catalog["params:data"] = {"label_column": None}
+    catalog["params:registry"] = {"compare_metric": "test_error_mean", "greater_is_better": True}
+    with pytest.raises(ParameterError, match=r"test_error_mean is better when lower"):
+        CheckParametersFirst().before_pipeline_run({}, nodes, catalog)
+    for metric, greater in (("test_error_mean", False), ("test_alert_rate", False)):
+        catalog["params:registry"] = {"compare_metric": metric, "greater_is_better": greater}
+        CheckParametersFirst().before_pipeline_run({}, nodes, catalog)
+
+
 def test_a_sweep_comparing_scores_in_different_units_is_refused_before_the_run() -> None:
     nodes = sweep.create_pipeline()
     catalog = DataCatalog()
     for name in nodes.inputs():
         if name.startswith("params:"):
             catalog[name] = {}
+    catalog["params:data"] = {"label_column": "label"}
     catalog["params:model"] = {"anomaly_score": "elbo"}
     catalog["params:sweep"] = {
         "objective": "validation_error",

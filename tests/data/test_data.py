@@ -279,3 +279,10 @@ def test_training_rows_that_are_all_the_same_are_refused() -> None:
         fit_input_scaler(spec, frame, "robust")
     frame.loc[3, "b"] = 2.6  # one row apart is enough to learn from
     assert fit_input_scaler(spec, frame, "robust").columns == ("a", "b")
+
+
+def test_bounds_for_a_column_the_listed_features_lack_are_refused_with_a_close_match() -> None:
+    with pytest.raises(ValueError, match=r"data\.bounds names 'bb', .* \(did you mean 'b'\?\)"):
+        DataConfig(feature_columns=("a", "b"), bounds={"bb": (0.0, 1.0)})
+    DataConfig(feature_columns=("a", "b"), bounds={"b": (0.0, 1.0)})
+    DataConfig(bounds={"bb": (0.0, 1.0)})  # features from the data: validation names it

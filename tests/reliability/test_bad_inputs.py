@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from support import KedroProject, output_of
@@ -47,6 +48,13 @@ def _set(column: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.Da
 
 def _local_catalog(project: KedroProject, entry: str) -> None:
     (project.root / "conf" / "local" / "catalog.yml").write_text(entry)
+
+
+def _local_parameters(project: KedroProject, block: str, **changes: object) -> None:
+    """conf/local's copy of ``block`` from conf/base, with ``changes``."""
+    base = yaml.safe_load((project.root / f"conf/base/parameters_{block}.yml").read_text())
+    base[block].update(changes)
+    (project.root / f"conf/local/parameters_{block}.yml").write_text(yaml.safe_dump(base))
 
 
 def _corrupted_parquet(project: KedroProject) -> None:
@@ -221,6 +229,16 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         ["--params=data.label_column=null,threshold.method=f1"],
         [r"threshold\.method='f1' needs labels on the validation split, and data\.label_colu"],
     ),
+    "a compare metric that needs labels, with none": (
+        None,
+        ["--params=data.label_column=null"],
+        [r"registry\.compare_metric=test_auroc needs labels on the test split, and data\.lab"],
+    ),
+    "bounds for a column that is not a feature": (
+        lambda p: _local_parameters(p, "data", bounds={"mean_raduis": [0, 50]}),
+        [],
+        [r"data\.bounds names 'mean_raduis', .* \(did you mean 'mean_radius'\?\)"],
+    ),
     "a binary cross-entropy on robust-scaled rows": (
         None,
         ["--params=model.reconstruction_loss=bce"],
@@ -235,6 +253,7 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
 
 # Parameters the pre-run check refuses: no MLflow run is opened, not even a FAILED one.
 REFUSED_BEFORE_ANY_RUN = {
+    "a compare metric that needs labels, with none",
     "a precision this machine cannot give",
     "zero batch size",
     "negative learning rate",

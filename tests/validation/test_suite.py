@@ -14,6 +14,7 @@ import pytest
 
 from aeops.validation import (
     DataValidationError,
+    SuiteConfigError,
     ValidationReport,
     build_suite,
     suite_from_dict,
@@ -304,8 +305,19 @@ def test_error_is_a_value_error_that_pickles(suite: ExpectationSuite) -> None:
     ],
 )
 def test_build_suite_rejects_inconsistent_config(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(SuiteConfigError, match=match):
         build_suite(_clean_frame(), id_column="id", feature_columns=FEATURES, **kwargs)
+
+
+def test_bounds_for_a_column_that_is_not_a_feature_name_the_features() -> None:
+    message = (
+        r"data\.bounds names 'f00', which is not a feature column \(did you mean 'f0'\?\); "
+        r"the features are \['f0', "
+    )
+    with pytest.raises(SuiteConfigError, match=message):
+        build_suite(
+            _clean_frame(), id_column="id", feature_columns=FEATURES, bounds={"f00": (0, 1)}
+        )
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from typing import Any, Literal
@@ -154,6 +155,17 @@ class DataConfig(BaseModel):
             raise ValueError(
                 f"data.label_column and data.id_column are both {self.id_column!r}; "
                 "they must name different columns"
+            )
+        # With the features listed, bounds for another column are known to be wrong
+        # before any data is read (otherwise validation names them).
+        features = list(self.feature_columns or ())
+        unknown = sorted(set(self.bounds) - set(features)) if features else []
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], features, n=1)
+            raise ValueError(
+                f"data.bounds names {unknown[0]!r}, which data.feature_columns does not list"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; the features are {features}"
             )
         for role, name in (("id_column", self.id_column), ("label_column", self.label_column)):
             if name is not None and self.feature_columns and name in self.feature_columns:

@@ -89,8 +89,8 @@ def parameter_blocks() -> dict[str, type[BaseModel]]:
 
 def check_together(blocks: dict[str, BaseModel]) -> None:
     """Rules between parsed blocks (and the machine) that a pipeline would otherwise
-    meet only after training, or at its train node: a method or objective that needs
-    labels, with ``data.label_column`` null; a sweep objective that would compare
+    meet only after training, or at its train node: a method, objective or compare
+    metric that needs labels, with ``data.label_column`` null; a sweep objective that would compare
     scores in different units; a ``training.device`` or ``precision`` this machine
     cannot give.
 
@@ -98,6 +98,7 @@ def check_together(blocks: dict[str, BaseModel]) -> None:
         ParameterError: naming both keys.
     """
     from aeops.models import ModelConfig
+    from aeops.scoring import LABEL_FREE_METRICS
     from aeops.training import TrainingConfig
     from aeops.training.sweep import SweepConfig, check_comparable_scores
 
@@ -129,4 +130,13 @@ def check_together(blocks: dict[str, BaseModel]) -> None:
             "sweep.objective=validation_auroc needs labels on the validation split, and "
             "data.label_column is null; set data.label_column, or use "
             "sweep.objective=validation_error (its trials must score alike: see the README)"
+        )
+    metric = getattr(blocks.get("registry"), "compare_metric", None)
+    if metric is not None and metric.removeprefix("test_") not in LABEL_FREE_METRICS:
+        raise ParameterError(
+            f"registry.compare_metric={metric} needs labels on the test split, and "
+            "data.label_column is null: no later version could ever become champion. "
+            "Set data.label_column, or compare versions without labels, by their mean "
+            "reconstruction error on the same rows: registry.compare_metric=test_error_mean "
+            "and registry.greater_is_better=false"
         )

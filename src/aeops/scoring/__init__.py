@@ -1,7 +1,7 @@
 """Reconstruction errors, thresholds and metrics (figures live in ``aeops.scoring.plots``)."""
 
 from aeops.data import InputSchemaError
-from aeops.scoring._metrics import SPLIT_METRICS, detection_metrics
+from aeops.scoring._metrics import LABEL_FREE_METRICS, SPLIT_METRICS, detection_metrics
 from aeops.scoring._predictor import Predictor, Scores
 from aeops.scoring._threshold import (
     Threshold,
@@ -12,6 +12,7 @@ from aeops.scoring._threshold import (
 )
 
 __all__ = [
+    "LABEL_FREE_METRICS",
     "SPLIT_METRICS",
     "InputSchemaError",
     "Predictor",

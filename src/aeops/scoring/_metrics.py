@@ -17,6 +17,8 @@ SPLIT_METRICS = (
     "alert_rate",
     "error_mean",
 )
+#: Those of :data:`SPLIT_METRICS` that need no labels.
+LABEL_FREE_METRICS = ("alert_rate", "error_mean")
 
 
 def detection_metrics(

@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 import aeops
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
@@ -85,6 +85,16 @@ class RegistryConfig(BaseModel):
                 f"choose one of: {', '.join(known)}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _lower_errors_are_better(self) -> RegistryConfig:
+        if self.compare_metric == "test_error_mean" and self.greater_is_better:
+            raise ValueError(
+                "registry.compare_metric=test_error_mean is better when lower: with "
+                "registry.greater_is_better=true the version that reconstructs the same "
+                "rows worse would become champion; set registry.greater_is_better=false"
+            )
+        return self
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -64,6 +65,12 @@ _SUITE_FIELDS = ("name", "expectations", "suite_parameters", "meta", "notes")
 _EXPECTATION_FIELDS = ("type", "kwargs", "meta", "notes", "description", "severity")
 
 
+class SuiteConfigError(ValueError):
+    """The ``data`` settings a suite is built from do not fit the data (bounds for a
+    column that is not a feature, a feature listed twice, ...); the message names the
+    setting."""
+
+
 def build_suite(
     frame: pd.DataFrame,
     *,
@@ -104,7 +111,7 @@ def build_suite(
         A new, context-free ``ExpectationSuite``.
 
     Raises:
-        ValueError: If the configuration is inconsistent (empty or duplicated feature list,
+        SuiteConfigError: If the configuration is inconsistent (empty or duplicated feature list,
             id/label among the features, bounds for a non-feature column, a non-finite or
             inverted bound, ``min_rows < 0``).
     """
@@ -175,25 +182,30 @@ def _check_config(
     min_rows: int,
 ) -> None:
     if not features:
-        raise ValueError("feature_columns must name at least one column")
+        raise SuiteConfigError("feature_columns must name at least one column")
     duplicated = sorted({column for column in features if features.count(column) > 1})
     if duplicated:
-        raise ValueError(f"feature_columns lists columns more than once: {duplicated}")
+        raise SuiteConfigError(f"feature_columns lists columns more than once: {duplicated}")
     for role, column in (("id_column", id_column), ("label_column", label_column)):
         if column is not None and column in features:
-            raise ValueError(f"{role} {column!r} is also listed in feature_columns")
+            raise SuiteConfigError(f"{role} {column!r} is also listed in feature_columns")
     if label_column is not None and label_column == id_column:
-        raise ValueError(f"label_column and id_column are both {id_column!r}")
+        raise SuiteConfigError(f"label_column and id_column are both {id_column!r}")
     if min_rows < 0:
-        raise ValueError(f"min_rows must be >= 0, got {min_rows}")
+        raise SuiteConfigError(f"min_rows must be >= 0, got {min_rows}")
     for column, (low, high) in (bounds or {}).items():
         if column not in features:
-            raise ValueError(f"bounds given for {column!r}, which is not a feature column")
+            close = difflib.get_close_matches(str(column), features, n=1)
+            raise SuiteConfigError(
+                f"data.bounds names {column!r}, which is not a feature column"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; the features are {features}"
+            )
         for end in (low, high):
             if end is not None and not math.isfinite(end):
-                raise ValueError(f"bounds for {column!r} must be finite or None, got {end}")
+                raise SuiteConfigError(f"bounds for {column!r} must be finite or None, got {end}")
         if low is not None and high is not None and low > high:
-            raise ValueError(f"bounds for {column!r} are inverted: min {low} > max {high}")
+            raise SuiteConfigError(f"bounds for {column!r} are inverted: min {low} > max {high}")
 
 
 def suite_to_dict(suite: gx.ExpectationSuite) -> dict[str, Any]:
