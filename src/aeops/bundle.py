@@ -113,7 +113,20 @@ class LoadedBundle:
     spec: BundleSpec
     provenance: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def pinned_model_uri(self) -> str:
+        """The exact registered version (``models:/name/3``), which an alias moved later
+        does not change; the URI it was loaded by when it names no version."""
+        provenance = self.provenance
+        if "model_name" in provenance and "model_version" in provenance:
+            return f"models:/{provenance['model_name']}/{provenance['model_version']}"
+        return provenance["model_uri"]
+
 
 def provenance_metadata(bundle: LoadedBundle, output: str) -> dict[str, Any]:
-    """Parquet key-value metadata: ``aeops.<key>`` for every provenance entry."""
-    return {f"aeops.{k}": v for k, v in {**bundle.provenance, "output": output}.items()}
+    """Parquet key-value metadata: ``aeops.<key>`` for every provenance entry, with
+    the model URI pinned to its version (an output holds one version's answers)."""
+    provenance = {**bundle.provenance, "output": output}
+    if "model_uri" in provenance:
+        provenance["model_uri"] = bundle.pinned_model_uri
+    return {f"aeops.{k}": v for k, v in provenance.items()}

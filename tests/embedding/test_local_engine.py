@@ -129,6 +129,8 @@ def test_tabular_embeddings_and_scores_equal_the_bundles_predict(
     metadata = {k.decode(): v.decode() for k, v in embeddings.schema.metadata.items()}
     assert metadata["aeops.model_name"] == "embed-tabular"
     assert metadata["aeops.model_version"] == "1"
+    # The job loaded @champion; its output names the version, which no alias moves.
+    assert metadata["aeops.model_uri"] == "models:/embed-tabular/1"
     assert metadata["aeops.latent_dim"] == "3"
     assert float(metadata["aeops.threshold"]) > 0
     assert len(metadata["aeops.run_id"]) == 32

@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from unittest.mock import Mock, patch
@@ -130,6 +131,7 @@ def test_champion_only_moves_to_a_better_version() -> None:
     assert no_metric["alias"] == CHALLENGER
     better = _register({"test_auroc": 0.90})
     assert (better["version"], better["alias"]) == ("4", CHAMPION)
+    assert better["model_uri"] == "models:/unit-model/4"  # the version, not the alias
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "4"
     # The displaced champion is the runner-up now, not version 3 that lost to it.
@@ -386,6 +388,22 @@ def test_a_loaded_alias_is_the_version_its_provenance_names(
     answers = bundle.predictor.score_frame(_rows())
     expected = _predictor(seed=1).score_frame(_rows())
     np.testing.assert_array_equal(answers.reconstruction_error, expected.reconstruction_error)
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_loading_a_bundle_leaves_no_download_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every batch or evaluate job left MLflow's copy of the model in the temp folder.
+    first = _register({"test_auroc": 0.80})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for uri in ("models:/unit-model@champion", f"runs:/{first['run_id']}/model"):
+        bundle = load_registered_bundle(uri)
+        assert bundle.provenance["model_version"] == "1"
+        bundle.predictor.score_frame(_rows())  # nothing it needs went with the folder
+        assert list(scratch.iterdir()) == [], uri
 
 
 @pytest.mark.usefixtures("tracking_uri")

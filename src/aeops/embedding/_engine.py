@@ -159,10 +159,7 @@ class EmbedJob:
     def pinned_model_uri(self) -> str:
         """The exact registered version, so executors load what the driver loaded even
         if an alias moves during the job."""
-        provenance = self.bundle.provenance
-        if "model_name" in provenance and "model_version" in provenance:
-            return f"models:/{provenance['model_name']}/{provenance['model_version']}"
-        return provenance["model_uri"]
+        return self.bundle.pinned_model_uri
 
     @functools.cached_property
     def _csv_types(self) -> dict[str, pa.DataType]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,39 +93,42 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
         ModelNotFoundError: if the URI names nothing loadable, with MLflow's reason.
         BundleFormatError: if another aeops release wrote the bundle.
     """
-    try:
-        provenance = _provenance(model_uri)
-        # Download the version the alias named a moment ago, not the alias again: were
-        # it moved in between, the output would name one version and hold another's
-        # answers.
-        pinned = (
-            f"models:/{provenance['model_name']}/{provenance['model_version']}"
-            if _REGISTERED.match(model_uri)
-            else model_uri
+    # Everything is read into memory before the download goes: MLflow's own temporary
+    # folder was left behind by every job (a scheduled one would fill /tmp).
+    with tempfile.TemporaryDirectory(prefix="aeops-model-") as scratch:
+        try:
+            provenance = _provenance(model_uri)
+            # Download the version the alias named a moment ago, not the alias again: were
+            # it moved in between, the output would name one version and hold another's
+            # answers.
+            pinned = (
+                f"models:/{provenance['model_name']}/{provenance['model_version']}"
+                if _REGISTERED.match(model_uri)
+                else model_uri
+            )
+            root = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=scratch))
+        except (MlflowException, OSError) as error:
+            tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+            where = f"tracking URI {tracking}" + (
+                f", registry URI {registry}" if registry != tracking else ""
+            )
+            raise ModelNotFoundError(
+                f"model URI {model_uri!r} does not exist or cannot be read ({where}): {error}"
+            ) from error
+        bundle_dir = root / "artifacts" / "bundle"
+        if not (bundle_dir / "bundle.json").exists():
+            raise NotABundleError(f"model URI {model_uri!r} is not an aeops bundle")
+        try:
+            predictor, spec = read_bundle(bundle_dir)
+        except BundleFormatError as error:  # name the model, not MLflow's download folder
+            raise BundleFormatError(
+                f"model URI {model_uri!r}: {str(error).replace(str(bundle_dir), 'the bundle')}"
+            ) from None
+        manifest = json.loads((bundle_dir / "bundle.json").read_text())
+        provenance.update(
+            latent_dim=str(predictor.model.config.latent_dim),
+            threshold=repr(manifest["threshold"]["value"]),
+            threshold_method=str(manifest["threshold"]["method"]),
+            model_kind=predictor.model.config.kind,
         )
-        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned))
-    except (MlflowException, OSError) as error:
-        tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        where = f"tracking URI {tracking}" + (
-            f", registry URI {registry}" if registry != tracking else ""
-        )
-        raise ModelNotFoundError(
-            f"model URI {model_uri!r} does not exist or cannot be read ({where}): {error}"
-        ) from error
-    bundle_dir = root / "artifacts" / "bundle"
-    if not (bundle_dir / "bundle.json").exists():
-        raise NotABundleError(f"model URI {model_uri!r} is not an aeops bundle")
-    try:
-        predictor, spec = read_bundle(bundle_dir)
-    except BundleFormatError as error:  # name the model, not MLflow's download folder
-        raise BundleFormatError(
-            f"model URI {model_uri!r}: {str(error).replace(str(bundle_dir), 'the bundle')}"
-        ) from None
-    manifest = json.loads((bundle_dir / "bundle.json").read_text())
-    provenance.update(
-        latent_dim=str(predictor.model.config.latent_dim),
-        threshold=repr(manifest["threshold"]["value"]),
-        threshold_method=str(manifest["threshold"]["method"]),
-        model_kind=predictor.model.config.kind,
-    )
     return LoadedBundle(predictor=predictor, spec=spec, provenance=provenance)

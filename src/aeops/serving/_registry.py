@@ -680,7 +680,7 @@ def register_bundle(
         version=str(version.version),
         alias=alias,
         run_id=run.info.run_id,
-        model_uri=f"models:/{config.model_name}@{alias}",
+        model_uri=f"models:/{config.model_name}/{version.version}",  # aliases move
         compare_metric=config.compare_metric,
         metric_value=new_value,
         champion_before=None if champion is None else str(champion.version),
