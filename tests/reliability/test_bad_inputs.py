@@ -430,7 +430,7 @@ def test_a_refusal_on_a_spark_executor_ends_with_its_message_alone(
     result = odd_but_valid.run(
         "--params=score.engine=spark",
         pipeline="score",
-        env=odd_but_valid.env(AEOPS_SPARK_MASTER="local[1]", SPARK_LOCAL_IP="127.0.0.1"),
+        env=odd_but_valid.env(AEOPS_SPARK_MASTER="local[1]"),  # aeops's own session
     )
     assert result.returncode == 1, output_of(result)
     final = _final_error(result)  # on a line of its own: no stage bar left before it
@@ -441,6 +441,10 @@ def test_a_refusal_on_a_spark_executor_ends_with_its_message_alone(
     assert "\tat org.apache.spark" not in result.stderr, result.stderr[-3000:]
     assert "Traceback (most recent call last)" not in result.stderr
     assert not output.exists()
+    # A local session listens on loopback only. Without SPARK_LOCAL_IP, Spark takes
+    # another interface where the host name resolves to 127.0.0.1 (as on the CI
+    # machines), and says so.
+    assert "resolves to a loopback address" not in result.stderr, result.stderr[:2000]
 
 
 def test_extra_columns_are_ignored_at_scoring(odd_but_valid: KedroProject) -> None:

@@ -91,8 +91,14 @@ def run_spark(
     if spark is None:
         # Executors must run this interpreter, where aeops and its pins are installed.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        master = os.environ.get("AEOPS_SPARK_MASTER", "local[*]")
+        if master.startswith("local"):
+            # One machine: the driver, its block manager and its UI listen on loopback
+            # only (Spark takes the host's first address otherwise, and every interface
+            # for the UI).
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         spark = (
-            SparkSession.builder.master(os.environ.get("AEOPS_SPARK_MASTER", "local[*]"))
+            SparkSession.builder.master(master)
             .appName("aeops")
             # Its stage bar is for a terminal: in a log it is a line of carriage
             # returns, which a failed job leaves unfinished before the error.
@@ -131,8 +137,10 @@ def run_spark(
         params={"output": "embedding" if job.output == "embeddings" else "all"},
     )
     schema = job.output_schema(_local_id_type(job.source.path, id_column, id_type))
+    # The id and what the model reads: MLflow warns of every other column, per task.
+    model_inputs = [c for c in inputs if c == id_column or c in job.required_columns]
     answers = frame.select(
-        udf(F.struct(*[F.col(f"`{c}`") for c in inputs])).alias("r"), _FILE, _SPLIT
+        udf(F.struct(*[F.col(f"`{c}`") for c in model_inputs])).alias("r"), _FILE, _SPLIT
     )
     scored = answers.select(
         *[F.col("r").getField(name).alias(name) for name in schema.names], _FILE, _SPLIT
