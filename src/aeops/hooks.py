@@ -166,8 +166,9 @@ class DescribeRun:
     kedro-mlflow names every run after its pipeline, so the runs table listed a column
     of ``train``. A pipeline that takes the ``model`` block gets ``<pipeline>-<kind>``
     (``train-vae``), unless ``tracking.run.name`` is set or a sweep's trials choose
-    the kind; a batch job's run gets the model it ran (``score-aeops-demo-v3``) once
-    the job has tagged it. MLflow records the git commit only for a script inside the
+    the kind; the run of a pipeline that uses a registered model (a batch job,
+    evaluate, generate, impute) gets that model (``score-aeops-demo-v3``) once the
+    pipeline has tagged it. MLflow records the git commit only for a script inside the
     repository, which ``kedro`` is not: the project's commit is tagged
     ``mlflow.source.git.commit`` (the UI's "Git commit"), with ``git_dirty`` when
     tracked files have changed or ``src``/``conf`` hold new ones.
@@ -215,7 +216,8 @@ class DescribeRun:
         if self._named_in_config or run.info.run_name != kedro_mlflow_name:
             return  # named in mlflow.yml, or an existing run continued
         if "params:model" not in pipeline.inputs():
-            # A batch job's model is known once it has run (see after_pipeline_run).
+            # The model a batch job, evaluate, generate or impute uses is known once
+            # the pipeline has run (see after_pipeline_run).
             self._name_after_its_model = (run.info.run_id, kedro_mlflow_name)
             return
         if "params:sweep" in pipeline.inputs():
@@ -229,8 +231,8 @@ class DescribeRun:
 
     @hook_impl(tryfirst=True)
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Before kedro-mlflow ends the run: name a batch job's run after the model the
-        job ran (``score-aeops-demo-v3``), from the tags the job set."""
+        """Before kedro-mlflow ends the run: name the run of a pipeline that used a
+        registered model after it (``score-aeops-demo-v3``), from the tags it set."""
         pending, self._name_after_its_model = self._name_after_its_model, None
         mlflow = sys.modules.get("mlflow")
         if pending is None or mlflow is None:

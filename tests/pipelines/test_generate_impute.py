@@ -52,6 +52,7 @@ def test_generate_writes_samples_in_the_training_units_and_logs_them(
     assert run.data.tags["generated_by_model_uri"] == "models:/aeops-demo@champion"
     assert run.data.tags["generated_by_model_version"] == "1"
     assert run.data.tags["generated_by_model_kind"] == "vae"
+    assert run.info.run_name == "generate-aeops-demo-v1"  # was "generate", for any model
     assert run.data.params["generate.num_samples"] == "300"
     artifacts = {a.path for a in vae_project.client().list_artifacts(run.info.run_id, "generation")}
     assert artifacts == {"generation/generated.parquet", "generation/generated_samples.png"}

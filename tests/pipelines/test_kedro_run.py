@@ -157,6 +157,7 @@ def test_evaluate_pipeline_reevaluates_the_champion_in_a_new_run(trained: KedroP
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.tags["evaluated_model_name"] == MODEL_NAME
+    assert run.info.run_name == f"evaluate-{MODEL_NAME}-v1"  # runs of versions apart
     version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert run.data.tags["evaluated_run_id"] == version.run_id
     # The whole demo, which holds the training rows too: the model's errors separate it.

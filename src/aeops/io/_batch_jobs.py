@@ -224,11 +224,19 @@ def _job_record(
 
 
 def job_run_name(pipeline: str, tags: dict[str, str]) -> str:
-    """A batch job's run name: its pipeline's and the model's (``score-aeops-demo-v3``)
-    when ``tags`` name the model, else the pipeline's."""
-    if "model_name" in tags and "model_version" in tags:
-        return f"{pipeline}-{tags['model_name']}-v{tags['model_version']}"
+    """The run name of a pipeline that uses a registered model: its pipeline's and the
+    model's (``score-aeops-demo-v3``, ``evaluate-aeops-demo-v2``) when ``tags`` name the
+    model (as a batch job tags it, or as ``evaluated_*``, ``generated_by_*`` or
+    ``imputed_by_*``), else the pipeline's."""
+    for prefix in _MODEL_TAG_PREFIXES:
+        name, version = tags.get(f"{prefix}model_name"), tags.get(f"{prefix}model_version")
+        if name and version:
+            return f"{pipeline}-{name}-v{version}"
     return pipeline
+
+
+# How each pipeline's run names the model it used (aeops.serving.tag_evaluated_model).
+_MODEL_TAG_PREFIXES = ("", "evaluated_", "generated_by_", "imputed_by_")
 
 
 # The pipeline that writes each output, whose name kedro-mlflow gives the run.
