@@ -9,6 +9,7 @@ MLflow pyfunc in ``aeops.serving`` and the batch engine both build on it).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,11 @@ class BundleSpec:
         return self.data.get("timestamp_column") if self.data.get("kind") == "timeseries" else None
 
 
-def write_bundle(directory: Path, predictor: Predictor, spec: BundleSpec) -> Path:
+def write_bundle(directory: str | os.PathLike[str], predictor: Predictor, spec: BundleSpec) -> Path:
     """Write ``predictor`` and ``spec`` into ``directory`` (created) and return it."""
     if predictor.threshold is None:
         raise ValueError("a bundle needs a predictor with a threshold")
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     manifest = {
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -70,13 +72,14 @@ class BundleFormatError(ValueError):
 
 
 def read_bundle(
-    directory: Path, device: torch.device | None = None
+    directory: str | os.PathLike[str], device: torch.device | None = None
 ) -> tuple[Predictor, BundleSpec]:
     """Rebuild the predictor and spec that :func:`write_bundle` wrote.
 
     Raises:
         BundleFormatError: if the bundle was written by an incompatible format version.
     """
+    directory = Path(directory)
     manifest = json.loads((directory / _MANIFEST).read_text())
     if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
         raise BundleFormatError(

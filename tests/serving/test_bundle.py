@@ -83,6 +83,10 @@ def test_bundle_files_rebuild_identical_answers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first.embedding, second.embedding)
     assert again.threshold == predictor.threshold
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "state_dict.pt"]
+    # A folder given as text, as a user would type it.
+    write_bundle(str(tmp_path / "text"), predictor, SPEC)
+    from_text, _ = read_bundle(str(tmp_path / "text"))
+    assert from_text.threshold == predictor.threshold
 
 
 def test_a_bundle_of_another_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
