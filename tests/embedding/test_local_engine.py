@@ -788,6 +788,33 @@ def test_a_folders_quarantine_stays_out_of_its_output_and_goes_when_fixed(
     assert len(pd.read_parquet(out)) == 200
 
 
+def test_a_part_is_written_again_for_another_policy_only_when_rows_were_set_aside(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    tabular_rows(100, seed=1).to_parquet(tmp_path / "in" / "clean.parquet")
+    spoiled = tabular_rows(100, seed=2)
+    spoiled.loc[7, "f1"] = np.nan
+    spoiled.to_parquet(tmp_path / "in" / "spoiled.parquet")
+    out = tmp_path / "out"
+    first = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
+    assert (first.parts_written, first.quarantined_rows) == (2, 1)
+    # Under fail, the clean part is still the answer; the spoiled one is not.
+    (out / "clean.parquet").touch()  # any rewrite would be seen in its timestamp
+    before = (out / "clean.parquet").stat().st_mtime_ns
+    with pytest.raises(BatchValidationError, match=r"spoiled\.parquet"):
+        _job(store, "tabular", tmp_path / "in", invalid_rows="fail").run(out)
+    assert (out / "clean.parquet").stat().st_mtime_ns == before
+    # A part finished under fail passed every check: quarantine takes it as it is.
+    spoiled.loc[7, "f1"] = 0.5
+    spoiled.to_parquet(tmp_path / "in" / "spoiled.parquet")
+    mended = _job(store, "tabular", tmp_path / "in", invalid_rows="fail").run(out)
+    assert (mended.parts_written, mended.parts_skipped) == (1, 1)
+    again = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
+    assert (again.parts_written, again.parts_skipped) == (0, 2)
+    assert len(pd.read_parquet(out)) == 200
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -116,6 +116,9 @@ class _Prepared:
 # at 2.0 GB with 64 MiB batches, in the same time.
 _BATCH_SAMPLE_BYTES = 16 << 20
 
+# The metadata key of the invalid_rows policy a part was written under.
+_INVALID_ROWS = "aeops.invalid_rows"
+
 
 @dataclass(frozen=True)
 class EmbedJob:
@@ -195,7 +198,7 @@ class EmbedJob:
                     "aeops.source_bytes": str(stat.st_size),
                     "aeops.source_mtime_ns": str(stat.st_mtime_ns),
                     # A part finished with rows set aside is not one a failing run accepts.
-                    "aeops.invalid_rows": self.invalid_rows,
+                    _INVALID_ROWS: self.invalid_rows,
                 }
             )
         return metadata
@@ -368,8 +371,15 @@ class EmbedJob:
             f"{key} {found.get(key, '(none)')} -> {value}"
             for key, value in expected.items()
             if found.get(key) != value
+            and not (key == _INVALID_ROWS and self._nothing_was_set_aside(found, target))
         ]
         return "; ".join(changed) or None
+
+    def _nothing_was_set_aside(self, found: dict[str, str], target: Path) -> bool:
+        """Whether a part finished under the other ``invalid_rows`` policy is this one's
+        answer too: one written under ``fail`` passed every check, and one written under
+        ``quarantine`` that set no row aside did as well."""
+        return found.get(_INVALID_ROWS) == "fail" or not self._quarantine_target(target).exists()
 
     def _id_type(self, part: Path) -> pa.DataType:
         """The id column's type in a Parquet ``part``; int64 (row numbers) otherwise."""
