@@ -12,7 +12,7 @@ from aeops.data import DataConfig
 from aeops.pipelines._params import ParameterError, parse_params
 from aeops.pipelines.generate.nodes import GenerateConfig
 from aeops.pipelines.impute.nodes import ImputeConfig
-from aeops.pipelines.sweep.nodes import _check_space
+from aeops.pipelines.sweep.nodes import check_space
 from aeops.training import TrainingConfig
 from aeops.training.sweep import SweepConfig
 
@@ -41,7 +41,7 @@ def test_a_generation_temperature_is_a_finite_positive_number(value: Any) -> Non
     ],
 )
 def test_a_sweep_space_is_checked_field_by_field(space: dict[str, Any]) -> None:
-    _check_space(SweepConfig(space=space))
+    check_space(SweepConfig(space=space))
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,24 @@ def test_a_sweep_space_value_no_trial_could_take_is_refused(
     space: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ParameterError, match=message):
-        _check_space(SweepConfig(space=space))
+        check_space(SweepConfig(space=space))
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"low": 0.1, "high": 0.01}, "sweep.space: 'training.lr': low 0.1 is above high 0.01"),
+        ({"low": 0.1}, "sweep.space: 'training.lr': high: Field required"),
+        (5, "sweep.space: 'training.lr' is 5: give a list of choices ([2, 4, 8]) or a range"),
+    ],
+)
+def test_a_sweep_space_entry_is_named_once_by_its_shape(entry: Any, message: str) -> None:
+    # pydantic named each mistake twice, against both kinds of entry, in its own terms
+    # ("training.lr.list[any]: Input should be a valid list", "function-after[...]").
+    with pytest.raises(ParameterError) as raised:
+        parse_params(SweepConfig, {"space": {"training.lr": entry}}, "sweep")
+    (line,) = str(raised.value).splitlines()[1:]
+    assert line.strip().startswith(message), line
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,8 @@ def parse_params(config_cls: type[_C], params: dict[str, Any] | None, area: str)
                 names = _keys_at(config_cls, issue["loc"][:-1])
                 close = difflib.get_close_matches(str(issue["loc"][-1]), names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"  {key}: {issue['msg']} (given: {given!r}){hint}")
+            message = issue["msg"].removeprefix("Value error, ")  # pydantic's own prefix
+            problems.append(f"  {key}: {message} (given: {given!r}){hint}")
         raise ParameterError(
             f"invalid parameters in '{area}' (parameters_{area}.yml of conf/base or the "
             "run's --env, or --params):\n" + "\n".join(problems)
@@ -111,6 +112,10 @@ def check_together(blocks: dict[str, BaseModel]) -> None:
         except (RuntimeError, ValueError) as error:
             raise ParameterError(str(error)) from None
     sweep, model = blocks.get("sweep"), blocks.get("model")
+    if isinstance(sweep, SweepConfig):
+        from aeops.pipelines.sweep.nodes import check_space
+
+        check_space(sweep)  # each key against its field, before a run is opened
     if isinstance(sweep, SweepConfig) and isinstance(model, ModelConfig):
         try:
             check_comparable_scores(sweep, model)

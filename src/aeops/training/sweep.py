@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aeops._errors import NoTracebackForRefusals
 from aeops.models import ModelConfig
@@ -81,6 +88,34 @@ class SweepConfig(BaseModel):
     seed: int = Field(default=0, ge=0, lt=2**32)  # numpy, torch and Optuna take these
     objective: Literal["validation_auroc", "validation_error"] = "validation_auroc"
     space: dict[str, list[Any] | RangeSpec] = Field(default_factory=dict)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _choices_or_range(cls, space: Any) -> Any:
+        """Each entry read by its shape, so a mistake is named once, by what it is
+        (pydantic would report it against both kinds of entry, in its own terms)."""
+        if not isinstance(space, dict):
+            return space
+        parsed: dict[str, Any] = {}
+        for key, spec in space.items():
+            if isinstance(spec, list | RangeSpec):
+                parsed[key] = spec
+            elif isinstance(spec, dict):
+                try:
+                    parsed[key] = RangeSpec.model_validate(spec)
+                except ValidationError as error:
+                    reasons = "; ".join(
+                        (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+                        + e["msg"].removeprefix("Value error, ")
+                        for e in error.errors()
+                    )
+                    raise ValueError(f"{key!r}: {reasons}") from None
+            else:
+                raise ValueError(
+                    f"{key!r} is {spec!r}: give a list of choices ([2, 4, 8]) or a range "
+                    "({low: 2, high: 16}, optionally log, step, type)"
+                )
+        return parsed
 
     @field_validator("space")
     @classmethod

@@ -58,7 +58,7 @@ def _labels(validation_frame: pd.DataFrame, config: SweepConfig, data: DataConfi
 _SET_BY_THE_SWEEP = ("training.resume", "training.progress", "training.checkpoint_dir")
 
 
-def _check_space(config: SweepConfig) -> None:
+def check_space(config: SweepConfig) -> None:
     """Each key of the space against its field in the model or training block, before
     any trial trains: the key must exist, and the values the space can give (a
     range's ends, a value between them, every choice) must pass the field's own rules.
@@ -270,7 +270,7 @@ def sweep_hyperparameters(
             training block rejects, or an objective the data cannot support.
     """
     config = parse_params(SweepConfig, sweep, "sweep")
-    _check_space(config)
+    check_space(config)
     if parse_params(TrainingConfig, training, "training").resume:
         logger.warning(
             "training.resume does not apply to a sweep: each trial trains from scratch in "
