@@ -378,8 +378,8 @@ def _compare_with(
         tags[f"version_{metric}"] = f"{version_value:.6g}"
     if champion_value is None or version_value is None:
         logger.warning(
-            "%s is undefined on the %d rows compared with champion %s (one class only?); "
-            "keeping the champion",
+            "%s is undefined on the %d rows compared with champion %s (no labels, or one "
+            "class only); keeping the champion",
             metric,
             result.rows,
             uri,
