@@ -1,5 +1,7 @@
 """Kedro project settings."""
 
+import os
+import sys
 import warnings
 from typing import TextIO
 
@@ -36,6 +38,10 @@ warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", Us
 # pyspark then warns about pandas 3 in every run, Spark or not. The Spark engine's
 # tests run on pandas 3 (tests/embedding/test_spark_engine.py).
 warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+# MLflow's download bar is for a terminal: in a log file (a scheduler's, CI's) each
+# model it loads wrote a line of some hundred carriage-returned steps.
+if not sys.stderr.isatty():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _import_kedro_mlflow_models_quietly() -> None:
