@@ -282,7 +282,8 @@ def test_training_rows_that_are_all_the_same_are_refused() -> None:
 
 
 def test_bounds_for_a_column_the_listed_features_lack_are_refused_with_a_close_match() -> None:
-    with pytest.raises(ValueError, match=r"data\.bounds names 'bb', .* \(did you mean 'b'\?\)"):
+    message = r"data\.bounds names 'bb', which is not a feature column \(did you mean 'b'\?\)"
+    with pytest.raises(ValueError, match=message):
         DataConfig(feature_columns=("a", "b"), bounds={"bb": (0.0, 1.0)})
     DataConfig(feature_columns=("a", "b"), bounds={"b": (0.0, 1.0)})
     DataConfig(bounds={"bb": (0.0, 1.0)})  # features from the data: validation names it

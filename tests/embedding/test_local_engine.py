@@ -788,7 +788,7 @@ def test_a_folders_quarantine_stays_out_of_its_output_and_goes_when_fixed(
     assert len(pd.read_parquet(out)) == 200
 
 
-def test_a_part_is_written_again_for_another_policy_only_when_rows_were_set_aside(
+def test_a_part_finished_under_fail_is_kept_under_quarantine_not_the_other_way(
     store: dict[str, Any], tmp_path: Path
 ) -> None:
     (tmp_path / "in").mkdir()
@@ -797,22 +797,19 @@ def test_a_part_is_written_again_for_another_policy_only_when_rows_were_set_asid
     spoiled.loc[7, "f1"] = np.nan
     spoiled.to_parquet(tmp_path / "in" / "spoiled.parquet")
     out = tmp_path / "out"
-    first = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
-    assert (first.parts_written, first.quarantined_rows) == (2, 1)
-    # Under fail, the clean part is still the answer; the spoiled one is not.
-    (out / "clean.parquet").touch()  # any rewrite would be seen in its timestamp
-    before = (out / "clean.parquet").stat().st_mtime_ns
+    # Under fail, the clean part is finished before the spoiled one stops the job.
     with pytest.raises(BatchValidationError, match=r"spoiled\.parquet"):
         _job(store, "tabular", tmp_path / "in", invalid_rows="fail").run(out)
+    before = (out / "clean.parquet").stat().st_mtime_ns
+    # It passed every check: quarantine's answer too, kept without a warning.
+    first = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
+    assert (first.parts_written, first.parts_skipped, first.quarantined_rows) == (1, 1, 1)
     assert (out / "clean.parquet").stat().st_mtime_ns == before
-    # A part finished under fail passed every check: quarantine takes it as it is.
-    spoiled.loc[7, "f1"] = 0.5
-    spoiled.to_parquet(tmp_path / "in" / "spoiled.parquet")
-    mended = _job(store, "tabular", tmp_path / "in", invalid_rows="fail").run(out)
-    assert (mended.parts_written, mended.parts_skipped) == (1, 1)
-    again = _job(store, "tabular", tmp_path / "in", invalid_rows="quarantine").run(out)
-    assert (again.parts_written, again.parts_skipped) == (0, 2)
-    assert len(pd.read_parquet(out)) == 200
+    # A part that set a row aside is never a failing run's answer, even once the
+    # set-aside file is gone: the run writes it again, and stops at the bad row.
+    (out / "_quarantine" / "spoiled.parquet").unlink()
+    with pytest.raises(BatchValidationError, match=r"spoiled\.parquet"):
+        _job(store, "tabular", tmp_path / "in", invalid_rows="fail").run(out)
 
 
 @pytest.mark.parametrize(

@@ -242,8 +242,14 @@ def test_spark_stops_at_rows_that_fail_the_suite_and_writes_nothing(
     ):
         job.run(tmp_path / "spark")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
-    # Spark's task-failure loggers were off during the job, and are back as they were.
+    # Spark's task-failure loggers were off during the job, and are back as they were:
+    # following the session's level, not held at the one they had.
     assert [str(logger.getLevel()) for logger in loggers] == levels
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        assert [str(logger.getLevel()) for logger in loggers] == ["ERROR", "ERROR"]
+    finally:
+        spark.sparkContext.setLogLevel(levels[0])
     quarantining = EmbedJob(
         TableSource(tmp_path / "in.parquet"), bundle, engine="spark", invalid_rows="quarantine"
     )

@@ -72,6 +72,7 @@ def test_a_sweep_space_value_no_trial_could_take_is_refused(
     ],
 )
 def test_a_sweep_space_entry_is_named_once_by_its_shape(entry: Any, message: str) -> None:
+    assert SweepConfig(space={"training.lr": (0.01, 0.1)}).space == {"training.lr": [0.01, 0.1]}
     # pydantic named each mistake twice, against both kinds of entry, in its own terms
     # ("training.lr.list[any]: Input should be a valid list", "function-after[...]").
     with pytest.raises(ParameterError) as raised:

@@ -163,7 +163,7 @@ class DataConfig(BaseModel):
         if unknown:
             close = difflib.get_close_matches(unknown[0], features, n=1)
             raise ValueError(
-                f"data.bounds names {unknown[0]!r}, which data.feature_columns does not list"
+                f"data.bounds names {unknown[0]!r}, which is not a feature column"
                 + (f" (did you mean {close[0]!r}?)" if close else "")
                 + f"; the features are {features}"
             )

@@ -92,19 +92,19 @@ def run_spark(
         # Executors must run this interpreter, where aeops and its pins are installed.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         master = os.environ.get("AEOPS_SPARK_MASTER", "local[*]")
-        if master.startswith("local"):
-            # One machine: the driver, its block manager and its UI listen on loopback
-            # only (Spark takes the host's first address otherwise, and every interface
-            # for the UI).
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        spark = (
-            SparkSession.builder.master(master)
-            .appName("aeops")
-            # Its stage bar is for a terminal: in a log it is a line of carriage
-            # returns, which a failed job leaves unfinished before the error.
-            .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
-            .getOrCreate()
-        )
+        # One machine: the driver, its block manager and its UI listen on loopback only
+        # (Spark takes the host's first address otherwise, and every interface for the
+        # UI). The JVM reads it as it starts; the process's environment is put back.
+        loopback = {"SPARK_LOCAL_IP": "127.0.0.1"} if master.startswith("local") else {}
+        with _environment_default(loopback):
+            spark = (
+                SparkSession.builder.master(master)
+                .appName("aeops")
+                # Its stage bar is for a terminal: in a log it is a line of carriage
+                # returns, which a failed job leaves unfinished before the error.
+                .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+                .getOrCreate()
+            )
     job.source.parts()  # the local engine's refusals: no input, no parts, subfolders
     frame = _read(spark, job.source.path)
     id_column = job.bundle.spec.id_column
@@ -187,6 +187,18 @@ def run_spark(
     return JobReport(rows, parts, 0, 0, 0.0, errors)
 
 
+@contextmanager
+def _environment_default(values: dict[str, str]) -> Iterator[None]:
+    """Within it, each of ``values`` is set in the environment unless already set."""
+    added = [name for name in values if name not in os.environ]
+    os.environ.update({name: values[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 # aeops errors an executor may raise, by the name Spark's message gives them.
 _EXECUTOR_REFUSALS: dict[str, type[ValueError]] = {
     f"{kind.__module__}.{kind.__name__}": kind for kind in (BatchValidationError, InputSchemaError)
@@ -223,21 +235,36 @@ _TASK_FAILURE_LOGGERS = (
 def _task_failures_said_once(spark: SparkSession) -> Iterator[None]:
     """In local mode the driver raises a failed task's error itself, with the Python
     traceback from the worker, but Spark's log first prints it twice with some fifty
-    lines of JVM frames each. Those loggers are off while the job runs, and put back
-    afterwards. On a cluster they stay as they are: there they also report lost
-    executors and retried tasks."""
-    if not (spark.sparkContext.master or "").startswith("local"):
+    lines of JVM frames each. Those loggers are off while the job runs; afterwards a
+    logger that had no level of its own follows the session's again (``setLogLevel``).
+    On a cluster, or through Spark Connect, they stay as they are: there they also
+    report lost executors and retried tasks."""
+    try:
+        context = spark.sparkContext
+    except Exception:  # Spark Connect: the driver's log is not this process's to set
+        context = None
+    if context is None or not (context.master or "").startswith("local"):
         yield
         return
-    log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
-    before = {name: log4j.LogManager.getLogger(name).getLevel() for name in _TASK_FAILURE_LOGGERS}
-    for name in before:
+    log4j = context._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+    logging_context = log4j.LogManager.getContext(False)
+    configuration = logging_context.getConfiguration()
+    own_levels = {}  # None: the logger took its level from a parent
+    for name in _TASK_FAILURE_LOGGERS:
+        config = configuration.getLoggerConfig(name)
+        own_levels[name] = config.getLevel() if config.getName() == name else None
+    for name in own_levels:
         log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
     try:
         yield
     finally:
-        for name, level in before.items():
-            log4j.core.config.Configurator.setLevel(name, level)
+        configuration = logging_context.getConfiguration()
+        for name, level in own_levels.items():
+            if level is None:
+                configuration.removeLogger(name)
+            else:
+                log4j.core.config.Configurator.setLevel(name, level)
+        logging_context.updateLoggers()
 
 
 @contextmanager

@@ -82,8 +82,9 @@ class BatchJobOutputDataset(AbstractDataset[EmbedJob, pd.DataFrame]):
         Raises:
             DataFileError: for a refused input, setting or output path (bad rows, a
                 missing column, ...), with the job's message; raised from the job's own
-                error (``BatchValidationError``, ``SourceError``, ...). Nothing at
-                ``filepath`` has changed.
+                error (``BatchValidationError``, ``SourceError``, ...). An earlier
+                complete output file stays as it was; a folder output keeps the parts
+                this run finished, for a rerun, and has no ``_SUCCESS``.
         """
         if not isinstance(data, EmbedJob):
             raise DatasetError(f"expected an EmbedJob to run, got {type(data).__name__}")

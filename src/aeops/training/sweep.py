@@ -98,7 +98,9 @@ class SweepConfig(BaseModel):
             return space
         parsed: dict[str, Any] = {}
         for key, spec in space.items():
-            if isinstance(spec, list | RangeSpec):
+            if isinstance(spec, list | tuple):
+                parsed[key] = list(spec)
+            elif isinstance(spec, RangeSpec):
                 parsed[key] = spec
             elif isinstance(spec, dict):
                 try:
