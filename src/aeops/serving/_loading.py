@@ -115,6 +115,13 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
             raise ModelNotFoundError(
                 f"model URI {model_uri!r} does not exist or cannot be read ({where}): {error}"
             ) from error
+        if not (root / "MLmodel").exists():
+            # Into a folder of its own, MLflow copies whatever is there without a word,
+            # even nothing: the model's files are gone (after `mlflow gc`, say).
+            raise ModelNotFoundError(
+                f"model URI {model_uri!r} names a model whose files are gone (no MLmodel "
+                "at its artifact location)"
+            )
         bundle_dir = root / "artifacts" / "bundle"
         if not (bundle_dir / "bundle.json").exists():
             raise NotABundleError(f"model URI {model_uri!r} is not an aeops bundle")
