@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aeops._env import environment_defaults
 from aeops.data import DataConfig, InputSchemaError
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
@@ -96,7 +97,7 @@ def run_spark(
         # (Spark takes the host's first address otherwise, and every interface for the
         # UI). The JVM reads it as it starts; the process's environment is put back.
         loopback = {"SPARK_LOCAL_IP": "127.0.0.1"} if master.startswith("local") else {}
-        with _environment_default(loopback):
+        with environment_defaults(loopback):
             spark = (
                 SparkSession.builder.master(master)
                 .appName("aeops")
@@ -185,18 +186,6 @@ def run_spark(
                 )
             )
     return JobReport(rows, parts, 0, 0, 0.0, errors)
-
-
-@contextmanager
-def _environment_default(values: dict[str, str]) -> Iterator[None]:
-    """Within it, each of ``values`` is set in the environment unless already set."""
-    added = [name for name in values if name not in os.environ]
-    os.environ.update({name: values[name] for name in added})
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 # aeops errors an executor may raise, by the name Spark's message gives them.

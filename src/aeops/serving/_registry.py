@@ -7,7 +7,6 @@ import difflib
 import hashlib
 import logging
 import math
-import os
 import shutil
 import signal
 import tempfile
@@ -31,6 +30,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 import aeops
+from aeops._env import environment_defaults
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import SPLIT_METRICS, InputSchemaError, Predictor
 from aeops.serving._loading import ModelNotFoundError, NotABundleError, load_registered_bundle
@@ -458,16 +458,9 @@ def _unregister_unfinished(client: MlflowClient, name: str, run_id: str, whole_m
 REQUESTS_NOT_RETRIED = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
 
-@contextlib.contextmanager
-def _requests_not_retried() -> Iterator[None]:
+def _requests_not_retried() -> contextlib.AbstractContextManager[None]:
     """:data:`REQUESTS_NOT_RETRIED` within the block (a user's own settings are kept)."""
-    added = [key for key in REQUESTS_NOT_RETRIED if key not in os.environ]
-    os.environ.update({key: REQUESTS_NOT_RETRIED[key] for key in added})
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
+    return environment_defaults(REQUESTS_NOT_RETRIED)
 
 
 def _set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
