@@ -78,12 +78,16 @@ _import_kedro_mlflow_models_quietly()
 # Once kedro-mlflow has opened the run: name it after the model kind, tag the commit.
 # During one: keep a trained model on disk when the server goes away; close a run
 # that Ctrl-C or SIGTERM stopped as KILLED.
+#
+# Among hooks of one priority (tryfirst), pluggy calls the last registered first:
+# BriefRefusals comes last so that it wraps the exception hook before
+# TrackingStoreCheck can refuse an unreachable server.
 HOOKS = (
-    BriefRefusals(),
     RefuseUnknownParameters(),
     CheckParametersFirst(),
     TrackingStoreCheck(),
     DescribeRun(),
     KeepUnloggedModel(),
     CloseInterruptedRun(),
+    BriefRefusals(),
 )

@@ -36,6 +36,11 @@ def test_an_unreachable_server_stops_the_run_before_any_work(
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"the MLflow tracking server {server.uri} is unreachable" in output
+    # Said as a refusal, not under some 180 lines of traceback.
+    assert re.search(
+        rf"(?m)^Error: the MLflow tracking server {server.uri} is unreachable", result.stderr
+    )
+    assert "Traceback (most recent call last)" not in output, output[-3000:]
     assert "Running node" not in output
     assert not (project.root / "data/06_models").exists()
     assert not (project.root / "data/08_reporting").exists()
