@@ -30,6 +30,11 @@ class NotABundleError(ModelNotFoundError):
     """A model URI names a model, but not one that holds an aeops bundle."""
 
 
+# The last tag a registration writes, after the alias: a version without it was left
+# half-way by a process that died (see aeops.serving._registry).
+REGISTRATION_COMPLETE = "registration_complete"
+
+
 def default_model_uri(model_name: str) -> str:
     """``models:/<model_name>@champion``."""
     return f"models:/{model_name}@champion"
@@ -70,7 +75,11 @@ def _provenance(model_uri: str) -> dict[str, str]:
         versions = client.search_model_versions(f"name='{name}'")
         if not versions:
             raise MlflowException(f"registered model {name!r} has no versions")
-        version = max(versions, key=lambda candidate: int(candidate.version))
+        # Of those whose registration finished: a version a killed run left half-made
+        # (no alias, to be deleted by `python -m aeops.serving.pending`) is not one to
+        # use. Versions from before that tag existed count when none has it.
+        finished = [v for v in versions if v.tags.get(REGISTRATION_COMPLETE) == "true"]
+        version = max(finished or versions, key=lambda candidate: int(candidate.version))
     else:
         version = client.get_model_version(name, match["version"])
     return {

@@ -33,7 +33,12 @@ import aeops
 from aeops._env import environment_defaults
 from aeops.bundle import BundleSpec, LoadedBundle, write_bundle
 from aeops.scoring import SPLIT_METRICS, InputSchemaError, Predictor
-from aeops.serving._loading import ModelNotFoundError, NotABundleError, load_registered_bundle
+from aeops.serving._loading import (
+    REGISTRATION_COMPLETE,
+    ModelNotFoundError,
+    NotABundleError,
+    load_registered_bundle,
+)
 from aeops.serving._locks import store_lock
 from aeops.serving._pyfunc import predict_frame
 
@@ -43,9 +48,6 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 _MAX_ALIAS_ROUNDS = 4
 EVALUATION_DIGEST = "evaluation_digest"
-# The last tag a registration writes, after the alias: a version without it was left
-# half-way by a process that died.
-REGISTRATION_COMPLETE = "registration_complete"
 # The row hashes (aeops.scoring.evaluation.row_hashes) of what a version was fitted and
 # tuned on: a run artifact beside the model, not in it, so serving never ships them.
 TRAINING_ROWS_ARTIFACT = "registry/training_rows.npy"
