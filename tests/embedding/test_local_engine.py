@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from kedro.io import DatasetError
 
 from aeops.bundle import LoadedBundle
 from aeops.data import InputSchemaError
@@ -35,6 +36,7 @@ from aeops.embedding._arrow_tabular import ArrowTabularPath
 from aeops.embedding._checks import CompiledSuite
 from aeops.embedding._output import WRITER, AtomicParquetWriter
 from aeops.embedding._summary import RELATIVE_ACCURACY, REPORTED_QUANTILES
+from aeops.io import TableSourceDataset
 from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
@@ -859,6 +861,38 @@ def test_a_csv_value_that_is_no_number_is_named_with_its_row(
     with pytest.raises(SourceError, match=r"column 'f4' holds 'n/a\?' in row 17; expected a num"):
         _job(store, "tabular", tmp_path / "in.csv").run(tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_semicolon_separated_latin_1_csv_is_read_with_its_settings(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    # The dataset took no load_args; the job failed with the whole header repeated in
+    # 30 missing-column messages.
+    rows = tabular_rows(60).assign(site="Zürich")  # an extra column, not UTF-8 below
+    rows.to_parquet(tmp_path / "in.parquet")
+    rows.to_csv(tmp_path / "in.csv", index=False, sep=";", encoding="latin-1")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    with pytest.raises(SourceError, match=r"it looks ';'-delimited; set load_args: \{sep: ';'\}"):
+        EmbedJob(TableSource(tmp_path / "in.csv"), bundle).run(tmp_path / "out.parquet")
+    dataset = TableSourceDataset(
+        filepath=str(tmp_path / "in.csv"), load_args={"sep": ";", "encoding": "latin-1"}
+    )
+    source = dataset.load()
+    assert (source.csv_delimiter, source.csv_encoding) == (";", "latin-1")
+    assert source.count_rows(tmp_path / "in.csv") == 60
+    EmbedJob(source, bundle, output="scores").run(tmp_path / "csv.parquet")
+    _job(store, "tabular", tmp_path / "in.parquet", output="scores").run(tmp_path / "pq.parquet")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "csv.parquet"), pd.read_parquet(tmp_path / "pq.parquet")
+    )
+    # A value that is no number is named as in a comma-separated file.
+    spoiled = rows.astype({"f2": object})
+    spoiled.loc[41, "f2"] = "abc"
+    spoiled.to_csv(tmp_path / "in.csv", index=False, sep=";", encoding="latin-1")
+    with pytest.raises(SourceError, match=r"column 'f2' holds 'abc' in row 41"):
+        EmbedJob(dataset.load(), bundle).run(tmp_path / "spoiled.parquet")
+    with pytest.raises(DatasetError, match=r"load_args \['skiprows'\] are not read by the batch"):
+        TableSourceDataset(filepath=str(tmp_path / "in.csv"), load_args={"skiprows": 1})
 
 
 @pytest.mark.parametrize(("late_id", "read_as"), [("A-17", pa.string()), ("2.5", pa.float64())])

@@ -94,9 +94,13 @@ class TableSource:
 
     Attributes:
         path: a file, or a folder whose ``.parquet``/``.csv`` files are its parts.
+        csv_delimiter: the field delimiter of CSV parts.
+        csv_encoding: the character encoding of CSV parts (``latin-1``, ...).
     """
 
     path: Path
+    csv_delimiter: str = ","
+    csv_encoding: str = "utf-8"
 
     @property
     def is_folder(self) -> bool:
@@ -162,74 +166,99 @@ class TableSource:
         if part.stat().st_size == 0:
             raise SourceError(f"{part} is empty (0 bytes)")
         try:
-            names = (
-                open_parquet(part).schema_arrow.names
-                if suffix in PARQUET_SUFFIXES
-                else _csv_header(part)
-            )
+            names = self.columns(part)
             problem = repeated_names_problem(part, names)
             if problem is not None:
                 raise SourceError(problem)
             if suffix in PARQUET_SUFFIXES:
                 yield from parquet_batches(part, batch_rows)
             elif suffix in CSV_SUFFIXES:
-                options = pacsv.ReadOptions(block_size=max(1 << 20, batch_rows * 64))
+                options = pacsv.ReadOptions(
+                    block_size=max(1 << 20, batch_rows * 64), encoding=self.csv_encoding
+                )
                 convert = pacsv.ConvertOptions(column_types=dict(csv_types or {}))
-                reader = pacsv.open_csv(part, read_options=options, convert_options=convert)
+                reader = pacsv.open_csv(
+                    part,
+                    read_options=options,
+                    parse_options=self._parse_options,
+                    convert_options=convert,
+                )
                 for batch in reader:
                     for start in range(0, batch.num_rows, batch_rows):
                         yield batch.slice(start, batch_rows)
             else:
                 raise SourceError(f"{part} is neither .csv nor .parquet")
         except (pa.ArrowInvalid, OSError) as error:
-            raise _unreadable(part, error) from error
+            raise self._unreadable(part, error) from error
+
+    @property
+    def _parse_options(self) -> pacsv.ParseOptions:
+        return pacsv.ParseOptions(delimiter=self.csv_delimiter)
 
     def has_column(self, part: Path, name: str) -> bool:
         """Whether ``part`` has the column ``name`` (a Parquet schema, a CSV header)."""
         return name in self.columns(part)
 
     def columns(self, part: Path) -> list[str]:
-        """The column names of ``part`` (a Parquet schema, a CSV header)."""
+        """The column names of ``part`` (a Parquet schema, a CSV header).
+
+        Raises:
+            SourceError: for a CSV whose header reads as one column holding ``;``, tab
+                or ``|``: another delimiter, named with the setting that reads it.
+        """
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return list(open_parquet(part).schema_arrow.names)
-        return list(_csv_header(part))
+        header = self._csv_header(part)
+        if len(header) == 1:
+            for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
+                if delimiter in header[0] and delimiter != self.csv_delimiter:
+                    raise SourceError(
+                        f"{part} read as a single column {header[0]!r}: it looks "
+                        f"{name}-delimited; set load_args: {{sep: {name}}} on its catalog entry"
+                    )
+        return header
 
     def count_rows(self, part: Path) -> int:
         """Rows in ``part``: a Parquet footer's count, or a CSV read one column at a time
         as text (no values converted)."""
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return int(open_parquet(part).metadata.num_rows)
-        header = _csv_header(part)
+        header = self._csv_header(part)
         if not header:
             return 0
         convert = pacsv.ConvertOptions(
             include_columns=header[:1], column_types={header[0]: pa.string()}
         )
         try:
-            with pacsv.open_csv(part, convert_options=convert) as reader:
+            with pacsv.open_csv(
+                part,
+                read_options=pacsv.ReadOptions(encoding=self.csv_encoding),
+                parse_options=self._parse_options,
+                convert_options=convert,
+            ) as reader:
                 return sum(batch.num_rows for batch in reader)
         except (pa.ArrowInvalid, OSError) as error:
-            raise _unreadable(part, error) from error
+            raise self._unreadable(part, error) from error
 
+    def _csv_rows(self, part: Path) -> Iterator[list[str]]:
+        """A CSV's rows as text, the header first, as pyarrow reads them (a UTF-8
+        byte-order mark dropped)."""
+        utf8 = self.csv_encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        encoding = "utf-8-sig" if utf8 else self.csv_encoding
+        with part.open(newline="", encoding=encoding, errors="replace") as file:
+            yield from csv.reader(file, delimiter=self.csv_delimiter)
 
-def _csv_header(part: Path) -> list[str]:
-    """A CSV's column names, as pyarrow reads them (a UTF-8 byte-order mark dropped)."""
-    with part.open(newline="", encoding="utf-8-sig", errors="replace") as file:
-        return next(csv.reader(file), [])
+    def _csv_header(self, part: Path) -> list[str]:
+        return next(self._csv_rows(part), [])
 
-
-_CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")
-
-
-def _unreadable(part: Path, error: Exception) -> SourceError:
-    """The error for an unreadable part; a failed CSV conversion names the column, the
-    first row (0-based, after the header) that holds no number, and its value."""
-    match = _CONVERSION.search(str(error))
-    if match is None:
-        return SourceError(f"{part} could not be read as a table: {error}")
-    index = int(match["index"])
-    with part.open(newline="", encoding="utf-8-sig", errors="replace") as file:
-        rows = csv.reader(file)
+    def _unreadable(self, part: Path, error: Exception) -> SourceError:
+        """The error for an unreadable part; a failed CSV conversion names the column,
+        the first row (0-based, after the header) that holds no number, and its value."""
+        match = _CONVERSION.search(str(error))
+        if match is None:
+            return SourceError(f"{part} could not be read as a table: {error}")
+        index = int(match["index"])
+        rows = self._csv_rows(part)
         header = next(rows, [])
         column = header[index] if index < len(header) else f"#{index}"
         for row_number, row in enumerate(rows):
@@ -244,7 +273,10 @@ def _unreadable(part: Path, error: Exception) -> SourceError:
                         column,
                         pa.string(),
                     )
-    # Every value is a number: a whole-number column that later holds 2.5 (or an
-    # integer beyond int64) is a float column.
-    wider = pa.float64() if match["type"].startswith(("int", "uint")) else None
-    return SourceError(f"{part} could not be read as a table: {error}", column, wider)
+        # Every value is a number: a whole-number column that later holds 2.5 (or an
+        # integer beyond int64) is a float column.
+        wider = pa.float64() if match["type"].startswith(("int", "uint")) else None
+        return SourceError(f"{part} could not be read as a table: {error}", column, wider)
+
+
+_CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")

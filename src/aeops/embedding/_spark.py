@@ -39,7 +39,7 @@ from aeops.data import DataConfig, InputSchemaError
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
 from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
-from aeops.embedding._source import PARQUET_SUFFIXES
+from aeops.embedding._source import PARQUET_SUFFIXES, TableSource
 from aeops.embedding._summary import ErrorSummary
 from aeops.validation import validation_view
 
@@ -54,10 +54,17 @@ _FILE = "__aeops_source_file"
 _SPLIT = "__aeops_source_split"
 
 
-def _read(spark: SparkSession, path: Path) -> DataFrame:
+def _read(spark: SparkSession, source: TableSource) -> DataFrame:
+    path = source.path
     files = [path] if path.is_file() else sorted(path.iterdir())
     if any(p.suffix.lower() == ".csv" for p in files):
-        return spark.read.csv(str(path), header=True, inferSchema=True)
+        return spark.read.csv(
+            str(path),
+            header=True,
+            inferSchema=True,
+            sep=source.csv_delimiter,
+            encoding=source.csv_encoding,
+        )
     return spark.read.parquet(str(path))
 
 
@@ -107,7 +114,7 @@ def run_spark(
                 .getOrCreate()
             )
     job.source.parts()  # the local engine's refusals: no input, no parts, subfolders
-    frame = _read(spark, job.source.path)
+    frame = _read(spark, job.source)
     id_column = job.bundle.spec.id_column
     if id_column not in frame.columns:
         raise BatchJobError(

@@ -32,15 +32,41 @@ logger = logging.getLogger(__name__)
 
 
 class TableSourceDataset(AbstractDataset[None, TableSource]):
-    """An input table (CSV or Parquet file, or folder of parts), loaded lazily."""
+    """An input table (CSV or Parquet file, or folder of parts), loaded lazily.
 
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        """Point at ``filepath``; nothing is read until the job runs."""
+    Example catalog entry for a semicolon-separated Latin-1 CSV::
+
+        score_input:
+          type: aeops.io.TableSourceDataset
+          filepath: data/01_raw/export.csv
+          load_args: {sep: ";", encoding: latin-1}
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        load_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Point at ``filepath``; nothing is read until the job runs.
+
+        Raises:
+            DataFileError: for a ``load_args`` key other than ``sep`` and ``encoding``
+                (the CSV settings the streaming readers, pyarrow's and Spark's, share).
+        """
         self._filepath = Path(filepath)
+        self._load_args = dict(load_args or {})
+        unknown = sorted(set(self._load_args) - set(_CSV_LOAD_ARGS))
+        if unknown:
+            raise DataFileError(
+                f"{self._filepath}: load_args {unknown} are not read by the batch jobs; "
+                f"they take {list(_CSV_LOAD_ARGS)} for CSV parts"
+            )
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(PurePosixPath(self._filepath))}
+        return {"filepath": str(PurePosixPath(self._filepath)), "load_args": self._load_args}
 
     def load(self) -> TableSource:
         """The source handle.
@@ -50,7 +76,8 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
         """
         if not self._filepath.exists():
             raise DataFileError(f"{self._filepath} does not exist")
-        return TableSource(self._filepath)
+        options = {_CSV_LOAD_ARGS[key]: str(value) for key, value in self._load_args.items()}
+        return TableSource(self._filepath, **options)
 
     def save(self, data: None) -> None:
         """Inputs are read-only."""
@@ -239,6 +266,9 @@ def job_run_name(pipeline: str, tags: dict[str, str]) -> str:
 # How each pipeline's run names the model it used (aeops.serving.tag_evaluated_model).
 _MODEL_TAG_PREFIXES = ("", "evaluated_", "generated_by_", "imputed_by_")
 
+
+# The CSV load_args a batch input takes, and the TableSource setting each one is.
+_CSV_LOAD_ARGS = {"sep": "csv_delimiter", "encoding": "csv_encoding"}
 
 # The pipeline that writes each output, whose name kedro-mlflow gives the run.
 _PIPELINES = {"embeddings": "embed", "scores": "score"}
