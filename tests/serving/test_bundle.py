@@ -362,6 +362,29 @@ def test_an_alias_two_runs_create_at_once_is_set_again(monkeypatch: pytest.Monke
 
 
 @pytest.mark.usefixtures("tracking_uri")
+def test_a_champion_set_between_our_look_and_our_write_is_compared_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two first trains at once on a server: each saw no champion, and the second to
+    # write took the alias from the first without a comparison, leaving it no alias.
+    _register({"test_auroc": 0.90}, seed=0)  # the other run's version 1, champion
+    champion = registry._champion
+    looks: list[str] = []
+
+    def not_there_yet(client: MlflowClient, name: str) -> Any:
+        looks.append(name)
+        return None if len(looks) <= 2 else champion(client, name)  # both our looks
+
+    monkeypatch.setattr(registry, "_champion", not_there_yet)
+    worse = _register({"test_auroc": 0.80}, seed=1)
+    assert worse["alias"] == CHALLENGER
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias("unit-model", CHALLENGER).version) == "2"
+    assert _tags(2)["compared_with_champion"] != "no_champion"
+
+
+@pytest.mark.usefixtures("tracking_uri")
 def test_a_champion_whose_artifacts_are_gone_stops_registration_saying_what_to_do() -> None:
     _register_on({"test_auroc": 0.80}, "data-A", _scoring(champion=0.8, version=0.9))
     (bundle_folder,) = Path("mlruns").glob("**/artifacts/bundle")

@@ -536,6 +536,22 @@ def _decide_alias(
             for key, value in version_tags.items():
                 client.set_model_version_tag(config.model_name, version.version, key, value)
             _move_alias(client, config.model_name, alias, str(version.version), aliases_before)
+            displaced = aliases_before.get(CHAMPION, (None, None))[1] if promote else None
+            if (
+                displaced is not None
+                and displaced != _version_of(champion)
+                and round_ < _MAX_ALIAS_ROUNDS - 1
+            ):
+                # Another run made its version champion between our last look and our
+                # write (two first versions at once): give it back, and compare with it.
+                _set_alias(client, config.model_name, CHAMPION, displaced)
+                logger.info(
+                    "Version %s of %s took %s meanwhile; comparing with it",
+                    displaced,
+                    config.model_name,
+                    CHAMPION,
+                )
+                continue
             if not promote or _version_of(_champion(client, config.model_name)) == str(
                 version.version
             ):
