@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest.mock import Mock, patch
 
@@ -382,6 +383,29 @@ def test_a_champion_set_between_our_look_and_our_write_is_compared_with(
     assert str(client.get_model_version_by_alias("unit-model", CHAMPION).version) == "1"
     assert str(client.get_model_version_by_alias("unit-model", CHALLENGER).version) == "2"
     assert _tags(2)["compared_with_champion"] != "no_champion"
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_champion_alias_given_back_to_us_is_kept_not_compared_with_ourselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another run wrote champion just after us, saw ours, and gave it back: our next
+    # round read ourselves as the champion, tied, and made ourselves challenger too.
+    champion = registry._champion
+    looks: list[str] = []
+
+    def another_run_held_it_a_moment(client: MlflowClient, name: str) -> Any:
+        looks.append(name)
+        if len(looks) == 3:  # our look after writing: the other run's version
+            return SimpleNamespace(version="99")
+        return champion(client, name)
+
+    monkeypatch.setattr(registry, "_champion", another_run_held_it_a_moment)
+    first = _register({"test_auroc": 0.80}, seed=0)
+    assert first["alias"] == CHAMPION
+    client = MlflowClient()
+    assert dict(client.get_registered_model("unit-model").aliases) == {CHAMPION: 1}
+    assert _tags(1)["compared_with_champion"] == "no_champion"
 
 
 @pytest.mark.usefixtures("tracking_uri")

@@ -508,7 +508,10 @@ def _decide_alias(
     # a changed champion means deciding again against it; each round settles one race.
     with store_lock(mlflow.get_registry_uri()):
         for round_ in range(_MAX_ALIAS_ROUNDS):
-            champion = _champion(client, config.model_name)
+            current = _champion(client, config.model_name)
+            if round_ and _version_of(current) == str(version.version):
+                break  # another run gave back the alias we wrote: the last round stands
+            champion = current
             outcome = _Outcome("no_champion", version_value=new_value)
             if champion is not None:
                 outcome = _compare_with(
