@@ -893,6 +893,27 @@ def test_a_semicolon_separated_latin_1_csv_is_read_with_its_settings(
         EmbedJob(dataset.load(), bundle).run(tmp_path / "spoiled.parquet")
     with pytest.raises(DatasetError, match=r"load_args \['skiprows'\] are not read by the batch"):
         TableSourceDataset(filepath=str(tmp_path / "in.csv"), load_args={"skiprows": 1})
+    # Settings that could not work are named at once, not mid-job.
+    with pytest.raises(DatasetError, match=r"sep='\\\\t' must be one character"):
+        TableSourceDataset(filepath=str(tmp_path / "in.csv"), load_args={"sep": "\\t"})
+    with pytest.raises(DatasetError, match=r"encoding='latin-9' is not an encoding"):
+        TableSourceDataset(filepath=str(tmp_path / "in.csv"), load_args={"encoding": "latin-9"})
+
+
+def test_a_csv_header_is_refused_as_another_delimiters_only_when_it_looks_so(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text('"a;b"\n1\n')  # one column, named with a semicolon in quotes
+    assert TableSource(path).columns(path) == ["a;b"]
+    path.write_text("a|b;c\n1;2\n")  # the delimiter is set: its reading stands
+    assert TableSource(path, csv_delimiter=";").columns(path) == ["a|b", "c"]
+    with pytest.raises(SourceError, match=r"it looks ';'-delimited"):
+        TableSource(path).columns(path)
+    # A byte the encoding cannot decode is named with the setting that fixes it.
+    path.write_bytes(b"id,f0\n1,2\n3,\x81\n")
+    with pytest.raises(SourceError, match=r"could not be read as cp1252 text .*load_args"):
+        list(TableSource(path, csv_encoding="cp1252").batches(path, 100))
 
 
 @pytest.mark.parametrize(("late_id", "read_as"), [("A-17", pa.string()), ("2.5", pa.float64())])

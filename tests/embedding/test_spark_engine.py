@@ -225,6 +225,20 @@ def test_spark_writes_the_id_type_the_local_engine_writes(
         assert spark_table.column("id").equals(local.column("id"))
 
 
+def test_spark_reads_a_semicolon_separated_latin_1_csv_as_the_local_engine_does(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    rows = tabular_rows(80).assign(site="Zürich")
+    rows.to_csv(tmp_path / "in.csv", index=False, sep=";", encoding="latin-1")
+    source = TableSource(tmp_path / "in.csv", csv_delimiter=";", csv_encoding="latin-1")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    EmbedJob(source, bundle, output="scores").run(tmp_path / "local.parquet")
+    EmbedJob(source, bundle, output="scores", engine="spark").run(tmp_path / "spark")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "spark"), pd.read_parquet(tmp_path / "local.parquet")
+    )
+
+
 def test_spark_stops_at_rows_that_fail_the_suite_and_writes_nothing(
     store: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:

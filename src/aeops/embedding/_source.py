@@ -188,7 +188,7 @@ class TableSource:
                         yield batch.slice(start, batch_rows)
             else:
                 raise SourceError(f"{part} is neither .csv nor .parquet")
-        except (pa.ArrowInvalid, OSError) as error:
+        except (pa.ArrowInvalid, OSError, UnicodeError) as error:
             raise self._unreadable(part, error) from error
 
     @property
@@ -209,9 +209,9 @@ class TableSource:
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return list(open_parquet(part).schema_arrow.names)
         header = self._csv_header(part)
-        if len(header) == 1:
+        if len(header) == 1 and self.csv_delimiter == "," and not self._quoted_header(part):
             for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
-                if delimiter in header[0] and delimiter != self.csv_delimiter:
+                if delimiter in header[0]:
                     raise SourceError(
                         f"{part} read as a single column {header[0]!r}: it looks "
                         f"{name}-delimited; set load_args: {{sep: {name}}} on its catalog entry"
@@ -237,23 +237,38 @@ class TableSource:
                 convert_options=convert,
             ) as reader:
                 return sum(batch.num_rows for batch in reader)
-        except (pa.ArrowInvalid, OSError) as error:
+        except (pa.ArrowInvalid, OSError, UnicodeError) as error:
             raise self._unreadable(part, error) from error
 
     def _csv_rows(self, part: Path) -> Iterator[list[str]]:
         """A CSV's rows as text, the header first, as pyarrow reads them (a UTF-8
         byte-order mark dropped)."""
-        utf8 = self.csv_encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-        encoding = "utf-8-sig" if utf8 else self.csv_encoding
-        with part.open(newline="", encoding=encoding, errors="replace") as file:
+        with part.open(newline="", encoding=self._text_encoding, errors="replace") as file:
             yield from csv.reader(file, delimiter=self.csv_delimiter)
 
     def _csv_header(self, part: Path) -> list[str]:
         return next(self._csv_rows(part), [])
 
+    def _quoted_header(self, part: Path) -> bool:
+        """Whether the header's first name is in quotes (a name that holds ``;``)."""
+        with part.open(encoding=self._text_encoding, errors="replace") as file:
+            return file.readline().lstrip("\ufeff").startswith('"')
+
+    @property
+    def _text_encoding(self) -> str:
+        """:attr:`csv_encoding` for Python's text files: UTF-8 drops a byte-order
+        mark, as pyarrow does."""
+        utf8 = self.csv_encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        return "utf-8-sig" if utf8 else self.csv_encoding
+
     def _unreadable(self, part: Path, error: Exception) -> SourceError:
         """The error for an unreadable part; a failed CSV conversion names the column,
         the first row (0-based, after the header) that holds no number, and its value."""
+        if isinstance(error, UnicodeError):
+            return SourceError(
+                f"{part} could not be read as {self.csv_encoding} text ({error}); set "
+                "load_args: {encoding: ...} on its catalog entry to the file's encoding"
+            )
         match = _CONVERSION.search(str(error))
         if match is None:
             return SourceError(f"{part} could not be read as a table: {error}")

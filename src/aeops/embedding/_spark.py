@@ -15,6 +15,7 @@ split's first byte: read in name order, the parts give the rows in the input's o
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import logging
 import os
@@ -63,9 +64,20 @@ def _read(spark: SparkSession, source: TableSource) -> DataFrame:
             header=True,
             inferSchema=True,
             sep=source.csv_delimiter,
-            encoding=source.csv_encoding,
+            encoding=_java_charset(source.csv_encoding),
         )
     return spark.read.parquet(str(path))
+
+
+def _java_charset(encoding: str) -> str:
+    """A Python codec's name as Java's charsets know it (``latin-1`` is ISO-8859-1);
+    a UTF-8 byte-order mark is Spark's to drop."""
+    name = codecs.lookup(encoding).name  # "iso8859-1", "utf-8", "utf-8-sig", "cp1252"
+    if name == "utf-8-sig":
+        return "UTF-8"
+    if match := re.fullmatch(r"iso8859-(\d+)", name):
+        return f"ISO-8859-{match[1]}"
+    return name.upper()
 
 
 def _result_type(job: EmbedJob, id_type: str) -> str:

@@ -8,6 +8,7 @@ the output (in a notebook, or a downstream node) reads the finished Parquet back
 
 from __future__ import annotations
 
+import codecs
 import logging
 import sys
 from contextlib import nullcontext
@@ -63,6 +64,20 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
                 f"{self._filepath}: load_args {unknown} are not read by the batch jobs; "
                 f"they take {list(_CSV_LOAD_ARGS)} for CSV parts"
             )
+        sep = self._load_args.get("sep", ",")
+        if not isinstance(sep, str) or len(sep) != 1:
+            raise DataFileError(
+                f"{self._filepath}: load_args sep={sep!r} must be one character (for a tab, "
+                'write sep: "\t" in double quotes in YAML)'
+            )
+        encoding = str(self._load_args.get("encoding", "utf-8"))
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise DataFileError(
+                f"{self._filepath}: load_args encoding={encoding!r} is not an encoding "
+                "Python knows (utf-8, latin-1, cp1252, ...)"
+            ) from None
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:
