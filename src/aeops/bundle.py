@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,15 @@ class LoadedBundle:
     def pinned_model_uri(self) -> str:
         """The exact registered version (``models:/name/3``), which an alias moved later
         does not change; the URI it was loaded by when it names no version."""
-        provenance = self.provenance
-        if "model_name" in provenance and "model_version" in provenance:
-            return f"models:/{provenance['model_name']}/{provenance['model_version']}"
-        return provenance["model_uri"]
+        return pinned_model_uri(self.provenance)
+
+
+def pinned_model_uri(provenance: Mapping[str, str]) -> str:
+    """``models:/<model_name>/<model_version>`` from a provenance that names both, else
+    its ``model_uri``."""
+    if "model_name" in provenance and "model_version" in provenance:
+        return f"models:/{provenance['model_name']}/{provenance['model_version']}"
+    return provenance["model_uri"]
 
 
 def provenance_metadata(bundle: LoadedBundle, output: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from aeops.data._config import DataConfig, ScalingConfig, SplitConfig, WindowConfig
 from aeops.data._ingestion import (
     DataIngestionError,
+    another_delimiter_problem,
     ingest,
     parse_timestamps,
     repeated_names_problem,
@@ -43,6 +44,7 @@ __all__ = [
     "TabularInputs",
     "WindowConfig",
     "WindowInputs",
+    "another_delimiter_problem",
     "fit_input_scaler",
     "fit_scaler",
     "image_values",

@@ -255,3 +255,19 @@ def repeated_names_problem(source: object, names: Iterable[Any]) -> str | None:
         f"{source} has more than one column named {', '.join(map(repr, repeated))}; "
         "give every column its own name"
     )
+
+
+def another_delimiter_problem(source: object, names: list[str]) -> str | None:
+    """What is wrong with a CSV (``source``) whose comma-separated header gave one
+    column, ``names``, holding ``;``, a tab or ``|``: it uses that delimiter, and the
+    message says which setting reads it. None for any other header."""
+    if len(names) != 1:
+        return None
+    header = str(names[0])
+    for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
+        if delimiter in header:
+            return (
+                f"{source} read as a single column {header!r}: it looks {name}-delimited; "
+                f"set load_args: {{sep: {name}}} on its catalog entry"
+            )
+    return None

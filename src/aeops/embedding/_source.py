@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aeops.data import repeated_names_problem
+from aeops.data import another_delimiter_problem, repeated_names_problem
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
@@ -209,13 +209,9 @@ class TableSource:
         if part.suffix.lower() in PARQUET_SUFFIXES:
             return list(open_parquet(part).schema_arrow.names)
         header = self._csv_header(part)
-        if len(header) == 1 and self.csv_delimiter == "," and not self._quoted_header(part):
-            for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
-                if delimiter in header[0]:
-                    raise SourceError(
-                        f"{part} read as a single column {header[0]!r}: it looks "
-                        f"{name}-delimited; set load_args: {{sep: {name}}} on its catalog entry"
-                    )
+        problem = another_delimiter_problem(part, header)
+        if problem and self.csv_delimiter == "," and not self._quoted_header(part):
+            raise SourceError(problem)
         return header
 
     def count_rows(self, part: Path) -> int:

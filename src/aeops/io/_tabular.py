@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from kedro.io import AbstractDataset
 from pandas.api.types import is_numeric_dtype
 
-from aeops.data import repeated_names_problem
+from aeops.data import another_delimiter_problem, repeated_names_problem
 from aeops.io._errors import DataFileError
 
 _CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -234,12 +234,6 @@ def _refuse_repeated_names(path: Path, names: list[Any]) -> None:
 def _refuse_another_delimiter(path: Path, frame: pd.DataFrame) -> None:
     """A CSV read into one column whose name holds ``;``, tab or ``|`` used another
     delimiter: say which, instead of failing later on a missing column."""
-    if frame.shape[1] != 1:
-        return
-    header = str(frame.columns[0])
-    for delimiter, name in ((";", "';'"), ("\t", "'\\t'"), ("|", "'|'")):
-        if delimiter in header:
-            raise DataFileError(
-                f"{path} read as a single column {header!r}: it looks {name}-delimited; "
-                f"set load_args: {{sep: {name}}} on its catalog entry"
-            )
+    problem = another_delimiter_problem(path, list(frame.columns))
+    if problem is not None:
+        raise DataFileError(problem)

@@ -13,7 +13,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from aeops.bundle import BundleFormatError, LoadedBundle, read_bundle
+from aeops.bundle import BundleFormatError, LoadedBundle, pinned_model_uri, read_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,7 @@ def load_registered_bundle(model_uri: str) -> LoadedBundle:
             # Download the version the alias named a moment ago, not the alias again: were
             # it moved in between, the output would name one version and hold another's
             # answers.
-            pinned = (
-                f"models:/{provenance['model_name']}/{provenance['model_version']}"
-                if _REGISTERED.match(model_uri)
-                else model_uri
-            )
+            pinned = pinned_model_uri(provenance) if _REGISTERED.match(model_uri) else model_uri
             root = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=scratch))
         except (MlflowException, OSError) as error:
             tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
