@@ -149,3 +149,30 @@ def test_a_space_key_the_sweep_sets_itself_is_refused(project: KedroProject) -> 
     )
     assert "sweep.space['training.resume']: the sweep sets training.resume" in text, text[-2000:]
     assert project.runs() == []  # it left a FAILED run named sweep-vanilla
+
+
+def test_latent_dims_wider_than_the_input_are_left_out_of_the_space(
+    project: KedroProject,
+) -> None:
+    # The demo table has 30 features: a code of 30 or more could copy a row.
+    (project.root / "conf" / "local" / "parameters.yml").write_text(
+        "sweep:\n  n_trials: 3\n  space:\n    model.latent_dim: {low: 24, high: 64}\n"
+    )
+    result = project.run("--params=training.epochs=2", pipeline="sweep")
+    assert result.returncode == 0, output_of(result)
+    assert "its range 24 to 64 narrowed to 24 to 29" in result.stdout + result.stderr
+    trials = [run for run in project.runs() if "sweep_trial" in run.data.tags]
+    assert len(trials) == 3
+    assert all(24 <= int(run.data.params["model.latent_dim"]) <= 29 for run in trials)
+
+
+def test_a_base_setting_that_does_not_fit_the_input_stops_its_trial_by_name(
+    project: KedroProject,
+) -> None:
+    text = _failed_sweep(
+        project,
+        "model:\n  latent_dim: 40\nsweep:\n  n_trials: 2\n  space:\n    training.lr: [0.01]\n",
+    )
+    assert "trial 0: the values sweep.space gave it, {'training.lr': 0.01}" in text, text[-2000:]
+    assert "model.latent_dim=40 must be smaller than the 30 input values" in text
+    assert project.client().search_registered_models() == []

@@ -15,6 +15,7 @@ from aeops.training.sweep import (
     SweepConfig,
     apply_overrides,
     check_comparable_scores,
+    fit_space_to_input,
     improves,
     run_sweep,
 )
@@ -161,3 +162,28 @@ def test_diverged_trials_fail_alone_and_other_errors_stop_the_sweep() -> None:
 
     with pytest.raises(RuntimeError, match="none of the 2 sweep trials finished"):
         run_sweep(SweepConfig(n_trials=2, space=SPACE), always_diverge)
+
+
+def test_latent_dims_the_input_cannot_take_leave_the_space(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ranged = SweepConfig(space={"model.latent_dim": {"low": 2, "high": 16, "log": True}})
+    narrowed = fit_space_to_input(ranged, (6,))
+    assert narrowed.space["model.latent_dim"] == RangeSpec(low=2, high=5, log=True)
+    assert "narrowed to 2 to 5" in caplog.text
+    assert fit_space_to_input(ranged, (16, 3)) is ranged  # 48 values: room for 16
+
+    listed = SweepConfig(space={"model.latent_dim": [2, 8, 4, 12], "training.lr": [0.01]})
+    assert fit_space_to_input(listed, (1, 8)).space == {
+        "model.latent_dim": [2, 4],
+        "training.lr": [0.01],
+    }
+    for space in ({"low": 6, "high": 16}, [6, 8]):
+        with pytest.raises(ValueError, match="narrower than the 6 input values of one sample"):
+            fit_space_to_input(SweepConfig(space={"model.latent_dim": space}), (6,))
+    # A range left with one value samples it.
+    one = fit_space_to_input(SweepConfig(space={"model.latent_dim": {"low": 5, "high": 9}}), (6,))
+    sampled = run_sweep(
+        SweepConfig(n_trials=2, space=one.space), lambda _, params: params["model.latent_dim"]
+    )
+    assert [trial.params["model.latent_dim"] for trial in sampled.trials] == [5, 5]

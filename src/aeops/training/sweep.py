@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -138,6 +139,46 @@ class SweepConfig(BaseModel):
     def direction(self) -> Literal["maximize", "minimize"]:
         """Which way the objective improves."""
         return "maximize" if self.objective == "validation_auroc" else "minimize"
+
+
+def fit_space_to_input(config: SweepConfig, sample_shape: tuple[int, ...]) -> SweepConfig:
+    """``config`` with ``model.latent_dim`` kept below the values of one sample, which a
+    code must be narrower than: the shipped range (2 to 16) would fail a trial on a
+    table of six columns. Values the input cannot take are dropped, with a warning.
+
+    Raises:
+        ValueError: if the space leaves no latent_dim the input can take.
+    """
+    key = "model.latent_dim"
+    spec = config.space.get(key)
+    if spec is None:
+        return config
+    width = math.prod(sample_shape)
+    why = f"a code must be narrower than the {width} input values of one sample"
+    if isinstance(spec, list):
+        kept = [value for value in spec if not isinstance(value, int | float) or value < width]
+        if not kept:
+            raise ValueError(f"sweep.space[{key!r}] offers only {spec}, but {why}")
+        if len(kept) == len(spec):
+            return config
+        narrowed: list[Any] | RangeSpec = kept
+        logger.warning("sweep.space[%r]: %s dropped (%s)", key, sorted(set(spec) - set(kept)), why)
+    else:
+        if spec.low >= width:
+            raise ValueError(f"sweep.space[{key!r}] starts at {spec.low}, but {why}")
+        if spec.high < width:
+            return config
+        narrowed = spec.model_copy(update={"high": width - 1})
+        logger.warning(
+            "sweep.space[%r]: its range %s to %s narrowed to %s to %s (%s)",
+            key,
+            spec.low,
+            spec.high,
+            spec.low,
+            width - 1,
+            why,
+        )
+    return config.model_copy(update={"space": {**config.space, key: narrowed}})
 
 
 def check_comparable_scores(sweep: SweepConfig, model: ModelConfig) -> None:

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 from sklearn.metrics import roc_auc_score
 
 from aeops.data import DataConfig, FittedScaler, InputSpec
-from aeops.models import Autoencoder, ModelConfig
+from aeops.models import Autoencoder, ModelConfig, ModelConfigError
 from aeops.pipelines._params import ParameterError, parse_params
 from aeops.pipelines.train.nodes import fit_autoencoder
 from aeops.scoring import Predictor
@@ -28,6 +28,7 @@ from aeops.training.sweep import (
     SweepConfig,
     apply_overrides,
     check_comparable_scores,
+    fit_space_to_input,
     improves,
     run_sweep,
 )
@@ -221,7 +222,7 @@ class _Trials:
                 training_params,
                 self.data,
             )
-        except ParameterError as error:
+        except (ParameterError, ModelConfigError) as error:
             problems = str(error).split("\n", 1)[-1]  # the keys, without the block's header
             raise ParameterError(
                 f"trial {number}: the values sweep.space gave it, {params}, make an "
@@ -278,6 +279,7 @@ def sweep_hyperparameters(
         )
     try:
         check_comparable_scores(config, parse_params(ModelConfig, model, "model"))
+        config = fit_space_to_input(config, input_spec.sample_shape)
     except ValueError as error:
         raise ParameterError(str(error)) from None
     labels = _labels(validation_frame, config, parse_params(DataConfig, data, "data"))
