@@ -9,8 +9,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from kedro.io import DataCatalog, DatasetError
-from kedro.pipeline import Pipeline
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
+from kedro.pipeline import Pipeline, node
 from mlflow.tracking import MlflowClient
 
 from aeops._errors import NoTracebackForRefusals, is_refusal
@@ -236,6 +236,36 @@ def test_a_batch_jobs_run_is_named_after_the_model_it_ran(named_in_config: bool)
         hook.after_pipeline_run({}, pipeline=None, catalog=None)
     name = MlflowClient().get_run(run.info.run_id).info.run_name
     assert name == ("score" if named_in_config else "score-aeops-demo-v3")
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_failed_run_is_named_after_the_model_it_loaded() -> None:
+    hook = DescribeRun()
+    with mlflow.start_run(run_name="evaluate") as loaded, pytest.raises(RuntimeError):
+        hook.before_pipeline_run(
+            {"pipeline_names": ["evaluate"]}, pipeline=Pipeline([]), catalog=DataCatalog()
+        )
+        mlflow.set_tags({"evaluated_model_name": "aeops-demo", "evaluated_model_version": "2"})
+        failure = RuntimeError("the labels are -1 and 1")
+        hook.on_pipeline_error(failure, {}, pipeline=None, catalog=None)
+        raise failure
+    with mlflow.start_run(run_name="evaluate") as not_loaded:  # failed before loading
+        hook.before_pipeline_run(
+            {"pipeline_names": ["evaluate"]}, pipeline=Pipeline([]), catalog=DataCatalog()
+        )
+        hook.on_pipeline_error(RuntimeError("no such model"), {}, pipeline=None, catalog=None)
+    names = [MlflowClient().get_run(r.info.run_id).info.run_name for r in (loaded, not_loaded)]
+    assert names == ["evaluate-aeops-demo-v2", "evaluate"]
+
+
+@pytest.mark.usefixtures("tracking_uri")
+def test_a_plain_kedro_run_is_named_as_train_is() -> None:
+    # kedro-mlflow names the run of `kedro run` without --pipeline after __default__.
+    catalog = DataCatalog(datasets={"params:model": MemoryDataset({"kind": "vae"})})
+    pipeline = Pipeline([node(lambda model: None, "params:model", None)])
+    with mlflow.start_run(run_name="__default__") as run:
+        DescribeRun().before_pipeline_run({"pipeline_name": None}, pipeline, catalog)
+    assert MlflowClient().get_run(run.info.run_id).info.run_name == "train-vae"
 
 
 def test_a_log_record_about_a_refusal_keeps_its_message_and_drops_its_traceback() -> None:

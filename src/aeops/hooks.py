@@ -215,17 +215,19 @@ class DescribeRun:
         self._name_after_its_model = None
         if self._named_in_config or run.info.run_name != kedro_mlflow_name:
             return  # named in mlflow.yml, or an existing run continued
+        # A plain `kedro run` runs __default__, which is train: its runs are train's.
+        shown = "+".join("train" if name in (None, "__default__") else name for name in names)
         if "params:model" not in pipeline.inputs():
             # The model a batch job, evaluate, generate or impute uses is known once
-            # the pipeline has run (see after_pipeline_run).
-            self._name_after_its_model = (run.info.run_id, kedro_mlflow_name)
+            # it has loaded (see after_pipeline_run and on_pipeline_error).
+            self._name_after_its_model = (run.info.run_id, shown)
             return
         if "params:sweep" in pipeline.inputs():
             space = (catalog.load("params:sweep") or {}).get("space") or {}
             if "model.kind" in space:
                 return  # the trials choose the kind
         kind = (catalog.load("params:model") or {}).get("kind", "vanilla")
-        name = f"{kedro_mlflow_name}-{kind}"
+        name = f"{shown}-{kind}"
         mlflow.MlflowClient().update_run(run.info.run_id, name=name)
         logging.getLogger(__name__).info("MLflow run %s is named %r", run.info.run_id, name)
 
@@ -233,19 +235,34 @@ class DescribeRun:
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Before kedro-mlflow ends the run: name the run of a pipeline that used a
         registered model after it (``score-aeops-demo-v3``), from the tags it set."""
+        self._name_after_the_model_used()
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        """A failed run is named after the model it loaded too, so that it sits beside
+        that model's other runs; one that failed before loading keeps its pipeline's."""
+        self._name_after_the_model_used()
+
+    def _name_after_the_model_used(self) -> None:
         pending, self._name_after_its_model = self._name_after_its_model, None
         mlflow = sys.modules.get("mlflow")
         if pending is None or mlflow is None:
             return
+        from aeops._env import environment_defaults
         from aeops.io._batch_jobs import job_run_name
+        from aeops.serving._registry import REQUESTS_NOT_RETRIED
 
         run_id, pipeline = pending
+        # Not retried: a run may have failed because its tracking server went away.
         try:
-            client = mlflow.MlflowClient()
-            name = job_run_name(pipeline, client.get_run(run_id).data.tags)
-            if name != pipeline:
-                client.update_run(run_id, name=name)
-        except Exception as error:  # the pipeline succeeded; only the name is missing
+            with environment_defaults(REQUESTS_NOT_RETRIED):
+                client = mlflow.MlflowClient()
+                name = job_run_name(pipeline, client.get_run(run_id).data.tags)
+                if name != pipeline:
+                    client.update_run(run_id, name=name)
+        except Exception as error:  # only the name is missing; never mask the pipeline's
             logging.getLogger(__name__).warning("Could not rename run %s: %s", run_id, error)
 
 

@@ -212,7 +212,18 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
     "a model name the registry refuses": (
         None,
         ["--params=registry.model_name=team/model"],
-        [r"registry\.model_name='team/model' must be non-empty and hold no quotes, '/' or ':'"],
+        [
+            r"registry\.model_name='team/model' must be non-empty and hold no quotes, "
+            r"'/', ':' or '@'"
+        ],
+    ),
+    "a model name a model URI cannot hold": (  # it registered, then no pipeline loaded it
+        None,
+        ["--params=registry.model_name=team@demo"],
+        [
+            r"registry\.model_name='team@demo' must be non-empty and hold no quotes, "
+            r"'/', ':' or '@'"
+        ],
     ),
     "misspelled compare metric": (
         None,

@@ -67,10 +67,12 @@ class RegistryConfig(BaseModel):
     @classmethod
     def _quotable(cls, value: str) -> str:
         # MLflow's search filters quote the name, and cannot escape a quote in it; its
-        # registry refuses '/' and ':', which model URIs use as separators.
-        if not value.strip() or any(mark in value for mark in "'\"/:"):
+        # registry refuses '/' and ':', and '@' starts an alias in a model URI
+        # (models:/name@champion), so a name holding one registers but never loads.
+        if not value.strip() or any(mark in value for mark in "'\"/:@"):
             raise ValueError(
-                f"registry.model_name={value!r} must be non-empty and hold no quotes, '/' or ':'"
+                f"registry.model_name={value!r} must be non-empty and hold no quotes, "
+                "'/', ':' or '@'"
             )
         return value
 
