@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
-from aeops.data import FittedScaler, input_spec_from_dict
+from aeops.data import DataConfig, FittedScaler, WindowInputs, input_spec_from_dict
 from aeops.models import ModelConfig, build_model
 from aeops.scoring import Predictor, Threshold
+from aeops.validation._views import STEP_COLUMN
 
 BUNDLE_FORMAT_VERSION = 2
 _MANIFEST = "bundle.json"
@@ -122,6 +123,38 @@ class LoadedBundle:
         """The exact registered version (``models:/name/3``), which an alias moved later
         does not change; the URI it was loaded by when it names no version."""
         return pinned_model_uri(self.provenance)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """The input columns the model needs: its own, and a series' timestamp column
+        when the suite checks the steps between timestamps."""
+        names = tuple(self.predictor.inputs.input_columns)
+        checks_steps = any(
+            expectation.get("kwargs", {}).get("column") == STEP_COLUMN
+            for expectation in (self.spec.validation_suite or {}).get("expectations", [])
+        )
+        if isinstance(self.predictor.inputs, WindowInputs) and checks_steps:
+            data = DataConfig(**self.spec.data) if self.spec.data else DataConfig()
+            names += (data.timestamp_column,)
+        return names
+
+    def missing_columns_problem(self, where: str, columns: list[str]) -> str | None:
+        """What is wrong with an input of ``columns`` that lacks one of
+        :attr:`required_columns`, or None.
+
+        A suite checks the columns a batch has, and an image's or a series' suite
+        checks columns derived from the input (the image's size, the steps between
+        timestamps), whose failures would not name the input's own column.
+        """
+        names = self.required_columns
+        missing = [name for name in names if name not in columns]
+        if not missing:
+            return None
+        return (
+            f"{where} has no column {missing[0]!r}"
+            + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
+            + f", which the model needs; it expects {list(names)}"
+        )
 
 
 def pinned_model_uri(provenance: Mapping[str, str]) -> str:

@@ -37,6 +37,7 @@ from aeops.embedding._checks import CompiledSuite
 from aeops.embedding._output import WRITER, AtomicParquetWriter
 from aeops.embedding._summary import RELATIVE_ACCURACY, REPORTED_QUANTILES
 from aeops.io import TableSourceDataset
+from aeops.pipelines.evaluate.nodes import evaluate_registered_model
 from aeops.scoring import Threshold
 from aeops.serving import ModelNotFoundError, load_registered_bundle
 from aeops.validation import FINITE_LIMIT, NUMERIC_DTYPE_NAMES, build_suite, suite_to_dict
@@ -664,6 +665,13 @@ def test_an_image_input_without_the_image_column_is_told_its_name(
     with pytest.raises(SourceError, match=r"has no column 'temperature' \(nor \['pressure'"):
         _job(store, "timeseries", tmp_path / "in.parquet").run(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    # So does evaluate, which checks the input with the same suite.
+    pixels = flat_image_rows().rename(columns={"image": "pixels"})
+    pixels.attrs["source"] = "pixels.parquet"
+    bundle = load_registered_bundle(store["models"]["image"])
+    message = "pixels.parquet has no column 'image', which the model needs; it expects ['image']"
+    with mlflow.start_run(), pytest.raises(InputSchemaError, match=re.escape(message)):
+        evaluate_registered_model(bundle, pixels, {})
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -154,6 +154,13 @@ CASES: dict[str, tuple[Callable[[KedroProject], None] | None, list[str], list[st
         [],
         [r"failed validation", r"at least 20 rows.*observed 1"],
     ),
+    "every feature constant": (
+        lambda p: _rewrite(
+            p, lambda f: f.assign(**{c: 1.0 for c in f.columns if c not in ("id", "label")})
+        ),
+        [],
+        [r"all \d+ training rows \(every feature is constant\) are the same: there is nothing"],
+    ),
     "two columns of one name": (
         lambda p: _rewrite(p, lambda f: f.rename(columns={"mean_perimeter": "mean_texture"})),
         [],

@@ -47,7 +47,7 @@ from aeops.embedding._output import (
 from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource, open_parquet
 from aeops.embedding._summary import ErrorSummary, alert_rate_is_unusual, describe_alert_rate
 from aeops.embedding._threads import background, cpu_share_for_the_model
-from aeops.validation import STEP_COLUMN, validation_view
+from aeops.validation import validation_view
 
 logger = logging.getLogger(__name__)
 
@@ -583,39 +583,20 @@ class EmbedJob:
 
     @functools.cached_property
     def required_columns(self) -> tuple[str, ...]:
-        """The input columns the job needs: the model's, and a series' timestamp
-        column when its suite checks the steps between timestamps."""
-        names = tuple(self.bundle.predictor.inputs.input_columns)
-        suite = self.bundle.spec.validation_suite or {}
-        checks_steps = any(
-            expectation.get("kwargs", {}).get("column") == STEP_COLUMN
-            for expectation in suite.get("expectations", [])
-        )
-        if isinstance(self.bundle.predictor.inputs, WindowInputs) and checks_steps:
-            names += (self._data_config.timestamp_column,)
-        return names
+        """The input columns the job needs (:attr:`LoadedBundle.required_columns`)."""
+        return self.bundle.required_columns
 
     def refuse_missing_inputs(self, where: str, columns: list[str]) -> None:
         """Refuse an input whose ``columns`` lack one the job needs (see
-        :attr:`required_columns`).
-
-        The suite checks the columns batch by batch; an input with no rows has no
-        batch, and one with none of the model's columns would pass as an empty answer.
-        An image's or a series' suite checks columns derived from the input (the
-        image's size, the steps between timestamps), whose failures would not name the
-        input's own column.
+        :attr:`required_columns`): an input with no rows has no batch for the suite to
+        check, and one with none of the model's columns would pass as an empty answer.
 
         Raises:
             SourceError: naming ``where``, the missing columns and the expected ones.
         """
-        names = self.required_columns
-        missing = [name for name in names if name not in columns]
-        if missing:
-            raise SourceError(
-                f"{where} has no column {missing[0]!r}"
-                + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
-                + f", which the model needs; it expects {list(names)}"
-            )
+        problem = self.bundle.missing_columns_problem(where, columns)
+        if problem is not None:
+            raise SourceError(problem)
 
     def _run_part_widening_csv_ids(
         self,

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict
 
-from aeops.data import DataConfig, ingest
+from aeops.data import DataConfig, InputSchemaError, TabularInputs, ingest
 from aeops.pipelines._params import parse_params
 from aeops.pipelines._registered import load_model_for
 from aeops.scoring.evaluation import evaluate_frame
@@ -62,6 +62,11 @@ def evaluate_registered_model(
     data = DataConfig(**bundle.spec.data) if bundle.spec.data else DataConfig()
     frame = ingest(evaluate_input, data)
     frame.attrs["source"] = evaluate_input.attrs.get("source", "evaluate_input")
+    if not isinstance(bundle.predictor.inputs, TabularInputs):
+        # An image's or a series' suite names the columns derived from the input.
+        problem = bundle.missing_columns_problem(frame.attrs["source"], list(frame.columns))
+        if problem is not None:
+            raise InputSchemaError(problem)
     if bundle.spec.validation_suite:
         view = validation_view(frame, data)
         labelled = data.label_column is not None and data.label_column in frame.columns
