@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from decimal import Decimal
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from aeops.data import (
@@ -16,6 +21,7 @@ from aeops.data import (
     resolve_feature_columns,
     split_frame,
 )
+from aeops.io import TabularDataset
 from aeops.pipelines._params import ParameterError, parse_params
 
 
@@ -26,6 +32,25 @@ def test_ingest_keeps_the_id_column_first_and_does_not_touch_the_input() -> None
     assert list(frame.columns) == ["id", "a"]
     assert frame["id"].tolist() == [7, 9]
     pd.testing.assert_frame_equal(raw, before)
+
+
+def test_decimal_columns_are_read_as_numbers_and_a_decimal_id_as_it_is(tmp_path: Path) -> None:
+    # A DECIMAL column (a database export) was taken as a feature, then refused as
+    # "dtype object", with its valid values as the samples.
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.decimal128(20, 0)),
+            "x": pa.array([Decimal("0.774194"), None, Decimal("-2.5")], pa.decimal128(12, 6)),
+            "y": [1.0, 2.0, 3.0],
+        }
+    )
+    pq.write_table(table, tmp_path / "t.parquet")
+    raw = TabularDataset(filepath=str(tmp_path / "t.parquet")).load()
+    frame = ingest(raw, DataConfig())
+    assert frame["x"].dtype == np.float64
+    np.testing.assert_array_equal(frame["x"], [0.774194, np.nan, -2.5])
+    assert frame["id"].tolist() == [Decimal(1), Decimal(2), Decimal(3)]  # unchanged
+    assert resolve_feature_columns(frame, DataConfig()) == ["x", "y"]
 
 
 def test_ingest_creates_an_id_when_absent() -> None:

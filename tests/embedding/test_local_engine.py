@@ -924,6 +924,39 @@ def test_a_csv_header_is_refused_as_another_delimiters_only_when_it_looks_so(
         list(TableSource(path, csv_encoding="cp1252").batches(path, 100))
 
 
+def test_csv_ids_are_read_as_train_reads_them_and_as_text_when_asked(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    rows = tabular_rows(60)
+
+    def embedded_ids(frame: pd.DataFrame, **load_args: Any) -> list[Any]:
+        frame.to_csv(tmp_path / "in.csv", index=False)
+        source = TableSourceDataset(filepath=str(tmp_path / "in.csv"), load_args=load_args)
+        EmbedJob(source.load(), bundle).run(tmp_path / "out.parquet")
+        return pq.read_table(tmp_path / "out.parquet").column("id").to_pylist()
+
+    # Date-like ids were read as timestamps, and written as such: not what train wrote.
+    hours = pd.date_range("2024-01-01", periods=60, freq="h").strftime("%Y-%m-%d %H:%M:%S")
+    assert embedded_ids(rows.assign(id=hours)) == list(hours)
+    # A blank id was the text "" and passed; pandas, and so train, read it as missing.
+    blank = rows.assign(id=hours.where(np.arange(60) != 3, ""))
+    with pytest.raises(BatchValidationError, match=r"not_be_null \(column 'id'\).*\[3\]"):
+        embedded_ids(blank)
+    # Zero-padded ids are numbers unless read as text, as pandas' dtype does in train.
+    padded = rows.assign(id=[f"{i:06d}" for i in range(60)])
+    padded.loc[10, "id"] = "5"  # 000005 and 5: one number, two ids
+    with pytest.raises(BatchValidationError, match=r"be_unique \(column 'id'\)"):
+        embedded_ids(padded)
+    assert embedded_ids(padded, dtype={"id": "str"}) == padded["id"].tolist()
+    for dtype, message in (
+        ({"id": "int64"}, r"dtype \{'id': 'int64'\} is not read .* as text only"),
+        ("str", r"dtype='str' must map column names to str"),
+    ):
+        with pytest.raises(DatasetError, match=message):
+            TableSourceDataset(filepath=str(tmp_path / "in.csv"), load_args={"dtype": dtype})
+
+
 @pytest.mark.parametrize(("late_id", "read_as"), [("A-17", pa.string()), ("2.5", pa.float64())])
 def test_csv_ids_that_change_type_after_the_first_block_are_read_again_wider(
     store: dict[str, Any], tmp_path: Path, late_id: str, read_as: pa.DataType

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -237,6 +238,47 @@ def test_spark_reads_a_semicolon_separated_latin_1_csv_as_the_local_engine_does(
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "spark"), pd.read_parquet(tmp_path / "local.parquet")
     )
+
+
+def test_spark_reads_date_like_and_text_ids_as_the_local_engine_does(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    padded = [f"{i:06d}" for i in range(80)]  # numbers, unless read as text
+    days = pd.date_range("2024-01-01", periods=80, freq="D").strftime("%Y-%m-%d")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    for case, (ids, text) in enumerate([(padded, ()), (padded, ("id",)), (days, ())]):
+        tabular_rows(80).assign(id=ids).to_csv(tmp_path / f"in{case}.csv", index=False)
+        source = TableSource(tmp_path / f"in{case}.csv", csv_text_columns=text)
+        EmbedJob(source, bundle).run(tmp_path / f"local{case}.parquet")
+        EmbedJob(source, bundle, engine="spark").run(tmp_path / f"spark{case}")
+        local = pq.read_table(tmp_path / f"local{case}.parquet")
+        spark_table = pq.read_table(tmp_path / f"spark{case}")
+        assert spark_table.schema.equals(local.schema, check_metadata=False), case
+        assert spark_table.column("id").equals(local.column("id")), case
+        expected = list(range(80)) if case == 0 else list(ids)
+        assert local.column("id").to_pylist() == expected
+
+
+def test_decimal_features_are_read_as_numbers_by_both_engines(
+    store: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    # Refused as "dtype object" by the local engine; Spark's pandas cells were Decimals.
+    rows = tabular_rows(80).round(6)
+    rows.to_parquet(tmp_path / "floats.parquet")
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    decimal = table.set_column(
+        table.schema.get_field_index("f2"), "f2", table.column("f2").cast(pa.decimal128(12, 6))
+    )
+    pq.write_table(decimal, tmp_path / "decimal.parquet")
+    bundle = load_registered_bundle(store["models"]["tabular"])
+    expected = None
+    for name, engine in (("floats", "local"), ("decimal", "local"), ("decimal", "spark")):
+        source = TableSource(tmp_path / f"{name}.parquet")
+        EmbedJob(source, bundle, output="scores", engine=engine).run(tmp_path / f"{name}.{engine}")
+        scores = pd.read_parquet(tmp_path / f"{name}.{engine}")
+        if expected is None:
+            expected = scores
+        pd.testing.assert_frame_equal(scores, expected, rtol=1e-6)
 
 
 def test_spark_stops_at_rows_that_fail_the_suite_and_writes_nothing(

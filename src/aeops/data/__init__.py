@@ -4,6 +4,7 @@ from aeops.data._config import DataConfig, ScalingConfig, SplitConfig, WindowCon
 from aeops.data._ingestion import (
     DataIngestionError,
     another_delimiter_problem,
+    decimals_as_floats,
     ingest,
     parse_timestamps,
     repeated_names_problem,
@@ -45,6 +46,7 @@ __all__ = [
     "WindowConfig",
     "WindowInputs",
     "another_delimiter_problem",
+    "decimals_as_floats",
     "fit_input_scaler",
     "fit_scaler",
     "image_values",

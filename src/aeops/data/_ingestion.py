@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import collections
+import decimal
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.tseries.api import guess_datetime_format
 
 from aeops.data._config import DataConfig
 
 logger = logging.getLogger(__name__)
+
+_Arrow = TypeVar("_Arrow", pa.Table, pa.RecordBatch)
 
 
 class DataIngestionError(ValueError):
@@ -109,10 +113,9 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
         raise DataIngestionError(f"{source} has no columns")
     if raw.shape[0] == 0:
         raise DataIngestionError(
-            f"{source} has a header ({raw.shape[1]} columns) but no rows; expected at "
-            f"least data.min_rows={config.min_rows} rows"
+            f"{source} has a header ({raw.shape[1]} columns) but no rows; expected rows to read"
         )
-    frame = raw.copy()
+    frame = _decimals_as_floats(raw.copy(), exclude=config.id_column)
     if config.kind == "timeseries":
         frame = parse_timestamps(frame, config, source)
     frame.columns = [str(name) for name in frame.columns]
@@ -121,6 +124,20 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     else:
         frame = frame[[config.id_column, *(c for c in frame.columns if c != config.id_column)]]
     return frame.reset_index(drop=True)
+
+
+def _decimals_as_floats(frame: pd.DataFrame, exclude: str) -> pd.DataFrame:
+    """``frame`` with each column of ``Decimal`` values (a Parquet DECIMAL, as pandas
+    holds it) but ``exclude`` (the id) as float64, as a CSV's numbers read: a model
+    takes floats, and validation would refuse the column's object dtype."""
+    for name in frame.columns:
+        column = frame[name]
+        if name == exclude or not pd.api.types.is_object_dtype(column):
+            continue
+        present = column.dropna()
+        if len(present) and all(isinstance(value, decimal.Decimal) for value in present):
+            frame[name] = column.astype("float64")
+    return frame
 
 
 def parse_timestamps(frame: pd.DataFrame, config: DataConfig, source: str) -> pd.DataFrame:
@@ -271,3 +288,18 @@ def another_delimiter_problem(source: object, names: list[str]) -> str | None:
                 f"set load_args: {{sep: {name}}} on its catalog entry"
             )
     return None
+
+
+def decimals_as_floats(data: _Arrow, columns: Iterable[str]) -> _Arrow:
+    """``data`` with those of ``columns`` that are DECIMAL (a database's or Spark's
+    NUMERIC) as float64, as pandas reads a CSV's numbers; any other column, an id
+    among them, as it is."""
+    wanted = set(columns)
+    schema = data.schema
+    fields = [
+        f.with_type(pa.float64()) if f.name in wanted and pa.types.is_decimal(f.type) else f
+        for f in schema
+    ]
+    if fields == list(schema):
+        return data
+    return data.cast(pa.schema(fields, metadata=schema.metadata))

@@ -165,13 +165,17 @@ class EmbedJob:
         return self.bundle.pinned_model_uri
 
     @functools.cached_property
+    def numeric_columns(self) -> tuple[str, ...]:
+        """The model's numeric input columns (a table's or a series' features; an
+        image model has none)."""
+        inputs = self.bundle.predictor.inputs
+        return tuple(inputs.columns) if isinstance(inputs, TabularInputs | WindowInputs) else ()
+
+    @functools.cached_property
     def _csv_types(self) -> dict[str, pa.DataType]:
         """A CSV's numeric features are read as float64, whatever their first rows look
         like (pandas reads them so in ``train``); other columns keep pyarrow's types."""
-        inputs = self.bundle.predictor.inputs
-        if isinstance(inputs, TabularInputs | WindowInputs):
-            return dict.fromkeys(inputs.columns, pa.float64())
-        return {}
+        return dict.fromkeys(self.numeric_columns, pa.float64())
 
     @functools.cached_property
     def _data_config(self) -> DataConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aeops.data import another_delimiter_problem, repeated_names_problem
+from aeops.data import another_delimiter_problem, decimals_as_floats, repeated_names_problem
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
@@ -96,11 +97,14 @@ class TableSource:
         path: a file, or a folder whose ``.parquet``/``.csv`` files are its parts.
         csv_delimiter: the field delimiter of CSV parts.
         csv_encoding: the character encoding of CSV parts (``latin-1``, ...).
+        csv_text_columns: CSV columns read as text, whatever their values look like
+            (zero-padded ids such as ``000042``, which would read as the number 42).
     """
 
     path: Path
     csv_delimiter: str = ","
     csv_encoding: str = "utf-8"
+    csv_text_columns: tuple[str, ...] = ()
 
     @property
     def is_folder(self) -> bool:
@@ -156,13 +160,15 @@ class TableSource:
             batch_rows: the most rows a batch has.
             csv_types: column types a CSV is read with (the model's numeric features).
                 Without them, pyarrow fixes each column's type from the first block, and
-                a column of whole numbers that later holds ``2.5`` fails mid-file.
+                a column of whole numbers that later holds ``2.5`` fails mid-file. A
+                Parquet part's DECIMAL columns among the float ones are read as float64.
 
         Raises:
             SourceError: naming the part when it is empty or unreadable, and the column,
                 row and value when a CSV value does not convert to ``csv_types``.
         """
         suffix = part.suffix.lower()
+        numeric = [name for name, kind in (csv_types or {}).items() if pa.types.is_floating(kind)]
         if part.stat().st_size == 0:
             raise SourceError(f"{part} is empty (0 bytes)")
         try:
@@ -171,25 +177,48 @@ class TableSource:
             if problem is not None:
                 raise SourceError(problem)
             if suffix in PARQUET_SUFFIXES:
-                yield from parquet_batches(part, batch_rows)
+                # map() holds no batch while the next is read (a loop variable would
+                # keep the last one, and with it its whole row group).
+                cast = functools.partial(decimals_as_floats, columns=numeric)
+                yield from map(cast, parquet_batches(part, batch_rows))
             elif suffix in CSV_SUFFIXES:
-                options = pacsv.ReadOptions(
-                    block_size=max(1 << 20, batch_rows * 64), encoding=self.csv_encoding
-                )
-                convert = pacsv.ConvertOptions(column_types=dict(csv_types or {}))
-                reader = pacsv.open_csv(
-                    part,
-                    read_options=options,
-                    parse_options=self._parse_options,
-                    convert_options=convert,
-                )
-                for batch in reader:
+                for batch in self._csv_reader(part, batch_rows, csv_types):
                     for start in range(0, batch.num_rows, batch_rows):
                         yield batch.slice(start, batch_rows)
             else:
                 raise SourceError(f"{part} is neither .csv nor .parquet")
         except (pa.ArrowInvalid, OSError, UnicodeError) as error:
             raise self._unreadable(part, error) from error
+
+    def _csv_reader(
+        self, part: Path, batch_rows: int, csv_types: Mapping[str, pa.DataType] | None
+    ) -> pacsv.CSVStreamingReader:
+        """A CSV part's reader, reading it as pandas does in ``train``: an empty cell
+        of a text column is missing (pyarrow would read ``""``), and a column of dates
+        stays text (pyarrow would read timestamps, and a date-like id would come out
+        changed). :attr:`csv_text_columns` are text too."""
+        options = pacsv.ReadOptions(
+            block_size=max(1 << 20, batch_rows * 64), encoding=self.csv_encoding
+        )
+        types = {**(csv_types or {}), **dict.fromkeys(self.csv_text_columns, pa.string())}
+
+        def reader() -> pacsv.CSVStreamingReader:
+            convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            return pacsv.open_csv(
+                part,
+                read_options=options,
+                parse_options=self._parse_options,
+                convert_options=convert,
+            )
+
+        opened = reader()
+        # pyarrow fixes each column's type on the first block, which it has read by now.
+        dates = [f.name for f in opened.schema if _temporal(f.type) and f.name not in types]
+        if not dates:
+            return opened
+        opened.close()
+        types.update(dict.fromkeys(dates, pa.string()))
+        return reader()
 
     @property
     def _parse_options(self) -> pacsv.ParseOptions:
@@ -291,3 +320,7 @@ class TableSource:
 
 
 _CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")
+
+
+def _temporal(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_temporal(kind))

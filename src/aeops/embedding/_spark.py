@@ -23,7 +23,7 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,18 +55,46 @@ _FILE = "__aeops_source_file"
 _SPLIT = "__aeops_source_split"
 
 
-def _read(spark: SparkSession, source: TableSource) -> DataFrame:
+def _read(spark: SparkSession, source: TableSource, numeric: Sequence[str]) -> DataFrame:
+    """The input, with its ``numeric`` columns (the model's features) that are DECIMAL
+    as doubles, as the local engine reads them."""
     path = source.path
     files = [path] if path.is_file() else sorted(path.iterdir())
     if any(p.suffix.lower() == ".csv" for p in files):
-        return spark.read.csv(
-            str(path),
-            header=True,
-            inferSchema=True,
-            sep=source.csv_delimiter,
-            encoding=_java_charset(source.csv_encoding),
-        )
-    return spark.read.parquet(str(path))
+        frame = _read_csv(spark, source)
+    else:
+        frame = spark.read.parquet(str(path))
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    decimals = [
+        f.name
+        for f in frame.schema.fields
+        if f.name in numeric and isinstance(f.dataType, T.DecimalType)
+    ]
+    return frame.withColumns({name: F.col(name).cast("double") for name in decimals})
+
+
+def _read_csv(spark: SparkSession, source: TableSource) -> DataFrame:
+    """A CSV input with the types the local engine reads: inferred, but dates and
+    ``source.csv_text_columns`` as text (Spark would read timestamps, and a date-like
+    or zero-padded id would come out changed)."""
+    from pyspark.sql import types as T
+
+    reader = spark.read.options(
+        header=True, sep=source.csv_delimiter, encoding=_java_charset(source.csv_encoding)
+    )
+    frame = reader.csv(str(source.path), inferSchema=True)
+    dates = (T.DateType, T.TimestampType, T.TimestampNTZType)
+    fields = [
+        T.StructField(field.name, T.StringType(), True)
+        if field.name in source.csv_text_columns or isinstance(field.dataType, dates)
+        else field
+        for field in frame.schema.fields
+    ]
+    if fields == frame.schema.fields:
+        return frame
+    return reader.schema(T.StructType(fields)).csv(str(source.path))
 
 
 def _java_charset(encoding: str) -> str:
@@ -126,7 +154,7 @@ def run_spark(
                 .getOrCreate()
             )
     job.source.parts()  # the local engine's refusals: no input, no parts, subfolders
-    frame = _read(spark, job.source)
+    frame = _read(spark, job.source, job.numeric_columns)
     id_column = job.bundle.spec.id_column
     if id_column not in frame.columns:
         raise BatchJobError(

@@ -40,7 +40,10 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
         score_input:
           type: aeops.io.TableSourceDataset
           filepath: data/01_raw/export.csv
-          load_args: {sep: ";", encoding: latin-1}
+          load_args: {sep: ";", encoding: latin-1, dtype: {account: str}}
+
+    ``dtype`` names CSV columns to read as text, as pandas' ``dtype`` does in
+    ``train`` (zero-padded ids such as ``000042`` would otherwise read as 42).
     """
 
     def __init__(
@@ -53,17 +56,19 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
         """Point at ``filepath``; nothing is read until the job runs.
 
         Raises:
-            DataFileError: for a ``load_args`` key other than ``sep`` and ``encoding``
-                (the CSV settings the streaming readers, pyarrow's and Spark's, share).
+            DataFileError: for a ``load_args`` key other than ``sep``, ``encoding`` and
+                ``dtype`` (the CSV settings the streaming readers, pyarrow's and Spark's,
+                share), or a ``dtype`` other than text.
         """
         self._filepath = Path(filepath)
         self._load_args = dict(load_args or {})
-        unknown = sorted(set(self._load_args) - set(_CSV_LOAD_ARGS))
+        unknown = sorted(set(self._load_args) - {*_CSV_LOAD_ARGS, "dtype"})
         if unknown:
             raise DataFileError(
                 f"{self._filepath}: load_args {unknown} are not read by the batch jobs; "
-                f"they take {list(_CSV_LOAD_ARGS)} for CSV parts"
+                f"they take {[*_CSV_LOAD_ARGS, 'dtype']} for CSV parts"
             )
+        self._text_columns = _text_columns(self._filepath, self._load_args.get("dtype"))
         sep = self._load_args.get("sep", ",")
         if not isinstance(sep, str) or len(sep) != 1:
             raise DataFileError(
@@ -91,8 +96,12 @@ class TableSourceDataset(AbstractDataset[None, TableSource]):
         """
         if not self._filepath.exists():
             raise DataFileError(f"{self._filepath} does not exist")
-        options = {_CSV_LOAD_ARGS[key]: str(value) for key, value in self._load_args.items()}
-        return TableSource(self._filepath, **options)
+        options = {
+            _CSV_LOAD_ARGS[key]: str(value)
+            for key, value in self._load_args.items()
+            if key in _CSV_LOAD_ARGS
+        }
+        return TableSource(self._filepath, **options, csv_text_columns=self._text_columns)
 
     def save(self, data: None) -> None:
         """Inputs are read-only."""
@@ -282,8 +291,38 @@ def job_run_name(pipeline: str, tags: dict[str, str]) -> str:
 _MODEL_TAG_PREFIXES = ("", "evaluated_", "generated_by_", "imputed_by_")
 
 
-# The CSV load_args a batch input takes, and the TableSource setting each one is.
+# The CSV load_args a batch input takes, and the TableSource setting each one is
+# (and dtype, whose columns are TableSource.csv_text_columns).
 _CSV_LOAD_ARGS = {"sep": "csv_delimiter", "encoding": "csv_encoding"}
+
+# The dtypes that mean text, as pandas takes them.
+_TEXT_DTYPES = ("str", "string", "object")
+
+
+def _text_columns(filepath: Path, dtype: Any) -> tuple[str, ...]:
+    """The columns ``load_args: {dtype: {column: str}}`` reads as text.
+
+    Raises:
+        DataFileError: for a dtype that is not a mapping of columns to text.
+    """
+    if dtype is None:
+        return ()
+    if not isinstance(dtype, dict) or not all(isinstance(c, str) for c in dtype):
+        raise DataFileError(
+            f"{filepath}: load_args dtype={dtype!r} must map column names to str "
+            "(dtype: {account: str})"
+        )
+    other = {
+        c: kind for c, kind in dtype.items() if kind is not str and str(kind) not in _TEXT_DTYPES
+    }
+    if other:
+        raise DataFileError(
+            f"{filepath}: load_args dtype {other} is not read by the batch jobs, which read "
+            "a column as text only (str); the model's features are read as numbers, and "
+            "other columns' types are inferred"
+        )
+    return tuple(dtype)
+
 
 # The pipeline that writes each output, whose name kedro-mlflow gives the run.
 _PIPELINES = {"embeddings": "embed", "scores": "score"}
