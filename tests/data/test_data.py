@@ -53,6 +53,20 @@ def test_decimal_columns_are_read_as_numbers_and_a_decimal_id_as_it_is(tmp_path:
     assert resolve_feature_columns(frame, DataConfig()) == ["x", "y"]
 
 
+def test_a_column_that_counts_the_rows_is_named_when_it_becomes_a_feature(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    # to_csv without index=False: the index came back as a feature, 'Unnamed: 0'.
+    table = pd.DataFrame({"x": [0.5, 0.1, 0.9, 0.3], "n": [1, 2, 3, 4], "k": [0, 1, 3, 2]})
+    table.to_csv(tmp_path / "t.csv")
+    frame = ingest(pd.read_csv(tmp_path / "t.csv"), DataConfig(label_column=None))
+    assert resolve_feature_columns(frame, DataConfig()) == ["Unnamed: 0", "x", "n", "k"]
+    assert "Column(s) 'Unnamed: 0', 'n' count the rows (0, 1, 2, ...)" in caplog.text
+    caplog.clear()
+    resolve_feature_columns(frame, DataConfig(feature_columns=("x", "k")))
+    assert "count the rows" not in caplog.text  # listed features are the user's choice
+
+
 def test_ingest_creates_an_id_when_absent() -> None:
     frame = ingest(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), DataConfig(id_column="row"))
     assert frame["row"].tolist() == [0, 1, 2]

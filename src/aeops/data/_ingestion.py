@@ -82,7 +82,28 @@ def resolve_feature_columns(frame: pd.DataFrame, config: DataConfig) -> list[str
             f"no numeric feature columns found among {list(map(str, frame.columns))}; "
             "set data.feature_columns"
         )
+    counters = [name for name in columns if _counts_rows(name, frame[name])]
+    if counters:
+        logger.warning(
+            "Column(s) %s count the rows (0, 1, 2, ...) and are used as features, so a "
+            "row's position becomes part of its score. A pandas index saved with the "
+            "table (to_csv without index=False) reads so. Name such a column "
+            "data.id_column, or list the features in data.feature_columns",
+            ", ".join(map(repr, counters)),
+        )
     return columns
+
+
+def _counts_rows(name: str, column: pd.Series) -> bool:
+    """Whether ``column`` looks like a row number: pandas' name for a header left
+    blank (``Unnamed: 0``), or the values 0, 1, 2, ... (or 1, 2, 3, ...) in order."""
+    if name.startswith("Unnamed: "):
+        return True
+    if len(column) < 3 or not pd.api.types.is_numeric_dtype(column):
+        return False
+    values = column.to_numpy()
+    start = values[0]
+    return bool(start in (0, 1) and np.array_equal(values, np.arange(start, start + len(values))))
 
 
 def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
