@@ -6,11 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pytest
+from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
 from aeops.embedding import EmbedJob, TableSource
-from aeops.io import BatchJobOutputDataset
+from aeops.hooks import DescribeRun
+from aeops.io import BatchJobOutputDataset, DataFileError
+from aeops.pipelines._batch_nodes import plan_batch_job
 from aeops.serving import load_registered_bundle
 
 from .conftest import tabular_rows
@@ -61,3 +66,25 @@ def test_a_tracking_store_that_fails_after_the_output_is_written_is_warned_of(
     assert len(BatchJobOutputDataset(filepath=str(target)).load()) == 200
     (warning,) = [r for r in caplog.records if "recording the job in MLflow" in r.getMessage()]
     assert warning.getMessage().startswith(f"{target} is complete, but recording the job")
+
+
+def test_a_failed_job_names_its_run_after_the_model_it_loaded(
+    store: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = tabular_rows(300)
+    rows.loc[7, "f2"] = np.nan
+    rows.to_parquet(tmp_path / "in.parquet")
+    hook = DescribeRun()
+    with mlflow.start_run(run_name="score") as run:
+        hook.before_pipeline_run({"pipeline_names": ["score"]}, Pipeline([]), DataCatalog())
+        job = plan_batch_job(
+            TableSource(tmp_path / "in.parquet"),
+            {"model_uri": store["models"]["tabular"]},
+            {},
+            "scores",
+            "score",
+        )
+        with pytest.raises(DataFileError, match="column 'f2'") as failure:
+            BatchJobOutputDataset(filepath=str(tmp_path / "s.parquet")).save(job)
+        hook.on_pipeline_error(failure.value, {}, pipeline=None, catalog=None)
+    assert MlflowClient().get_run(run.info.run_id).info.run_name == "score-embed-tabular-v1"

@@ -949,6 +949,17 @@ def test_csv_ids_are_read_as_train_reads_them_and_as_text_when_asked(
     with pytest.raises(BatchValidationError, match=r"be_unique \(column 'id'\)"):
         embedded_ids(padded)
     assert embedded_ids(padded, dtype={"id": "str"}) == padded["id"].tolist()
+    # A folder's part finished under other reading rules or settings is written again.
+    (tmp_path / "in").mkdir()
+    padded.assign(id=[f"{i:06d}" for i in range(60)]).to_csv(tmp_path / "in/a.csv", index=False)
+    as_numbers = EmbedJob(TableSource(tmp_path / "in"), bundle)
+    as_text = EmbedJob(TableSource(tmp_path / "in", csv_text_columns=("id",)), bundle)
+    for job, written, first in ((as_numbers, 1, 0), (as_text, 1, "000000"), (as_text, 0, "000000")):
+        assert job.run(tmp_path / "out").parts_written == written
+        assert pd.read_parquet(tmp_path / "out")["id"][0] == first
+    # pandas' missing cells are missing in a text column too, not text.
+    with pytest.raises(BatchValidationError, match=r"not_be_null \(column 'id'\).*\[3, 4\]"):
+        embedded_ids(rows.assign(id=hours.where(~np.isin(np.arange(60), [3, 4]), "NA")))
     for dtype, message in (
         ({"id": "int64"}, r"dtype \{'id': 'int64'\} is not read .* as text only"),
         ("str", r"dtype='str' must map column names to str"),

@@ -257,6 +257,14 @@ def test_spark_reads_date_like_and_text_ids_as_the_local_engine_does(
         assert spark_table.column("id").equals(local.column("id")), case
         expected = list(range(80)) if case == 0 else list(ids)
         assert local.column("id").to_pylist() == expected
+    # pandas' missing cells (NA, null, ...) are missing ids in both, as an empty one is.
+    missing = list(days)
+    missing[3], missing[5], missing[6] = "", "NA", "null"
+    tabular_rows(80).assign(id=missing).to_csv(tmp_path / "missing.csv", index=False)
+    for engine in ("local", "spark"):
+        job = EmbedJob(TableSource(tmp_path / "missing.csv"), bundle, engine=engine)
+        with pytest.raises(BatchValidationError, match=r"not_be_null \(column 'id'\)"):
+            job.run(tmp_path / f"missing.{engine}")
 
 
 def test_decimal_features_are_read_as_numbers_by_both_engines(

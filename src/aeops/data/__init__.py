@@ -2,6 +2,7 @@
 
 from aeops.data._config import DataConfig, ScalingConfig, SplitConfig, WindowConfig
 from aeops.data._ingestion import (
+    MISSING_TEXT,
     DataIngestionError,
     another_delimiter_problem,
     decimals_as_floats,
@@ -33,6 +34,7 @@ from aeops.data._scaling import SCALING_METHODS, FittedScaler, fit_scaler
 from aeops.data._split import split_frame
 
 __all__ = [
+    "MISSING_TEXT",
     "SCALING_METHODS",
     "DataConfig",
     "DataIngestionError",

@@ -19,6 +19,13 @@ logger = logging.getLogger(__name__)
 
 _Arrow = TypeVar("_Arrow", pa.Table, pa.RecordBatch)
 
+#: The cells pandas reads as missing by default (``pd.read_csv``'s ``na_values``), and
+#: so ``train`` does: the batch engines read a CSV by the same rule.
+MISSING_TEXT = (
+    *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
+    *("1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"),
+)
+
 
 class DataIngestionError(ValueError):
     """The raw table cannot be turned into model input as configured."""
@@ -99,7 +106,7 @@ def _counts_rows(name: str, column: pd.Series) -> bool:
     blank (``Unnamed: 0``), or the values 0, 1, 2, ... (or 1, 2, 3, ...) in order."""
     if name.startswith("Unnamed: "):
         return True
-    if len(column) < 3 or not pd.api.types.is_numeric_dtype(column):
+    if len(column) < 3 or not pd.api.types.is_numeric_dtype(column) or column.isna().any():
         return False
     values = column.to_numpy()
     start = values[0]
@@ -110,8 +117,9 @@ def ingest(raw: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     """Return a copy of ``raw`` with the id column first, kept or created.
 
     The id column is kept when present and otherwise created as the row number, so
-    every answer can be joined back to its input. Columns are not cast here: a column
-    of the wrong type is validation's to report, with its bad values.
+    every answer can be joined back to its input. Columns are not cast here, but for
+    DECIMAL ones (read as float64, as numbers in a CSV are): a column of the wrong type
+    is validation's to report, with its bad values.
 
     For time series the timestamp column is parsed to datetimes: ISO 8601 in any mix of
     dates, times, fractions and offsets (offsets that change, as across a daylight

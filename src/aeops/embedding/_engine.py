@@ -205,6 +205,9 @@ class EmbedJob:
                     _INVALID_ROWS: self.invalid_rows,
                 }
             )
+            if part.suffix.lower() not in PARQUET_SUFFIXES:
+                # Read with other settings (a column now text), its ids may differ.
+                metadata["aeops.csv_reading"] = self.source.csv_reading
         return metadata
 
     def output_schema(

@@ -13,9 +13,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from aeops.data import another_delimiter_problem, decimals_as_floats, repeated_names_problem
+from aeops.data import (
+    MISSING_TEXT,
+    another_delimiter_problem,
+    decimals_as_floats,
+    repeated_names_problem,
+)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# The rules a CSV part is read by (see TableSource._csv_reader); a new rule gets a new
+# name, so that outputs read under the old ones are written again.
+_CSV_RULES = "pandas-nulls, dates-as-text"
 CSV_SUFFIXES = (".csv",)
 
 
@@ -107,6 +115,15 @@ class TableSource:
     csv_text_columns: tuple[str, ...] = ()
 
     @property
+    def csv_reading(self) -> str:
+        """How a CSV part is read: the reader's rules and the settings, recorded in each
+        output part, so a rerun that would read a part otherwise writes it again."""
+        return (
+            f"{_CSV_RULES}; sep={self.csv_delimiter!r}; encoding={self.csv_encoding}; "
+            f"text={list(self.csv_text_columns)}"
+        )
+
+    @property
     def is_folder(self) -> bool:
         """Whether the input is a folder of parts (the output is then one too)."""
         return self.path.is_dir()
@@ -194,7 +211,8 @@ class TableSource:
         self, part: Path, batch_rows: int, csv_types: Mapping[str, pa.DataType] | None
     ) -> pacsv.CSVStreamingReader:
         """A CSV part's reader, reading it as pandas does in ``train``: an empty cell
-        of a text column is missing (pyarrow would read ``""``), and a column of dates
+        or ``NA`` (:data:`~aeops.data.MISSING_TEXT`) is missing in a text column too
+        (pyarrow would read ``""``), and a column of dates
         stays text (pyarrow would read timestamps, and a date-like id would come out
         changed). :attr:`csv_text_columns` are text too."""
         options = pacsv.ReadOptions(
@@ -203,7 +221,9 @@ class TableSource:
         types = {**(csv_types or {}), **dict.fromkeys(self.csv_text_columns, pa.string())}
 
         def reader() -> pacsv.CSVStreamingReader:
-            convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            convert = pacsv.ConvertOptions(
+                column_types=types, null_values=list(MISSING_TEXT), strings_can_be_null=True
+            )
             return pacsv.open_csv(
                 part,
                 read_options=options,

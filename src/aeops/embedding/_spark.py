@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aeops._env import environment_defaults
-from aeops.data import DataConfig, InputSchemaError
+from aeops.data import MISSING_TEXT, DataConfig, InputSchemaError
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
 from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
@@ -72,13 +72,16 @@ def _read(spark: SparkSession, source: TableSource, numeric: Sequence[str]) -> D
         for f in frame.schema.fields
         if f.name in numeric and isinstance(f.dataType, T.DecimalType)
     ]
-    return frame.withColumns({name: F.col(name).cast("double") for name in decimals})
+    return frame.withColumns({name: F.col(f"`{name}`").cast("double") for name in decimals})
 
 
 def _read_csv(spark: SparkSession, source: TableSource) -> DataFrame:
-    """A CSV input with the types the local engine reads: inferred, but dates and
-    ``source.csv_text_columns`` as text (Spark would read timestamps, and a date-like
-    or zero-padded id would come out changed)."""
+    """A CSV input with the types and missing cells the local engine reads: inferred
+    types, but dates and ``source.csv_text_columns`` as text (Spark would read
+    timestamps, and a date-like or zero-padded id would come out changed), and
+    pandas' missing-value cells (``NA``, ``null``, ...) missing in text columns too
+    (Spark reads only an empty cell as missing)."""
+    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     reader = spark.read.options(
@@ -92,9 +95,14 @@ def _read_csv(spark: SparkSession, source: TableSource) -> DataFrame:
         else field
         for field in frame.schema.fields
     ]
-    if fields == frame.schema.fields:
-        return frame
-    return reader.schema(T.StructType(fields)).csv(str(source.path))
+    if fields != frame.schema.fields:
+        frame = reader.schema(T.StructType(fields)).csv(str(source.path))
+    missing = [token for token in MISSING_TEXT if token]
+    text = [f.name for f in frame.schema.fields if isinstance(f.dataType, T.StringType)]
+    cells = {name: F.col(f"`{name}`") for name in text}
+    return frame.withColumns(
+        {name: F.when(cell.isin(missing), None).otherwise(cell) for name, cell in cells.items()}
+    )
 
 
 def _java_charset(encoding: str) -> str:

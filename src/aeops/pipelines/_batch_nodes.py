@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
+
+from aeops.bundle import LoadedBundle
 from aeops.embedding import BatchJobConfig, BatchJobError, EmbedJob, TableSource
 from aeops.embedding._engine import Output
 from aeops.pipelines._params import parse_params
@@ -35,11 +38,29 @@ def plan_batch_job(
     model_uri = config.model_uri or default_model_uri(
         parse_params(RegistryConfig, registry, "registry").model_name
     )
+    bundle = load_registered_bundle(model_uri)
+    _tag_the_run_with_its_model(bundle)
     return EmbedJob(
         source=source,
-        bundle=load_registered_bundle(model_uri),
+        bundle=bundle,
         output=output,
         batch_rows=config.batch_rows,
         invalid_rows=config.invalid_rows,
         engine=config.engine,
+    )
+
+
+def _tag_the_run_with_its_model(bundle: LoadedBundle) -> None:
+    """Tag the pipeline's MLflow run with the model's name and version once it loads,
+    so that a run whose job then fails is named after it too (see
+    ``aeops.hooks.DescribeRun``). A second job in the run (``--pipelines=score,embed``)
+    leaves the first's tags; it records its own in a nested run."""
+    run = mlflow.active_run()
+    if run is None:
+        return
+    if "model_name" in mlflow.MlflowClient().get_run(run.info.run_id).data.tags:
+        return
+    provenance = bundle.provenance
+    mlflow.set_tags(
+        {k: str(provenance[k]) for k in ("model_name", "model_version") if k in provenance}
     )
