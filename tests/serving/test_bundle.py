@@ -126,14 +126,17 @@ def test_a_registered_bundle_of_another_format_is_named_by_its_model_uri(
 
 
 @pytest.mark.usefixtures("tracking_uri")
-def test_champion_only_moves_to_a_better_version() -> None:
+def test_champion_only_moves_to_a_better_version(caplog: pytest.LogCaptureFixture) -> None:
     first = _register({"test_auroc": 0.80})
     assert (first["version"], first["alias"]) == ("1", CHAMPION)
     worse = _register({"test_auroc": 0.70})
     assert (worse["version"], worse["alias"]) == ("2", CHALLENGER)
     assert worse["champion_metric_before"] == pytest.approx(0.80)
-    no_metric = _register({})
+    with caplog.at_level("WARNING", logger="aeops.serving"):
+        no_metric = _register({})
     assert no_metric["alias"] == CHALLENGER
+    # It was logged as None: a test split of one class said nothing of it.
+    assert "test_auroc is undefined on this version's test split (one class" in caplog.text
     better = _register({"test_auroc": 0.90})
     assert (better["version"], better["alias"]) == ("4", CHAMPION)
     assert better["model_uri"] == "models:/unit-model/4"  # the version, not the alias

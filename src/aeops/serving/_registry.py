@@ -623,6 +623,18 @@ def register_bundle(
         _log_training_rows(training_rows)
     first_of_its_name = not client.search_registered_models(f"name = '{config.model_name}'")
     new_value = metrics.get(config.compare_metric)
+    if new_value is None or math.isnan(new_value):
+        logger.warning(
+            "registry.compare_metric %s is undefined on this version's test split (one class "
+            "only: no labelled anomaly, or no normal row, in its rows). The version takes "
+            "%s only when no version holds it, and gives it up to the first later version "
+            "on which the metric is defined. For a series, whose test split is its last "
+            "part in time, set "
+            "data.split so that it holds labelled anomalies, or compare by test_error_mean "
+            "(registry.greater_is_better: false)",
+            config.compare_metric,
+            CHAMPION,
+        )
     base_tags = {**tags, **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
     base_tags["compare_metric"] = config.compare_metric
     if evaluation_digest is not None:
