@@ -4,6 +4,7 @@ import contextlib
 import logging
 import os
 import pty
+import re
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ import yaml
 
 from aeops.models import Autoencoder, LossOutput, ModelConfig, build_model
 from aeops.training import EpochRecord, TrainingConfig, fit
+from aeops.training import _progress as progress_module
 
 PlaneData = Callable[..., np.ndarray]
 MakeModel = Callable[..., Autoencoder]
@@ -237,6 +239,25 @@ def test_no_progress_output_when_stderr_is_not_a_terminal(
     for stream in (captured.out, captured.err):
         assert "samples/s" not in stream
         assert "━" not in stream
+
+
+def test_a_long_run_in_a_log_says_how_far_it_is_now_and_then(
+    plane: PlaneData,
+    make_model: MakeModel,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Off a terminal a million-row run said nothing for minutes between its first line
+    # and its end; it now logs its latest epoch every LOG_EVERY_SECONDS.
+    monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)
+    with caplog.at_level("INFO", logger="aeops.training"):
+        fit(make_model(), plane(), plane(seed=1), TrainingConfig(epochs=3, progress=True))
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
+        assert [line.split(":")[0] for line in lines] == [f"Epoch {e} of 3" for e in (1, 2, 3)]
+        assert re.search(r"samples/s; at most \d+m \d\ds left \(early stopping", lines[0])
+        caplog.clear()
+        fit(make_model(), plane(), plane(seed=1), TrainingConfig(epochs=2, progress=False))
+    assert not [r for r in caplog.records if r.getMessage().startswith("Epoch ")]
 
 
 @pytest.mark.parametrize(
