@@ -265,6 +265,23 @@ def test_spark_reads_date_like_and_text_ids_as_the_local_engine_does(
         job = EmbedJob(TableSource(tmp_path / "missing.csv"), bundle, engine=engine)
         with pytest.raises(BatchValidationError, match=r"not_be_null \(column 'id'\)"):
             job.run(tmp_path / f"missing.{engine}")
+    # In a feature, NA is a missing number to both, not a reason for Spark to read text.
+    features = tabular_rows(80).astype({"f0": object})
+    features.loc[5, "f0"] = "NA"
+    features.to_csv(tmp_path / "na.csv", index=False)
+    messages = {}
+    for engine in ("local", "spark"):
+        job = EmbedJob(TableSource(tmp_path / "na.csv"), bundle, engine=engine)
+        with pytest.raises(BatchValidationError) as raised:
+            job.run(tmp_path / f"na.{engine}")
+        messages[engine] = str(raised.value).split("failed")[1]
+    assert messages["spark"] == messages["local"]
+    assert "not_be_null (column 'f0')" in messages["spark"] and "type" not in messages["spark"]
+    features.loc[5, "f0"] = "abc"
+    features.to_csv(tmp_path / "abc.csv", index=False)
+    job = EmbedJob(TableSource(tmp_path / "abc.csv"), bundle, engine="spark")
+    with pytest.raises(SourceError, match=r"column 'f0' holds 'abc', which is not a number"):
+        job.run(tmp_path / "abc.spark")
 
 
 def test_decimal_features_are_read_as_numbers_by_both_engines(

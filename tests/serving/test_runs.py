@@ -70,12 +70,16 @@ def test_a_datasets_schema_is_read_from_its_first_rows(
     monkeypatch.setattr(_runs, "_infer_schema", counting)
     monkeypatch.setattr(mlflow.data.pandas_dataset, "_infer_schema", counting)
     frame = pd.DataFrame({"a": np.arange(5000.0), "label": np.zeros(5000, dtype=int)})
+    frame.loc[3000, "a"] = np.nan  # past the rows read: "a" is optional all the same
     with mlflow.start_run() as run:
         log_dataset_input(frame, "raw_data", "training", label_column="label")
     assert read and max(read) <= 100
     (dataset_input,) = MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
     schema = json.loads(dataset_input.dataset.schema)["mlflow_colspec"]
-    assert [(c["name"], c["type"]) for c in schema] == [("a", "double"), ("label", "long")]
+    assert [(c["name"], c["type"], c["required"]) for c in schema] == [
+        ("a", "double", False),
+        ("label", "long", True),
+    ]
 
 
 def test_log_dataset_input_needs_an_active_run(tracking_uri: str) -> None:

@@ -250,11 +250,12 @@ def test_a_long_run_in_a_log_says_how_far_it_is_now_and_then(
     # Off a terminal a million-row run said nothing for minutes between its first line
     # and its end; it now logs its latest epoch every LOG_EVERY_SECONDS.
     monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # as under pytest -s too
     with caplog.at_level("INFO", logger="aeops.training"):
         fit(make_model(), plane(), plane(seed=1), TrainingConfig(epochs=3, progress=True))
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
         assert [line.split(":")[0] for line in lines] == [f"Epoch {e} of 3" for e in (1, 2, 3)]
-        assert re.search(r"samples/s; at most \d+m \d\ds left \(early stopping", lines[0])
+        assert re.search(r"samples/s; about \d+m \d\ds left at this pace", lines[0])
         caplog.clear()
         fit(make_model(), plane(), plane(seed=1), TrainingConfig(epochs=2, progress=False))
     assert not [r for r in caplog.records if r.getMessage().startswith("Epoch ")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import re
@@ -118,9 +119,10 @@ class TableSource:
     def csv_reading(self) -> str:
         """How a CSV part is read: the reader's rules and the settings, recorded in each
         output part, so a rerun that would read a part otherwise writes it again."""
+        encoding = codecs.lookup(self.csv_encoding).name  # utf-8 however it was written
         return (
-            f"{_CSV_RULES}; sep={self.csv_delimiter!r}; encoding={self.csv_encoding}; "
-            f"text={list(self.csv_text_columns)}"
+            f"{_CSV_RULES}; sep={self.csv_delimiter!r}; encoding={encoding}; "
+            f"text={sorted(self.csv_text_columns)}"
         )
 
     @property

@@ -40,7 +40,7 @@ from aeops.data import MISSING_TEXT, DataConfig, InputSchemaError
 from aeops.embedding._checks import BatchValidationError, CompiledSuite
 from aeops.embedding._engine import BatchJobError, EmbedJob, JobReport
 from aeops.embedding._output import PARQUET_WRITE_OPTIONS, SUCCESS_MARKER
-from aeops.embedding._source import PARQUET_SUFFIXES, TableSource
+from aeops.embedding._source import PARQUET_SUFFIXES, SourceError, TableSource
 from aeops.embedding._summary import ErrorSummary
 from aeops.validation import validation_view
 
@@ -61,7 +61,7 @@ def _read(spark: SparkSession, source: TableSource, numeric: Sequence[str]) -> D
     path = source.path
     files = [path] if path.is_file() else sorted(path.iterdir())
     if any(p.suffix.lower() == ".csv" for p in files):
-        frame = _read_csv(spark, source)
+        frame = _read_csv(spark, source, numeric)
     else:
         frame = spark.read.parquet(str(path))
     from pyspark.sql import functions as F
@@ -75,12 +75,17 @@ def _read(spark: SparkSession, source: TableSource, numeric: Sequence[str]) -> D
     return frame.withColumns({name: F.col(f"`{name}`").cast("double") for name in decimals})
 
 
-def _read_csv(spark: SparkSession, source: TableSource) -> DataFrame:
+def _read_csv(spark: SparkSession, source: TableSource, numeric: Sequence[str]) -> DataFrame:
     """A CSV input with the types and missing cells the local engine reads: inferred
     types, but dates and ``source.csv_text_columns`` as text (Spark would read
-    timestamps, and a date-like or zero-padded id would come out changed), and
-    pandas' missing-value cells (``NA``, ``null``, ...) missing in text columns too
-    (Spark reads only an empty cell as missing)."""
+    timestamps, and a date-like or zero-padded id would come out changed), pandas'
+    missing-value cells (``NA``, ``null``, ...) missing in text columns too (Spark
+    reads only an empty cell as missing), and the ``numeric`` columns (the model's
+    features) as doubles, which such a cell had made text.
+
+    Raises:
+        SourceError: naming a numeric column and a value in it that is no number.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -100,9 +105,19 @@ def _read_csv(spark: SparkSession, source: TableSource) -> DataFrame:
     missing = [token for token in MISSING_TEXT if token]
     text = [f.name for f in frame.schema.fields if isinstance(f.dataType, T.StringType)]
     cells = {name: F.col(f"`{name}`") for name in text}
-    return frame.withColumns(
+    frame = frame.withColumns(
         {name: F.when(cell.isin(missing), None).otherwise(cell) for name, cell in cells.items()}
     )
+    numbers = {}
+    for name in [n for n in numeric if n in cells and n not in source.csv_text_columns]:
+        cell = F.col(f"`{name}`")
+        bad = frame.filter(cell.isNotNull() & cell.try_cast("double").isNull()).first()
+        if bad is not None:
+            raise SourceError(
+                f"{source.path}: column {name!r} holds {bad[name]!r}, which is not a number"
+            )
+        numbers[name] = cell.try_cast("double")
+    return frame.withColumns(numbers)
 
 
 def _java_charset(encoding: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import mlflow
@@ -11,6 +12,8 @@ from aeops.embedding import BatchJobConfig, BatchJobError, EmbedJob, TableSource
 from aeops.embedding._engine import Output
 from aeops.pipelines._params import parse_params
 from aeops.serving import RegistryConfig, default_model_uri, load_registered_bundle
+
+logger = logging.getLogger(__name__)
 
 
 def plan_batch_job(
@@ -58,9 +61,12 @@ def _tag_the_run_with_its_model(bundle: LoadedBundle) -> None:
     run = mlflow.active_run()
     if run is None:
         return
-    if "model_name" in mlflow.MlflowClient().get_run(run.info.run_id).data.tags:
-        return
     provenance = bundle.provenance
-    mlflow.set_tags(
-        {k: str(provenance[k]) for k in ("model_name", "model_version") if k in provenance}
-    )
+    try:
+        if "model_name" in mlflow.MlflowClient().get_run(run.info.run_id).data.tags:
+            return
+        mlflow.set_tags(
+            {k: str(provenance[k]) for k in ("model_name", "model_version") if k in provenance}
+        )
+    except Exception as error:  # only the run's name depends on it: the job goes on
+        logger.warning("Could not tag run %s with its model: %s", run.info.run_id, error)

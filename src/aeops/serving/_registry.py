@@ -627,9 +627,9 @@ def register_bundle(
         logger.warning(
             "registry.compare_metric %s is undefined on this version's test split (one class "
             "only: no labelled anomaly, or no normal row, in its rows). The version takes "
-            "%s only when no version holds it, and gives it up to the first later version "
-            "on which the metric is defined. For a series, whose test split is its last "
-            "part in time, set "
+            "%s only when none holds it (or the champion cannot score this data), and a "
+            "later version takes it from this one by beating it on the later version's "
+            "test rows. For a series, whose test split is its last part in time, set "
             "data.split so that it holds labelled anomalies, or compare by test_error_mean "
             "(registry.greater_is_better: false)",
             config.compare_metric,

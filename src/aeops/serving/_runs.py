@@ -17,6 +17,7 @@ import mlflow.data.pandas_dataset
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.types.schema import ColSpec, Schema
 from mlflow.types.utils import _infer_schema
 
 from aeops.serving._locks import sqlite_path, store_lock
@@ -66,10 +67,10 @@ def log_dataset_input(
 
 
 def _schema_of_widened_cells(frame: pd.DataFrame, rows: int = 100) -> Any:
-    """MLflow's schema of ``frame``'s first ``rows`` (a column's type is its dtype's, or
-    its cells' for objects), with array cells of a dtype MLflow has no type for widened
-    to one it has (uint8 and int16 to int32, uint32 to int64, float16 to float32); None
-    when that does not help either."""
+    """MLflow's schema of ``frame``'s first ``rows`` (a column's type is its dtype's,
+    or its cells' for objects; whether it is required, the whole column's), with array
+    cells of a dtype MLflow has no type for widened to one it has (uint8 and int16 to
+    int32, uint32 to int64, float16 to float32); None when that does not help either."""
 
     def widened(cell: Any) -> Any:
         if not isinstance(cell, np.ndarray):
@@ -81,9 +82,18 @@ def _schema_of_widened_cells(frame: pd.DataFrame, rows: int = 100) -> Any:
     head = frame.head(rows)
     head = head.assign(**{c: head[c].map(widened) for c in head.columns if head[c].dtype == object})
     try:
-        return _infer_schema(head)  # what PandasDataset.schema itself calls
+        schema = _infer_schema(head)  # what PandasDataset.schema itself calls
     except MlflowException:
         return None
+    # Whether a column may be missing is the whole column's to say, not its first rows'.
+    return Schema(
+        [
+            ColSpec(spec.type, spec.name, required=bool(frame[spec.name].notna().all()))
+            if isinstance(spec, ColSpec) and spec.name in frame.columns
+            else spec
+            for spec in schema.inputs
+        ]
+    )
 
 
 def _log_input_tolerating_races(dataset: Any, context: str, attempts: int = 3) -> None:

@@ -26,7 +26,7 @@ def _ignore(record: EpochRecord) -> None:
 
 def _log_lines(epochs: int, first_epoch: int) -> ProgressUpdate:
     """An update that logs the latest epoch at most every :data:`LOG_EVERY_SECONDS`,
-    with the time the planned epochs would take at the pace so far."""
+    with the time the epochs left would take at the pace so far."""
     started = last = time.monotonic()
 
     def update(record: EpochRecord) -> None:
@@ -38,7 +38,7 @@ def _log_lines(epochs: int, first_epoch: int) -> ProgressUpdate:
         left = (now - started) / (record.epoch - first_epoch + 1) * (epochs - record.epoch)
         logger.info(
             "Epoch %d of %d: train %.4g, validation %.4g, lr %.2g, %.0f samples/s; "
-            "at most %s left (early stopping may end it sooner)",
+            "about %s left at this pace (early stopping may end it sooner)",
             record.epoch,
             epochs,
             record.train_loss,
