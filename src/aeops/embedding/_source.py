@@ -214,9 +214,9 @@ class TableSource:
     ) -> pacsv.CSVStreamingReader:
         """A CSV part's reader, reading it as pandas does in ``train``: an empty cell
         or ``NA`` (:data:`~aeops.data.MISSING_TEXT`) is missing in a text column too
-        (pyarrow would read ``""``), and a column of dates
-        stays text (pyarrow would read timestamps, and a date-like id would come out
-        changed). :attr:`csv_text_columns` are text too."""
+        (pyarrow would read ``""``), and a column of dates stays text (pyarrow would
+        read timestamps, and a date-like id would come out changed).
+        :attr:`csv_text_columns` are text too."""
         options = pacsv.ReadOptions(
             block_size=max(1 << 20, batch_rows * 64), encoding=self.csv_encoding
         )
@@ -235,7 +235,9 @@ class TableSource:
 
         opened = reader()
         # pyarrow fixes each column's type on the first block, which it has read by now.
-        dates = [f.name for f in opened.schema if _temporal(f.type) and f.name not in types]
+        dates = [
+            f.name for f in opened.schema if pa.types.is_temporal(f.type) and f.name not in types
+        ]
         if not dates:
             return opened
         opened.close()
@@ -342,7 +344,3 @@ class TableSource:
 
 
 _CONVERSION = re.compile(r"In CSV column #(?P<index>\d+): CSV conversion error to (?P<type>\w+)")
-
-
-def _temporal(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_temporal(kind))
